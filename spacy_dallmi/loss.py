@@ -1,0 +1,165 @@
+"""DALLMi's losses: the per-label variational PU loss, MixUp consistency and masked BCE.
+
+Every loss here works on pre-sigmoid logits and returns ``(gradient, value)`` in
+thinc's loss convention, with the gradient computed in closed form. Working from
+logits keeps the log forms finite (log-sigmoid instead of ``log(sigmoid(z))``) and
+lets one array module (NumPy or CuPy) serve CPU and GPU alike.
+"""
+
+from typing import Any, Literal, Tuple
+
+from thinc.api import get_array_module, registry
+from thinc.loss import Loss
+
+LossForm = Literal["norm", "log"]
+LOSS_FORMS = ("norm", "log")
+
+
+def _check_form(form: str) -> None:
+    if form not in LOSS_FORMS:
+        raise ValueError(f"Unknown loss form {form!r}: use one of {LOSS_FORMS}.")
+
+
+def sigmoid(z: Any) -> Any:
+    """Numerically stable logistic function for an array of any module."""
+    xp = get_array_module(z)
+    e = xp.exp(-xp.abs(z))
+    return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def log_sigmoid(z: Any) -> Any:
+    """``log(sigmoid(z))`` computed as ``min(z, 0) - log1p(exp(-|z|))``, finite for any z."""
+    xp = get_array_module(z)
+    return xp.minimum(z, 0.0) - xp.log1p(xp.exp(-xp.abs(z)))
+
+
+class VariationalPULoss(Loss):
+    """The variational positive-unlabeled loss of DALLMi, summed over labels.
+
+    For every label ``l`` with at least one positive in the batch, with ``P_l`` its
+    positives and ``U_l`` its unlabeled documents:
+
+    * ``norm`` (the paper's Eq. 1): ``mean_{U_l} p - mean_{P_l} p``;
+    * ``log`` (VPU's original form): ``log(mean_{U_l} p) - mean_{P_l} log p``.
+
+    An empty ``U_l`` contributes 0 for the first term. Labels without positives
+    contribute nothing, so a batch that misses a label simply ignores it.
+    """
+
+    def __init__(self, form: LossForm = "norm") -> None:
+        _check_form(form)
+        self.form = form
+
+    def __call__(self, guesses: Any, truths: Any) -> Tuple[Any, float]:
+        return self.get_grad_and_value(guesses, truths)
+
+    def get_grad(self, guesses: Any, truths: Any) -> Any:
+        return self.get_grad_and_value(guesses, truths)[0]
+
+    def get_loss(self, guesses: Any, truths: Any) -> float:
+        return self.get_grad_and_value(guesses, truths)[1]
+
+    def get_grad_and_value(self, logits: Any, positives: Any) -> Tuple[Any, float]:
+        """Return ``(d_logits, value)`` for ``(n_docs, n_labels)`` logits and 0/1 positives."""
+        if logits.shape != positives.shape or logits.ndim != 2:
+            raise ValueError(
+                f"logits and positives must be 2D arrays of one shape, got {logits.shape} "
+                f"and {positives.shape}."
+            )
+        xp = get_array_module(logits)
+        z = logits.astype("float32")
+        pos = (positives == 1.0).astype("float32")
+        unl = 1.0 - pos
+        n_pos = pos.sum(axis=0)
+        n_unl = unl.sum(axis=0)
+        active = n_pos > 0
+        # Per-label normalisers; labels with no member in a set get a zero weight.
+        inv_pos = xp.where(active, 1.0 / xp.maximum(n_pos, 1.0), 0.0)
+        has_unl = active & (n_unl > 0)
+        p = sigmoid(z)
+        if self.form == "norm":
+            inv_unl = xp.where(has_unl, 1.0 / xp.maximum(n_unl, 1.0), 0.0)
+            value = (unl * p).sum(axis=0) * inv_unl - (pos * p).sum(axis=0) * inv_pos
+            dp = unl * inv_unl - pos * inv_pos
+            d_logits = dp * p * (1.0 - p)
+        else:
+            log_p = log_sigmoid(z)
+            # log(mean_U p) = logsumexp_U(log p) - log|U|, with the max taken over U only.
+            masked = xp.where(unl > 0, log_p, -xp.inf)
+            peak = xp.where(has_unl, masked.max(axis=0), 0.0)
+            weights = xp.where(unl > 0, xp.exp(log_p - peak), 0.0)
+            total = weights.sum(axis=0)
+            safe_total = xp.where(has_unl, total, 1.0)
+            log_mean_unl = xp.where(
+                has_unl, peak + xp.log(safe_total) - xp.log(xp.maximum(n_unl, 1.0)), 0.0
+            )
+            value = log_mean_unl - (pos * log_p).sum(axis=0) * inv_pos
+            # d log(sigmoid(z)) / dz = 1 - p; the U term's softmax weights sum to one.
+            soft = weights / safe_total * has_unl
+            d_logits = (soft - pos * inv_pos) * (1.0 - p)
+        value = float((value * active).sum())
+        return d_logits.astype("float32"), value
+
+
+class MixUpConsistency(Loss):
+    """MixUp consistency ``sum_l M_l`` between targets ``t`` and mixed-input logits.
+
+    ``norm``: ``M = (t - q)^2``; ``log``: ``M = (log t - log q)^2`` with
+    ``q = sigmoid(z)``. Targets are constants (they come from the main forward pass),
+    so only the mixed logits receive gradient. Inputs are 1D: one entry per label
+    that was mixed this step.
+    """
+
+    def __init__(self, form: LossForm = "norm") -> None:
+        _check_form(form)
+        self.form = form
+
+    def __call__(self, guesses: Any, truths: Any) -> Tuple[Any, float]:
+        return self.get_grad_and_value(guesses, truths)
+
+    def get_grad(self, guesses: Any, truths: Any) -> Any:
+        return self.get_grad_and_value(guesses, truths)[0]
+
+    def get_loss(self, guesses: Any, truths: Any) -> float:
+        return self.get_grad_and_value(guesses, truths)[1]
+
+    def get_grad_and_value(self, mixed_logits: Any, targets: Any) -> Tuple[Any, float]:
+        xp = get_array_module(mixed_logits)
+        z = mixed_logits.astype("float32")
+        t = targets.astype("float32")
+        if z.shape != t.shape:
+            raise ValueError(f"Shapes differ: logits {z.shape}, targets {t.shape}.")
+        q = sigmoid(z)
+        if self.form == "norm":
+            diff = t - q
+            d_logits = -2.0 * diff * q * (1.0 - q)
+        else:
+            diff = xp.log(xp.maximum(t, 1e-12)) - log_sigmoid(z)
+            d_logits = -2.0 * diff * (1.0 - q)
+        return d_logits.astype("float32"), float((diff**2).sum())
+
+
+def masked_bce(logits: Any, truths: Any, mask: Any) -> Tuple[Any, float]:
+    """Binary cross-entropy from logits, averaged over the observed (mask = 1) entries.
+
+    This is the supervised objective: spaCy's rule that an absent label is missing,
+    not negative, is expressed by ``mask``.
+    """
+    xp = get_array_module(logits)
+    z = logits.astype("float32")
+    n_observed = max(float(mask.sum()), 1.0)
+    # -[y log p + (1 - y) log(1 - p)] = softplus(z) - y z
+    softplus = xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
+    value = float(((softplus - truths * z) * mask).sum() / n_observed)
+    d_logits = (sigmoid(z) - truths) * mask / n_observed
+    return d_logits.astype("float32"), value
+
+
+@registry.losses("spacy_dallmi.VariationalPULoss.v1")
+def configure_variational_pu_loss(form: LossForm = "norm") -> VariationalPULoss:
+    return VariationalPULoss(form=form)
+
+
+@registry.losses("spacy_dallmi.MixUpConsistency.v1")
+def configure_mixup_consistency(form: LossForm = "norm") -> MixUpConsistency:
+    return MixUpConsistency(form=form)
