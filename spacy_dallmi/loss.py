@@ -67,8 +67,8 @@ class VariationalPULoss(Loss):
                 f"and {positives.shape}."
             )
         xp = get_array_module(logits)
-        z = logits.astype("float32")
-        pos = (positives == 1.0).astype("float32")
+        z = logits
+        pos = (positives == 1.0).astype(z.dtype)
         unl = 1.0 - pos
         n_pos = pos.sum(axis=0)
         n_unl = unl.sum(axis=0)
@@ -98,7 +98,7 @@ class VariationalPULoss(Loss):
             soft = weights / safe_total * has_unl
             d_logits = (soft - pos * inv_pos) * (1.0 - p)
         value = float((value * active).sum())
-        return d_logits.astype("float32"), value
+        return d_logits.astype(z.dtype), value
 
 
 class MixUpConsistency(Loss):
@@ -125,8 +125,8 @@ class MixUpConsistency(Loss):
 
     def get_grad_and_value(self, mixed_logits: Any, targets: Any) -> Tuple[Any, float]:
         xp = get_array_module(mixed_logits)
-        z = mixed_logits.astype("float32")
-        t = targets.astype("float32")
+        z = mixed_logits
+        t = targets.astype(z.dtype)
         if z.shape != t.shape:
             raise ValueError(f"Shapes differ: logits {z.shape}, targets {t.shape}.")
         q = sigmoid(z)
@@ -136,7 +136,7 @@ class MixUpConsistency(Loss):
         else:
             diff = xp.log(xp.maximum(t, 1e-12)) - log_sigmoid(z)
             d_logits = -2.0 * diff * (1.0 - q)
-        return d_logits.astype("float32"), float((diff**2).sum())
+        return d_logits.astype(z.dtype), float((diff**2).sum())
 
 
 def masked_bce(logits: Any, truths: Any, mask: Any) -> Tuple[Any, float]:
@@ -146,13 +146,13 @@ def masked_bce(logits: Any, truths: Any, mask: Any) -> Tuple[Any, float]:
     not negative, is expressed by ``mask``.
     """
     xp = get_array_module(logits)
-    z = logits.astype("float32")
+    z = logits
     n_observed = max(float(mask.sum()), 1.0)
     # -[y log p + (1 - y) log(1 - p)] = softplus(z) - y z
     softplus = xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
     value = float(((softplus - truths * z) * mask).sum() / n_observed)
     d_logits = (sigmoid(z) - truths) * mask / n_observed
-    return d_logits.astype("float32"), value
+    return d_logits.astype(z.dtype), value
 
 
 @registry.losses("spacy_dallmi.VariationalPULoss.v1")

@@ -1,0 +1,57 @@
+"""Small builders shared by the component, MixUp and training tests."""
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import spacy
+from spacy.language import Language
+from spacy.training import Example
+
+LABELS = ("anger", "fear", "joy", "sadness")
+CUES = {
+    "anger": ["angry", "rage", "hate", "mad"],
+    "fear": ["scared", "afraid", "fear", "worry"],
+    "joy": ["happy", "joy", "glad", "smile"],
+    "sadness": ["sad", "cry", "tears", "grief"],
+}
+FILLER = ["the", "day", "people", "thing", "time", "today", "really", "very", "just", "like"]
+
+
+def toy_texts(n: int, seed: int = 0) -> List[Tuple[str, Dict[str, float]]]:
+    """Separable multi-label toy data: a label is present iff one of its cue words is."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        present = [label for label in LABELS if rng.random() < 0.35]
+        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 6))]
+        words += [rng.choice(CUES[label]) for label in present]
+        rng.shuffle(words)
+        rows.append((" ".join(words), {label: float(label in present) for label in LABELS}))
+    return rows
+
+
+def make_examples(nlp: Language, rows: Sequence[Tuple[str, Dict[str, float]]]) -> List[Example]:
+    return [Example.from_dict(nlp.make_doc(text), {"cats": cats}) for text, cats in rows]
+
+
+def make_nlp(backbone: str, max_length: int = 32, **settings) -> Language:
+    nlp = spacy.blank("en")
+    config = {"model": {"name": backbone, "max_length": max_length}, **settings}
+    nlp.add_pipe("dallmi_textcat", name="textcat", config=config)
+    return nlp
+
+
+def hide_positives(rows, fraction: float, seed: int = 0, keep: Optional[int] = 1):
+    """Turn a share of positives into unlabeled (0.0), keeping `keep` per label."""
+    import random
+
+    rng = random.Random(seed)
+    hidden = [(text, dict(cats)) for text, cats in rows]
+    for label in LABELS:
+        owners = [cats for _, cats in hidden if cats[label] == 1.0]
+        rng.shuffle(owners)
+        n_hide = min(int(round(fraction * len(owners))), max(len(owners) - (keep or 0), 0))
+        for cats in owners[:n_hide]:
+            cats[label] = 0.0
+    return hidden
