@@ -1,0 +1,102 @@
+"""`spacy train` on both shipped configs, end to end, in-process, on a tiny BERT."""
+
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.cli.train import train
+from spacy.tokens import DocBin
+
+from .util import LABELS, hide_positives, toy_texts
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def write_docbin(path: Path, rows) -> str:
+    nlp = spacy.blank("en")
+    docs = []
+    for text, cats in rows:
+        doc = nlp.make_doc(text)
+        doc.cats = cats
+        docs.append(doc)
+    DocBin(docs=docs).to_disk(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("corpus")
+    return {
+        "source_train": write_docbin(folder / "source_train.spacy", toy_texts(40, seed=1)),
+        "source_dev": write_docbin(folder / "source_dev.spacy", toy_texts(16, seed=2)),
+        "target_train": write_docbin(
+            folder / "target_train.spacy", hide_positives(toy_texts(40, seed=3), 0.5)
+        ),
+    }
+
+
+def test_source_then_adapt_configs_train_end_to_end(tiny_bert, corpus, tmp_path):
+    source_dir = tmp_path / "source"
+    train(
+        CONFIGS / "source.cfg",
+        source_dir,
+        overrides={
+            "paths.train": corpus["source_train"],
+            "paths.dev": corpus["source_dev"],
+            "paths.backbone": tiny_bert,
+            "components.textcat.model.max_length": 32,
+            "training.max_epochs": 2,
+            "training.eval_frequency": 3,
+            "training.batcher.size": 8,
+        },
+    )
+    source = spacy.load(source_dir / "model-last")
+    assert source.get_pipe("textcat").cfg["objective"] == "bce"
+    assert set(source("happy day").cats) == set(LABELS)
+
+    adapted_dir = tmp_path / "adapted"
+    train(
+        CONFIGS / "adapt.cfg",
+        adapted_dir,
+        overrides={
+            "paths.source": str(source_dir / "model-last"),
+            "paths.train": corpus["target_train"],
+            "paths.dev": corpus["target_train"],
+            "training.max_epochs": 2,
+            "training.eval_frequency": 3,
+            "training.batcher.size": 8,
+        },
+    )
+    adapted = spacy.load(adapted_dir / "model-last")
+    textcat = adapted.get_pipe("textcat")
+    assert textcat.cfg["objective"] == "dallmi"
+    assert textcat.labels == source.get_pipe("textcat").labels
+    assert adapted("happy day").cats != source("happy day").cats
+    assert (adapted_dir / "model-best" / "meta.json").exists()
+
+
+def test_adaptation_rejects_a_batch_smaller_than_the_label_set(tiny_bert, corpus, tmp_path):
+    source_dir = tmp_path / "source"
+    train(
+        CONFIGS / "source.cfg",
+        source_dir,
+        overrides={
+            "paths.train": corpus["source_train"],
+            "paths.dev": corpus["source_dev"],
+            "paths.backbone": tiny_bert,
+            "training.max_steps": 1,
+            "training.batcher.size": 8,
+        },
+    )
+    with pytest.raises(ValueError, match=r"\b3\b.*\b4\b|\b4\b.*\b3\b"):
+        train(
+            CONFIGS / "adapt.cfg",
+            tmp_path / "adapted",
+            overrides={
+                "paths.source": str(source_dir / "model-last"),
+                "paths.train": corpus["target_train"],
+                "paths.dev": corpus["target_train"],
+                "training.max_steps": 2,
+                "training.batcher.size": 3,
+            },
+        )
