@@ -1,0 +1,206 @@
+"""Label-balanced cycle batching for positive-unlabeled multi-label training.
+
+DALLMi's variational PU loss estimates, for every label, a term over that label's *known
+positives* in the batch. A batch without a single positive of some label gives that label no
+positive signal at all (its loss term is undefined or degenerates), so a plain random batcher
+is not enough when some labels are rare. This batcher builds every batch in three steps:
+
+1. Take the next document of the epoch's shuffled *stream*. Taking it first guarantees that
+   every batch consumes at least one stream item, so an epoch always terminates.
+2. Cycle through the labels (the starting label rotates from batch to batch so no label is
+   always served first) and, for each label not yet covered by a document already in the
+   batch, add one of its positives. Positives are drawn without replacement within the epoch
+   from that label's shuffled pool, which is reshuffled when it runs out. A multi-label
+   document covers all of its labels at once.
+3. Fill the remaining slots from the stream. A stream item that is already in the batch
+   counts as seen and is consumed, so no batch holds a document twice.
+
+The epoch ends when the stream is exhausted; the last batch still gets full label coverage.
+
+A value of exactly ``1.0`` in ``eg.reference.cats`` is a known positive; any other value, or
+an absent label, is unlabeled. Labels are ordered by sorted name, so results do not depend on
+dict order.
+
+Guarantees, for every call of the configured batcher (one call = one epoch):
+
+(1) every batch holds at least one positive of every label that has a positive in the data;
+(2) every example appears in the epoch at least once (positives may appear more often, since
+    they are also drawn to cover labels);
+(3) no batch is larger than ``size``;
+(4) the sequence of batches is deterministic for a given seed and the same inputs;
+(5) no example appears twice in one batch.
+
+Empty input yields no batches. Without any positives the batcher degrades to plain shuffled
+batches of ``size``. The batch size must be at least the number of labels to cover, plus one
+when some document has no known positive (that document needs a slot beside one positive per
+label); smaller sizes raise a ``ValueError``. Work per epoch is linear in the number of
+documents, positives and batches.
+
+Caveats: spaCy's ``[training] accumulate_gradient > 1`` splits each batch into sub-batches,
+which breaks guarantee (1); the ``dallmi_textcat`` component rejects that setting. The
+batcher needs the whole epoch in memory, so streamed corpora (``max_epochs = -1``) are not
+supported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import numpy
+import spacy
+from spacy.training import Example
+
+__all__ = ["configure_cycle_batcher", "cycle_batch_indices", "min_batch_size"]
+
+Batcher = Callable[[Iterable[Example]], Iterator[list[Example]]]
+
+
+def min_batch_size(positives: Sequence[Sequence[int]]) -> int:
+    """Return the smallest batch size for which the cycle batching can keep its guarantees.
+
+    Every label with a positive needs one slot in the worst case (all its positives are
+    single-label documents). A document without any known positive covers no label, so it can
+    only enter a batch through an extra slot beside the label coverage.
+    """
+    covered = {label for labels in positives for label in labels}
+    needs_free_slot = any(len(labels) == 0 for labels in positives)
+    return max(1, len(covered) + int(needs_free_slot))
+
+
+def cycle_batch_indices(
+    positives: Sequence[Sequence[int]],
+    n_labels: int,
+    size: int,
+    rng: numpy.random.Generator,
+) -> Iterator[list[int]]:
+    """Yield one epoch of label-balanced batches of document indices.
+
+    `positives[i]` lists the label ids (in ``range(n_labels)``) that document ``i`` has as
+    known positives. Labels without any positive are not required in batches, since no batch
+    could hold one. Arguments are validated eagerly, so a too-small ``size`` fails at the call
+    rather than at the first batch. ``rng`` is advanced by the epoch, which lets a caller
+    reuse one generator to get different yet reproducible epochs.
+
+    Raises:
+        ValueError: if ``size`` is not a positive int, a label id is out of range, or ``size``
+            is too small to cover every label with a positive (see ``min_batch_size``).
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"Batch size must be a positive integer, got {size!r}.")
+    doc_labels = [sorted(set(labels)) for labels in positives]
+    pools: list[list[int]] = [[] for _ in range(n_labels)]
+    for doc, labels in enumerate(doc_labels):
+        for label in labels:
+            if not 0 <= label < n_labels:
+                raise ValueError(
+                    f"Document {doc} has positive label id {label}, outside range({n_labels})."
+                )
+            pools[label].append(doc)
+    required = [label for label in range(n_labels) if pools[label]]
+    needed = min_batch_size(doc_labels)
+    if size < needed:
+        slot_note = (
+            ", plus 1 slot for documents without any known positive"
+            if needed > len(required)
+            else ""
+        )
+        raise ValueError(
+            f"Batch size {size} is too small: every batch must hold a positive of each of the "
+            f"{len(required)} labels with known positives{slot_note}. Raise the batch size to "
+            f"at least {needed} or drop labels with few positives."
+        )
+    return _generate_epoch(doc_labels, pools, required, size, rng)
+
+
+def _generate_epoch(
+    doc_labels: list[list[int]],
+    pools: list[list[int]],
+    required: list[int],
+    size: int,
+    rng: numpy.random.Generator,
+) -> Iterator[list[int]]:
+    """Run the three-step batch construction described in the module docstring.
+
+    Coverage is tracked with a per-label stamp (the number of the batch that last covered the
+    label) instead of a fresh set per batch, so starting a batch costs nothing and a batch
+    costs time proportional to its size plus the number of required labels.
+    """
+    n_docs = len(doc_labels)
+    if n_docs == 0:
+        return
+    stream: list[int] = rng.permutation(n_docs).tolist()
+    shuffled = {label: rng.permutation(pools[label]).tolist() for label in required}
+    cursor = dict.fromkeys(required, 0)
+    covered_in = dict.fromkeys(required, -1)
+    start = int(rng.integers(len(required))) if required else 0
+    position = 0
+    batch_no = 0
+    batch: list[int] = []
+    members: set[int] = set()
+
+    def add(doc: int) -> None:
+        """Put `doc` into the batch being built and mark the labels it covers there."""
+        batch.append(doc)
+        members.add(doc)
+        for label in doc_labels[doc]:
+            covered_in[label] = batch_no
+
+    while position < n_docs:
+        batch = []
+        members = set()
+        add(stream[position])
+        position += 1
+        for offset in range(len(required)):
+            label = required[(start + offset) % len(required)]
+            if covered_in[label] == batch_no:
+                continue
+            if cursor[label] == len(shuffled[label]):
+                shuffled[label] = rng.permutation(shuffled[label]).tolist()
+                cursor[label] = 0
+            add(shuffled[label][cursor[label]])
+            cursor[label] += 1
+        while len(batch) < size and position < n_docs:
+            doc = stream[position]
+            position += 1
+            if doc not in members:
+                add(doc)
+        yield batch
+        batch_no += 1
+        if required:
+            start = (start + 1) % len(required)
+
+
+@spacy.util.registry.batchers("spacy_dallmi.cycle_batcher.v1")
+def configure_cycle_batcher(size: int = 64, seed: int = 0) -> Batcher:
+    """Create a label-balanced batcher for spaCy's ``[training.batcher]`` block.
+
+    One ``numpy.random.default_rng(seed)`` is created here and advanced across calls, because
+    spaCy calls the batcher once per epoch: each epoch then gets different batches while the
+    whole run stays reproducible for a seed. The labels to cover are derived from each call's
+    examples (sorted label names with at least one value of exactly 1.0).
+
+    Raises:
+        ValueError: if ``size`` is not a positive int or ``seed`` is not an int; calling the
+            batcher raises it if ``size`` is too small for the labels to cover.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(
+            f"spacy_dallmi.cycle_batcher.v1: size must be a positive int, got {size!r}."
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"spacy_dallmi.cycle_batcher.v1: seed must be an int, got {seed!r}.")
+    rng = numpy.random.default_rng(seed)
+
+    def cycle_batcher(items: Iterable[Example]) -> Iterator[list[Example]]:
+        """Batch one epoch of examples so every batch covers every label with a positive."""
+        examples = list(items)
+        positive_names = [
+            [name for name, value in eg.reference.cats.items() if value == 1.0] for eg in examples
+        ]
+        labels = sorted({name for names in positive_names for name in names})
+        label_ids = {name: i for i, name in enumerate(labels)}
+        positives = [[label_ids[name] for name in names] for names in positive_names]
+        batches = cycle_batch_indices(positives, len(labels), size, rng)
+        return ([examples[i] for i in batch] for batch in batches)
+
+    return cycle_batcher
