@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from thinc.api import registry
 
-from spacy_dallmi.loss import MixUpConsistency, VariationalPULoss, masked_bce
+from spacy_dallmi.loss import VariationalPULoss, masked_bce
 
 
 def reference_pu_loss(logits: numpy.ndarray, positives: numpy.ndarray, form: str) -> float:
