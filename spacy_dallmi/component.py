@@ -330,17 +330,18 @@ class DallmiTextCategorizer(MultiLabel_TextCategorizer):
     def check_training_setup(
         self, examples: Iterable[Example], nlp: Optional[Language] = None
     ) -> None:
-        """Check adaptation data and settings before the first DALLMi update.
+        """Check training data and settings before the first update.
 
         * a label in the data that the component does not know -> error naming it;
-        * a label without any known positive -> warning naming it (it is left out of
-          the PU loss, which only sees labels with positives);
-        * ``[training] accumulate_gradient > 1`` -> error, because it splits the cycle
-          batcher's batches and breaks their one-positive-per-label guarantee.
+        * a label without any known positive -> warning naming it (the PU loss only
+          sees labels with positives, so it is left out);
+        * for ``dallmi``, ``[training] accumulate_gradient > 1`` -> error, because it
+          splits the cycle batcher's batches and breaks their one-positive-per-label
+          guarantee.
         """
         examples = list(examples)
         self._check_known_labels(examples)
-        if nlp is not None:
+        if nlp is not None and self.objective == "dallmi":
             accumulate = nlp.config.get("training", {}).get("accumulate_gradient", 1)
             if accumulate > 1:
                 raise ValueError(
@@ -355,8 +356,8 @@ class DallmiTextCategorizer(MultiLabel_TextCategorizer):
         if missing:
             warnings.warn(
                 f"Component '{self.name}': no known positive for label(s) {missing} in the "
-                f"{len(examples)} adaptation examples. They are left out of the PU loss "
-                "and keep their source-model behaviour.",
+                f"{len(examples)} training examples. The PU loss leaves them out; other "
+                "objectives only ever see them as negative or missing.",
                 stacklevel=2,
             )
 

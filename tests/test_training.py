@@ -35,7 +35,7 @@ def corpus(tmp_path_factory):
     }
 
 
-def test_source_then_adapt_configs_train_end_to_end(tiny_bert, corpus, tmp_path):
+def test_source_then_sourced_configs_train_end_to_end(tiny_bert, corpus, tmp_path):
     source_dir = tmp_path / "source"
     train(
         CONFIGS / "source.cfg",
@@ -54,25 +54,26 @@ def test_source_then_adapt_configs_train_end_to_end(tiny_bert, corpus, tmp_path)
     assert source.get_pipe("textcat").cfg["objective"] == "bce"
     assert set(source("happy day").cats) == set(LABELS)
 
-    adapted_dir = tmp_path / "adapted"
-    train(
-        CONFIGS / "adapt.cfg",
-        adapted_dir,
-        overrides={
-            "paths.source": str(source_dir / "model-last"),
-            "paths.train": corpus["target_train"],
-            "paths.dev": corpus["target_train"],
-            "training.max_epochs": 2,
-            "training.eval_frequency": 3,
-            "training.batcher.size": 8,
-        },
-    )
-    adapted = spacy.load(adapted_dir / "model-last")
-    textcat = adapted.get_pipe("textcat")
-    assert textcat.cfg["objective"] == "dallmi"
-    assert textcat.labels == source.get_pipe("textcat").labels
-    assert adapted("happy day").cats != source("happy day").cats
-    assert (adapted_dir / "model-best" / "meta.json").exists()
+    for config, objective in (("adapt.cfg", "dallmi"), ("finetune.cfg", "bce")):
+        output = tmp_path / objective
+        train(
+            CONFIGS / config,
+            output,
+            overrides={
+                "paths.source": str(source_dir / "model-last"),
+                "paths.train": corpus["target_train"],
+                "paths.dev": corpus["target_train"],
+                "training.max_epochs": 2,
+                "training.eval_frequency": 3,
+                "training.batcher.size": 8,
+            },
+        )
+        adapted = spacy.load(output / "model-last")
+        textcat = adapted.get_pipe("textcat")
+        assert textcat.cfg["objective"] == objective
+        assert textcat.labels == source.get_pipe("textcat").labels
+        assert adapted("happy day").cats != source("happy day").cats
+        assert (output / "model-best" / "meta.json").exists()
 
 
 def test_adaptation_rejects_a_batch_smaller_than_the_label_set(tiny_bert, corpus, tmp_path):
