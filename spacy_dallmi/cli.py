@@ -222,10 +222,11 @@ def evaluate_command(
         msg.fail(str(error), exits=1)
     write_metrics(result, output)
     metrics = result["metrics"]
-    msg.good(
-        f"{method}: macro AP {metrics['cats_macro_ap']:.4f}, micro AP "
-        f"{metrics['cats_micro_ap']:.4f} on {result['n_docs']} docs -> {output}"
+    scores = ", ".join(
+        f"{name} {'n/a' if metrics[key] is None else format(metrics[key], '.4f')}"
+        for name, key in (("macro AP", "cats_macro_ap"), ("micro AP", "cats_micro_ap"))
     )
+    msg.good(f"{method}: {scores} on {result['n_docs']} docs -> {output}")
 
 
 @app.command("report")
@@ -291,8 +292,10 @@ def table_command(
         common[name] = value
     for seed in _split_names(seeds) or []:
         for ratio in _split_names(ratios) or []:
-            run_vars = {**common, "seed": seed, "ratio": ratio}
-            flags = [f"--vars.{name}={value}" for name, value in run_vars.items()]
+            run_vars = {**common, "seed": int(seed), "ratio": ratio}
+            # JSON-encode the values: weasel parses them as JSON, and a ratio passed as a
+            # string keeps its spelling (srsly reads a bare 0.7 as 0.7000000000000001).
+            flags = [f"--vars.{name}={srsly.json_dumps(value)}" for name, value in run_vars.items()]
             for workflow in ("adapt", "baselines"):
                 msg.divider(f"{workflow}: {dataset}, ratio {ratio}, seed {seed}")
                 command = [sys.executable, "-m", "weasel", "run", workflow, str(project_dir)]

@@ -1,0 +1,380 @@
+"""Evaluation, the per-epoch learning-curve callback and the Markdown report.
+
+Scores are checked against scikit-learn computed independently of the package, on predictions
+made here from the texts alone.
+"""
+
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pytest
+import spacy
+import srsly
+from sklearn.metrics import average_precision_score
+from spacy.cli.train import train
+from spacy.tokens import DocBin
+from spacy.util import registry
+
+from spacy_dallmi.evaluate import evaluate_pipeline, make_epoch_eval_callback, write_metrics
+from spacy_dallmi.report import build_report
+
+from .util import LABELS, make_examples, make_nlp, toy_texts
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def write_docbin(path: Path, rows) -> Path:
+    nlp = spacy.blank("en")
+    docs = []
+    for text, cats in rows:
+        doc = nlp.make_doc(text)
+        doc.cats = cats
+        docs.append(doc)
+    DocBin(docs=docs).to_disk(path)
+    return path
+
+
+def scoring_rows():
+    """Fully labelled test rows in which `sadness` has no positive (so it must be skipped)."""
+    rows = toy_texts(30, seed=5)
+    return [(text, {**cats, "sadness": 0.0}) for text, cats in rows]
+
+
+def sklearn_scores(nlp, rows):
+    """Macro/micro/rounded AP with scikit-learn on predictions from the texts only."""
+    probs = np.array([[nlp(text).cats[label] for label in LABELS] for text, _ in rows])
+    gold = np.array([[cats[label] for label in LABELS] for _, cats in rows])
+    scored = [j for j in range(len(LABELS)) if gold[:, j].any()]
+    return {
+        "cats_macro_ap": np.mean(
+            [average_precision_score(gold[:, j], probs[:, j]) for j in scored]
+        ),
+        "cats_macro_ap_rounded": np.mean(
+            [average_precision_score(gold[:, j], (probs[:, j] >= 0.5) * 1.0) for j in scored]
+        ),
+        "cats_micro_ap": average_precision_score(gold.ravel(), probs.ravel()),
+    }
+
+
+@pytest.fixture(scope="module")
+def saved_pipeline(tiny_bert, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("evaluate")
+    nlp = make_nlp(tiny_bert)
+    examples = make_examples(nlp, toy_texts(20, seed=1))
+    nlp.initialize(lambda: examples)
+    nlp.to_disk(folder / "model")
+    return {
+        "model": folder / "model",
+        "test": write_docbin(folder / "test.spacy", scoring_rows()),
+        "folder": folder,
+    }
+
+
+def test_evaluate_pipeline_matches_sklearn(saved_pipeline, tmp_path):
+    settings = {"dataset": "toy", "ratio": 0.5, "seed": 0, "backbone": "tiny"}
+    result = evaluate_pipeline(
+        saved_pipeline["model"], saved_pipeline["test"], method="dallmi", settings=settings
+    )
+    expected = sklearn_scores(spacy.load(saved_pipeline["model"]), scoring_rows())
+    metrics = result["metrics"]
+    for key, value in expected.items():
+        assert metrics[key] == pytest.approx(value, abs=1e-6), key
+    for key in ("cats_macro_ap", "cats_micro_ap", "cats_macro_auc", "cats_macro_f"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["cats_ap_skipped_labels"] == ["sadness"]
+    assert set(metrics["cats_ap_per_type"]) == {"anger", "fear", "joy"}
+    assert result["method"] == "dallmi"
+    assert result["settings"] == settings
+    assert result["n_docs"] == 30
+    assert result["labels"] == list(LABELS)
+    assert result["epochs"] == []
+    assert result["wall_seconds"] > 0
+    write_metrics(result, tmp_path / "out" / "dallmi.json")
+    written = srsly.read_json(tmp_path / "out" / "dallmi.json")
+    assert written.keys() == result.keys()
+    assert written["settings"] == settings
+    # srsly writes floats with 10 significant digits: plenty for a results table.
+    assert written["metrics"]["cats_macro_ap"] == pytest.approx(metrics["cats_macro_ap"], rel=1e-9)
+
+
+def test_evaluate_pipeline_reads_the_epoch_log(saved_pipeline, tmp_path):
+    records = [{"epoch": 0, "step": 0, "cats_macro_ap": 0.25}, {"epoch": 1, "step": 5}]
+    srsly.write_jsonl(tmp_path / "curve.jsonl", records)
+    result = evaluate_pipeline(
+        saved_pipeline["model"],
+        saved_pipeline["test"],
+        method="ft_partial",
+        settings={},
+        epoch_log=tmp_path / "curve.jsonl",
+    )
+    assert result["epochs"] == records
+
+
+def test_evaluate_pipeline_errors(saved_pipeline, tmp_path):
+    model, test = saved_pipeline["model"], saved_pipeline["test"]
+    with pytest.raises(FileNotFoundError, match=r"nowhere.*spacy train"):
+        evaluate_pipeline(tmp_path / "nowhere", test, method="none", settings={})
+    with pytest.raises(FileNotFoundError, match=r"model-last"):
+        evaluate_pipeline(saved_pipeline["folder"], test, method="none", settings={})
+    with pytest.raises(FileNotFoundError, match=r"missing\.spacy.*prepare"):
+        evaluate_pipeline(model, tmp_path / "missing.spacy", method="none", settings={})
+    with pytest.raises(FileNotFoundError, match=r"curve\.jsonl.*epoch_eval"):
+        evaluate_pipeline(
+            model, test, method="none", settings={}, epoch_log=tmp_path / "curve.jsonl"
+        )
+    with pytest.raises(ValueError, match="Unknown method 'dalmi'"):
+        evaluate_pipeline(model, test, method="dalmi", settings={})
+    with pytest.raises(ValueError, match="JSON"):
+        evaluate_pipeline(model, test, method="none", settings={"path": Path("x")})
+    partial = [(text, {"joy": cats["joy"]}) for text, cats in scoring_rows()]
+    write_docbin(tmp_path / "partial.spacy", partial)
+    with pytest.raises(ValueError, match=r"partial\.spacy.*lacks a gold value.*anger"):
+        evaluate_pipeline(model, tmp_path / "partial.spacy", method="none", settings={})
+
+
+def test_epoch_callback_records_one_line_per_epoch(tiny_bert, saved_pipeline, tmp_path):
+    assert registry.callbacks.get("spacy_dallmi.epoch_eval.v1") is make_epoch_eval_callback
+    output = tmp_path / "curve" / "epochs.jsonl"
+    output.parent.mkdir()
+    output.write_text('{"stale": "line from an earlier run"}\n', encoding="utf8")
+    callback = make_epoch_eval_callback(path=str(saved_pipeline["test"]), output=str(output))
+    assert output.read_text(encoding="utf8") == ""
+
+    nlp = make_nlp(tiny_bert)
+    train_examples = make_examples(nlp, toy_texts(16, seed=2))
+    optimizer = nlp.initialize(lambda: train_examples)
+    before = sklearn_scores(nlp, scoring_rows())
+    schedule = [(0, 0), (1, 0), (2, 1), (3, 1), (4, 1), (5, 2)]
+    for step, epoch in schedule:
+        callback(nlp, {"step": step, "epoch": epoch})
+        nlp.update(train_examples[:8], sgd=optimizer)
+
+    records = list(srsly.read_jsonl(output))
+    assert [(r["epoch"], r["step"]) for r in records] == [(0, 0), (1, 2), (2, 5)]
+    assert set(records[0]) == {
+        "epoch",
+        "step",
+        "cats_macro_ap",
+        "cats_macro_ap_rounded",
+        "cats_micro_ap",
+    }
+    for key, value in before.items():
+        assert records[0][key] == pytest.approx(value, abs=1e-6), key
+    assert records[1]["cats_macro_ap"] != records[0]["cats_macro_ap"]
+
+
+def test_epoch_callback_is_a_no_op_without_docs_and_checks_its_settings(tmp_path):
+    for path in (None, ""):
+        callback = make_epoch_eval_callback(path=path, output=str(tmp_path / "never.jsonl"))
+        callback(spacy.blank("en"), {"step": 0, "epoch": 0})
+    assert not (tmp_path / "never.jsonl").exists()
+    with pytest.raises(ValueError, match="output"):
+        make_epoch_eval_callback(path=str(tmp_path / "docs.spacy"), output=None)
+    with pytest.raises(FileNotFoundError, match=r"docs\.spacy"):
+        make_epoch_eval_callback(path=str(tmp_path / "docs.spacy"), output="x.jsonl")
+
+
+def test_epoch_callback_in_spacy_train_and_report(tiny_bert, saved_pipeline, tmp_path):
+    """A real in-process `spacy train`: records for epochs 0 and 1, training unchanged by them,
+    and the trained pipeline loads without the curve docs; then evaluate + report on the run."""
+    train_path = write_docbin(tmp_path / "train.spacy", toy_texts(40, seed=1))
+    curve_docs = write_docbin(tmp_path / "curve.spacy", scoring_rows())
+    curve = tmp_path / "curve.jsonl"
+    overrides = {
+        "paths.train": str(train_path),
+        "paths.dev": str(train_path),
+        "paths.backbone": tiny_bert,
+        "components.textcat.model.max_length": 32,
+        "training.max_epochs": 2,
+        "training.batcher.size": 8,
+    }
+    epoch_eval = {
+        "@callbacks": "spacy_dallmi.epoch_eval.v1",
+        "path": str(curve_docs),
+        "output": str(curve),
+    }
+    train(
+        CONFIGS / "source.cfg",
+        tmp_path / "with",
+        overrides={**overrides, "training.before_update": epoch_eval},
+    )
+    train(CONFIGS / "source.cfg", tmp_path / "without", overrides=overrides)
+
+    records = list(srsly.read_jsonl(curve))
+    assert [r["epoch"] for r in records] == [0, 1]
+    assert records[0]["step"] == 0 and records[1]["step"] == 5  # 40 docs in batches of 8
+    assert all(0.0 <= r["cats_macro_ap"] <= 1.0 for r in records)
+    curve_docs.unlink()
+    with_curve = spacy.load(tmp_path / "with" / "model-last")
+    without_curve = spacy.load(tmp_path / "without" / "model-last")
+    assert len(list(srsly.read_jsonl(curve))) == 2
+    text = "happy day but i worry"
+    assert with_curve(text).cats == pytest.approx(without_curve(text).cats, abs=1e-6)
+
+    result = evaluate_pipeline(
+        tmp_path / "with" / "model-last",
+        saved_pipeline["test"],
+        method="ft_full",
+        settings={"ratio": 0.5, "seed": 0},
+        epoch_log=curve,
+    )
+    assert result["epochs"] == records
+    write_metrics(result, tmp_path / "metrics" / "ft_full.json")
+    build_report(
+        [tmp_path / "metrics" / "ft_full.json"],
+        tmp_path / "report.md",
+        tmp_path / "figures",
+        title="toy",
+    )
+    assert (tmp_path / "figures" / "macro_map_per_epoch.png").read_bytes()[:8] == PNG_MAGIC
+
+
+# ---------------------------------------------------------------------------------------------
+# Report on synthetic metrics files
+
+MACRO = {
+    # (method, ratio): macro AP per seed 0, 1, 2 (None = no run for that seed)
+    ("none", 0.5): [0.55, 0.55, 0.55],
+    ("none", 0.9): [0.57, None, None],
+    ("ft_partial", 0.5): [0.50, 0.52, 0.54],
+    ("ft_partial", 0.9): [0.40, 0.41, 0.45],
+    ("ft_full", 0.5): [0.70, 0.70, 0.73],
+    ("dallmi", 0.5): [0.60, 0.62, 0.64],
+    ("dallmi", 0.9): [0.58, 0.56, None],
+}
+
+
+def fake_result(method, ratio, seed, macro_ap):
+    epochs = []
+    if method != "none":
+        epochs = [
+            {"epoch": e, "step": 10 * e, "cats_macro_ap": macro_ap - 0.1 / (e + 1)}
+            for e in range(3)
+        ]
+    return {
+        "method": method,
+        "settings": {"dataset": "toy", "ratio": ratio, "seed": seed, "backbone": "tiny"},
+        "n_docs": 30,
+        "metrics": {
+            "cats_macro_ap": macro_ap,
+            "cats_macro_ap_rounded": macro_ap / 2,
+            "cats_micro_ap": macro_ap,
+            "cats_macro_auc": 0.8,
+            "cats_macro_f": 0.4,
+            "cats_ap_per_type": {"anger": macro_ap, "fear": macro_ap - 0.1, "joy": macro_ap},
+            "cats_ap_skipped_labels": ["sadness"],
+        },
+        "epochs": epochs,
+        "wall_seconds": 1.5,
+    }
+
+
+def write_fake_metrics(folder: Path, table=MACRO):
+    paths = []
+    for (method, ratio), values in table.items():
+        for seed, value in enumerate(values):
+            if value is not None:
+                path = folder / f"{method}_{ratio}_{seed}.json"
+                srsly.write_json(path, fake_result(method, ratio, seed, value))
+                paths.append(path)
+    return paths
+
+
+def table_rows(markdown: str, heading: str):
+    """The rows of the first table after `heading`, as {first cell: [other cells]}."""
+    section = markdown.split(heading, 1)[1]
+    rows = {}
+    for line in section.splitlines():
+        if line.startswith("| ") and not line.startswith("| method"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+        elif rows and not line.startswith("|"):
+            break
+    return rows
+
+
+def test_report_tables_recovery_and_figures(tmp_path):
+    paths = write_fake_metrics(tmp_path)
+    output = tmp_path / "reports" / "toy.md"
+    figures = tmp_path / "reports" / "toy_figures"
+    build_report(paths, output, figures, title="Toy results")
+    markdown = output.read_text(encoding="utf8")
+    assert markdown.startswith("# Toy results")
+
+    macro = table_rows(markdown, "(`cats_macro_ap`)")
+    # Hand-computed: mean and sample standard deviation (ddof = 1), in percent.
+    assert macro["`dallmi`"] == ["62.0 ± 2.0 (n=3)", "57.0 ± 1.4 (n=2)"]
+    assert macro["`ft_partial`"] == ["52.0 ± 2.0 (n=3)", "42.0 ± 2.6 (n=3)"]
+    assert macro["`ft_full`"] == ["71.0 ± 1.7 (n=3)", "–"]
+    assert macro["`none`"] == ["55.0 ± 0.0 (n=3)", "57.0 (n=1)"]
+    # (62 - 52) / (71 - 52) = 10 / 19; no ft_full run at 0.9.
+    assert macro["recovery"] == ["52.6%", "–"]
+
+    rounded = table_rows(markdown, "(`cats_macro_ap_rounded`)")
+    assert rounded["`dallmi`"][0] == "31.0 ± 1.0 (n=3)"
+    assert rounded["`ft_full`"][1] == "–"
+    assert "recovery" not in rounded
+
+    values = [0.70, 0.70, 0.73]
+    expected = f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f} (n=3)"
+    assert macro["`ft_full`"][0] == expected
+    assert "50% removed" in markdown and "90% removed" in markdown
+    assert "1 label(s) left out in 18 run(s): `sadness`" in markdown
+
+    for name in ("macro_map_per_epoch.png", "ap_per_label.png"):
+        assert (figures / name).read_bytes()[:8] == PNG_MAGIC
+        assert f"(toy_figures/{name})" in markdown
+
+
+def test_report_recovery_with_no_gap(tmp_path):
+    table = {
+        ("ft_partial", 0.7): [0.50],
+        ("ft_full", 0.7): [0.45],
+        ("dallmi", 0.7): [0.55],
+    }
+    paths = write_fake_metrics(tmp_path, table)
+    build_report(paths, tmp_path / "r.md", tmp_path / "figures", title="gap")
+    markdown = (tmp_path / "r.md").read_text(encoding="utf8")
+    assert table_rows(markdown, "(`cats_macro_ap`)")["recovery"] == ["n/a †"]
+    assert "† `ft_full` does not beat `ft_partial`" in markdown
+    assert table_rows(markdown, "(`cats_macro_ap`)")["`none`"] == ["–"]
+
+
+def test_report_without_epoch_records_skips_the_curve(tmp_path):
+    path = tmp_path / "none.json"
+    srsly.write_json(path, fake_result("none", 0.5, 0, 0.5))
+    build_report([path], tmp_path / "r.md", tmp_path / "figures", title="t")
+    markdown = (tmp_path / "r.md").read_text(encoding="utf8")
+    assert "No per-epoch records" in markdown
+    assert not (tmp_path / "figures" / "macro_map_per_epoch.png").exists()
+    assert (tmp_path / "figures" / "ap_per_label.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_report_errors_name_the_file(tmp_path):
+    with pytest.raises(ValueError, match="No metrics files"):
+        build_report([], tmp_path / "r.md", tmp_path / "figures", title="t")
+    broken = fake_result("dallmi", 0.5, 0, 0.6)
+    del broken["metrics"]["cats_macro_ap"]
+    srsly.write_json(tmp_path / "broken.json", broken)
+    with pytest.raises(ValueError, match=r"broken\.json.*metrics\.cats_macro_ap"):
+        build_report([tmp_path / "broken.json"], tmp_path / "r.md", tmp_path / "f", title="t")
+    no_ratio = fake_result("dallmi", 0.5, 0, 0.6)
+    no_ratio["settings"]["ratio"] = None
+    srsly.write_json(tmp_path / "no_ratio.json", no_ratio)
+    with pytest.raises(ValueError, match=r"no_ratio\.json.*settings\.ratio"):
+        build_report([tmp_path / "no_ratio.json"], tmp_path / "r.md", tmp_path / "f", title="t")
+    no_method = fake_result("dallmi", 0.5, 0, 0.6)
+    no_method["method"] = "DALLMi"
+    srsly.write_json(tmp_path / "bad_method.json", no_method)
+    with pytest.raises(ValueError, match=r"bad_method\.json.*'DALLMi'"):
+        build_report([tmp_path / "bad_method.json"], tmp_path / "r.md", tmp_path / "f", title="t")
+    srsly.write_json(tmp_path / "a.json", fake_result("dallmi", 0.5, 0, 0.6))
+    srsly.write_json(tmp_path / "b.json", fake_result("dallmi", 0.5, 0, 0.7))
+    with pytest.raises(ValueError, match=r"a\.json and .*b\.json"):
+        build_report(
+            [tmp_path / "a.json", tmp_path / "b.json"], tmp_path / "r.md", tmp_path / "f", title="t"
+        )
+    with pytest.raises(FileNotFoundError, match=r"gone\.json"):
+        build_report([tmp_path / "gone.json"], tmp_path / "r.md", tmp_path / "f", title="t")
