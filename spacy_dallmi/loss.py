@@ -33,18 +33,8 @@ def log_sigmoid(z: Any) -> Any:
     return xp.minimum(z, 0.0) - xp.log1p(xp.exp(-xp.abs(z)))
 
 
-class VariationalPULoss(Loss):
-    """The variational positive-unlabeled loss of DALLMi, summed over labels.
-
-    For every label ``l`` with at least one positive in the batch, with ``P_l`` its
-    positives and ``U_l`` its unlabeled documents:
-
-    * ``norm`` (the paper's Eq. 1): ``mean_{U_l} p - mean_{P_l} p``;
-    * ``log`` (VPU's original form): ``log(mean_{U_l} p) - mean_{P_l} log p``.
-
-    An empty ``U_l`` contributes 0 for the first term. Labels without positives
-    contribute nothing, so a batch that misses a label simply ignores it.
-    """
+class _FormLoss(Loss):
+    """A loss with a ``norm``/``log`` form whose gradient and value come together."""
 
     def __init__(self, form: LossForm = "norm") -> None:
         _check_form(form)
@@ -58,6 +48,23 @@ class VariationalPULoss(Loss):
 
     def get_loss(self, guesses: Any, truths: Any) -> float:
         return self.get_grad_and_value(guesses, truths)[1]
+
+    def get_grad_and_value(self, guesses: Any, truths: Any) -> Tuple[Any, float]:
+        raise NotImplementedError
+
+
+class VariationalPULoss(_FormLoss):
+    """The variational positive-unlabeled loss of DALLMi, summed over labels.
+
+    For every label ``l`` with at least one positive in the batch, with ``P_l`` its
+    positives and ``U_l`` its unlabeled documents:
+
+    * ``norm`` (the paper's Eq. 1): ``mean_{U_l} p - mean_{P_l} p``;
+    * ``log`` (VPU's original form): ``log(mean_{U_l} p) - mean_{P_l} log p``.
+
+    An empty ``U_l`` contributes 0 for the first term. Labels without positives
+    contribute nothing, so a batch that misses a label simply ignores it.
+    """
 
     def get_grad_and_value(self, logits: Any, positives: Any) -> Tuple[Any, float]:
         """Return ``(d_logits, value)`` for ``(n_docs, n_labels)`` logits and 0/1 positives."""
@@ -101,7 +108,7 @@ class VariationalPULoss(Loss):
         return d_logits.astype(z.dtype), value
 
 
-class MixUpConsistency(Loss):
+class MixUpConsistency(_FormLoss):
     """MixUp consistency ``sum_l M_l`` between targets ``t`` and mixed-input logits.
 
     ``norm``: ``M = (t - q)^2``; ``log``: ``M = (log t - log q)^2`` with
@@ -109,19 +116,6 @@ class MixUpConsistency(Loss):
     so only the mixed logits receive gradient. Inputs are 1D: one entry per label
     that was mixed this step.
     """
-
-    def __init__(self, form: LossForm = "norm") -> None:
-        _check_form(form)
-        self.form = form
-
-    def __call__(self, guesses: Any, truths: Any) -> Tuple[Any, float]:
-        return self.get_grad_and_value(guesses, truths)
-
-    def get_grad(self, guesses: Any, truths: Any) -> Any:
-        return self.get_grad_and_value(guesses, truths)[0]
-
-    def get_loss(self, guesses: Any, truths: Any) -> float:
-        return self.get_grad_and_value(guesses, truths)[1]
 
     def get_grad_and_value(self, mixed_logits: Any, targets: Any) -> Tuple[Any, float]:
         xp = get_array_module(mixed_logits)

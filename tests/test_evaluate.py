@@ -13,27 +13,15 @@ import spacy
 import srsly
 from sklearn.metrics import average_precision_score
 from spacy.cli.train import train
-from spacy.tokens import DocBin
 from spacy.util import registry
 
 from spacy_dallmi.evaluate import evaluate_pipeline, make_epoch_eval_callback, write_metrics
 from spacy_dallmi.report import build_report
 
-from .util import LABELS, make_examples, make_nlp, toy_texts
+from .util import LABELS, make_examples, make_nlp, toy_texts, write_docbin
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def write_docbin(path: Path, rows) -> Path:
-    nlp = spacy.blank("en")
-    docs = []
-    for text, cats in rows:
-        doc = nlp.make_doc(text)
-        doc.cats = cats
-        docs.append(doc)
-    DocBin(docs=docs).to_disk(path)
-    return path
 
 
 def scoring_rows():

@@ -5,34 +5,23 @@ from pathlib import Path
 import pytest
 import spacy
 from spacy.cli.train import train
-from spacy.tokens import DocBin
 
-from .util import LABELS, hide_positives, toy_texts
+from .util import LABELS, hide_positives, toy_texts, write_docbin
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def write_docbin(path: Path, rows) -> str:
-    nlp = spacy.blank("en")
-    docs = []
-    for text, cats in rows:
-        doc = nlp.make_doc(text)
-        doc.cats = cats
-        docs.append(doc)
-    DocBin(docs=docs).to_disk(path)
-    return str(path)
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("corpus")
-    return {
+    paths = {
         "source_train": write_docbin(folder / "source_train.spacy", toy_texts(40, seed=1)),
         "source_dev": write_docbin(folder / "source_dev.spacy", toy_texts(16, seed=2)),
         "target_train": write_docbin(
             folder / "target_train.spacy", hide_positives(toy_texts(40, seed=3), 0.5)
         ),
     }
+    return {name: str(path) for name, path in paths.items()}
 
 
 def test_source_then_sourced_configs_train_end_to_end(tiny_bert, corpus, tmp_path):

@@ -1,9 +1,11 @@
 """Small builders shared by the component, MixUp and training tests."""
 
+from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import spacy
 from spacy.language import Language
+from spacy.tokens import DocBin
 from spacy.training import Example
 
 LABELS = ("anger", "fear", "joy", "sadness")
@@ -55,3 +57,15 @@ def hide_positives(rows, fraction: float, seed: int = 0, keep: Optional[int] = 1
         for cats in owners[:n_hide]:
             cats[label] = 0.0
     return hidden
+
+
+def write_docbin(path: Path, rows: Sequence[Tuple[str, Dict[str, float]]]) -> Path:
+    """Save rows of (text, cats) as a DocBin, the format `spacy train` reads."""
+    nlp = spacy.blank("en")
+    docs = []
+    for text, cats in rows:
+        doc = nlp.make_doc(text)
+        doc.cats = cats
+        docs.append(doc)
+    DocBin(docs=docs).to_disk(path)
+    return path
