@@ -26,6 +26,11 @@ RESULTS = REPO / "benchmarks" / "results"
 
 VARIANTS: Dict[str, Dict[str, object]] = {
     "dallmi lr 5e-5 (default)": {"config": "adapt.cfg"},
+    "dallmi lr 5e-5, no MixUp": {"config": "adapt.cfg", "initialize.before_init.mixup": False},
+    "dallmi lr 5e-5, lambda 0.1": {
+        "config": "adapt.cfg",
+        "initialize.before_init.mixup_lambda": 0.1,
+    },
     "dallmi lr 3e-4": {"config": "adapt.cfg", "training.optimizer.learn_rate": 3e-4},
     "dallmi lr 3e-4, no MixUp": {
         "config": "adapt.cfg",
@@ -51,7 +56,10 @@ def main(argv: List[str]) -> None:
     parser.add_argument("--removal", default="per_sample")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--only", default="", help="semicolon-separated variant names to run")
+    parser.add_argument("--tag", default="", help="suffix of the results files")
     args = parser.parse_args(argv)
+    chosen = [name.strip() for name in args.only.split(";") if name.strip()]
 
     corpus = args.project / "corpus" / args.dataset / args.run
     source = args.project / "training" / args.dataset / args.run / "source" / "model-last"
@@ -60,6 +68,8 @@ def main(argv: List[str]) -> None:
     work = args.project / "diagnose" / args.dataset / args.run / args.ratio
     rows = []
     for name, variant in VARIANTS.items():
+        if chosen and name not in chosen:
+            continue
         output = work / name.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
         settings = {key: value for key, value in variant.items() if key != "config"}
         overrides = [f"--{key} {srsly.json_dumps(value)}" for key, value in settings.items()]
@@ -87,7 +97,7 @@ def main(argv: List[str]) -> None:
         print(f"{name}: macro AP {metrics['cats_macro_ap']:.4f}, per epoch {curve}", flush=True)
 
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = f"diagnose_{args.dataset}"
+    stem = f"diagnose_{args.dataset}{args.tag}"
     srsly.write_json(RESULTS / f"{stem}.json", rows)
     lines = [
         f"# Diagnosis: DALLMi vs partial fine-tuning ({args.dataset}, {args.run}, "

@@ -112,3 +112,67 @@ def test_an_update_runs_at_most_two_backbone_passes(tiny_bert, objective, locati
     finally:
         handle.remove()
     assert 1 <= len(calls) <= 2
+
+
+def reference_step_loss(transformer, tokens, weights, bias, positives, plan, mixup_lambda):
+    """DESIGN section 1 written directly in torch: the step loss of one DALLMi update."""
+    ids = torch.as_tensor(tokens.input_ids, dtype=torch.long)
+    mask = torch.as_tensor(tokens.attention_mask, dtype=torch.long)
+
+    def classify(embeds, attention):
+        hidden = transformer(inputs_embeds=embeds, attention_mask=attention).last_hidden_state
+        keep = attention.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * keep).sum(dim=1) / keep.sum(dim=1)
+        return pooled @ weights.T + bias
+
+    vectors = transformer.get_input_embeddings()(ids)
+    probs = torch.sigmoid(classify(vectors, mask))
+    known = torch.as_tensor(positives) == 1.0
+    loss = torch.zeros(())
+    for label in range(positives.shape[1]):
+        pos, unl = known[:, label], ~known[:, label]
+        if pos.any():
+            unl_term = probs[unl, label].mean() if unl.any() else torch.zeros(())
+            loss = loss + unl_term - probs[pos, label].mean()
+    mu = torch.as_tensor(plan.weight).view(-1, 1, 1)
+    first, second = torch.as_tensor(plan.positive), torch.as_tensor(plan.unlabeled)
+    mixed = mu * vectors[first] + (1 - mu) * vectors[second]
+    q = torch.sigmoid(classify(mixed, torch.maximum(mask[first], mask[second])))
+    labels = torch.as_tensor(plan.labels)
+    target = mu.view(-1) + (1 - mu.view(-1)) * probs[second, labels].detach()
+    return loss + mixup_lambda * ((target - q[torch.arange(len(plan)), labels]) ** 2).sum()
+
+
+def test_dallmi_step_gradient_matches_a_torch_reference(no_dropout_bert):
+    """The whole update (VPU + MixUp, one backbone pass) against a direct torch
+    implementation: same loss value, same gradient on the embedding matrix and head."""
+    nlp = make_nlp(no_dropout_bert, objective="dallmi")
+    examples = make_examples(nlp, toy_texts(12, seed=4))
+    nlp.initialize(lambda: examples)
+    textcat = nlp.get_pipe("textcat")
+    textcat.configure(mixup_lambda=0.7, seed=5)
+    model = textcat.model
+    transformer = get_hf_objects(model).transformer
+    docs = [eg.predicted for eg in examples]
+    positives = textcat._positives(examples)
+    plan = plan_mixup(positives, numpy.random.default_rng(5), 0.3, 0.3)
+    assert len(plan) == positives.shape[1]
+    head = model.layers[2]
+    weights = torch.tensor(head.get_param("W"), requires_grad=True)
+    bias = torch.tensor(head.get_param("b"), requires_grad=True)
+    for param in transformer.parameters():
+        param.grad = None
+    expected = reference_step_loss(
+        transformer, tokenize(model, docs), weights, bias, positives, plan, 0.7
+    )
+    expected.backward()
+    expected_embedding = transformer.get_input_embeddings().weight.grad.clone()
+    for param in transformer.parameters():
+        param.grad = None
+    losses = {}
+    textcat.update(examples, drop=0.0, losses=losses)
+    numpy.testing.assert_allclose(losses["textcat"], expected.item(), rtol=1e-4)
+    actual_embedding = transformer.get_input_embeddings().weight.grad
+    torch.testing.assert_close(actual_embedding, expected_embedding, rtol=1e-3, atol=1e-6)
+    numpy.testing.assert_allclose(head.get_grad("W"), weights.grad.numpy(), rtol=1e-3, atol=1e-6)
+    numpy.testing.assert_allclose(head.get_grad("b"), bias.grad.numpy(), rtol=1e-3, atol=1e-6)
