@@ -51,6 +51,9 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--source-epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--learn-rate", type=float, default=5e-5, help="adaptation and FT")
+    parser.add_argument("--mixup-lambda", type=float, default=1.0)
+    parser.add_argument("--tag", default="", help="suffix of the results files and work folder")
     parser.add_argument("--data-dir", default=str(REPO_ROOT.parent / "shared" / "datasets"))
     parser.add_argument("--no-run", action="store_true", help="only summarise --work")
     parser.add_argument("--wall-seconds", type=float, help="with --no-run: the measured time")
@@ -72,6 +75,7 @@ def run_table(args: argparse.Namespace, work: Path) -> float:
         "--max-docs", str(args.max_docs), "--epochs", str(args.epochs),
         "--source-epochs", str(args.source_epochs), "--batch-size", str(args.batch_size),
         "--max-length", str(args.max_length), "--data-dir", args.data_dir,
+        "--var", f"learn_rate={args.learn_rate}", "--var", f"mixup_lambda={args.mixup_lambda}",
     ]  # fmt: skip
     start = time.perf_counter()
     subprocess.run(command, check=True)
@@ -137,8 +141,9 @@ def render_markdown(payload: Dict[str, Any]) -> str:
         f"usable CPUs, GPU: {payload['machine']['gpu'] or 'none'}",
         f"- caps: {caps['max_docs']} docs per split, {caps['epochs']} epochs "
         f"(source {caps['source_epochs']}), batch {caps['batch_size']}, max length "
-        f"{caps['max_length']} word pieces, backbone all-MiniLM-L6-v2, lr 5e-5 (the paper's), "
-        "model = last epoch",
+        f"{caps['max_length']} word pieces, backbone all-MiniLM-L6-v2, model = last epoch",
+        f"- learning rate (DALLMi and fine-tuning): {payload['learn_rate']:g}; MixUp weight "
+        f"lambda: {payload['mixup_lambda']:g} (the paper's: 5e-05 and 1)",
         f"- seeds: {payload['seeds']}; wall time: "
         + ("not measured" if wall is None else f"{wall / 60:.1f} min")
         + ("" if payload["wall_measured_here"] else " (measured outside this script)"),
@@ -163,12 +168,12 @@ def render_markdown(payload: Dict[str, Any]) -> str:
             lines.append(f"| `{method}` | " + " | ".join(row) + " |")
         row = [percent(payload["table"][r]["recovery"][metric]) for r in ratios]
         lines += ["| recovery (%) | " + " | ".join(row) + " |", ""]
-    lines.append(f"Full report with figures: `quality_{payload['dataset']}/report.md`.")
+    lines.append(f"Full report with figures: `quality_{payload['name']}/report.md`.")
     return "\n".join(lines) + "\n"
 
 
-def copy_report(work: Path, dataset: str) -> None:
-    target = RESULTS / f"quality_{dataset}"
+def copy_report(work: Path, dataset: str, name: str) -> None:
+    target = RESULTS / f"quality_{name}"
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
@@ -180,7 +185,8 @@ def copy_report(work: Path, dataset: str) -> None:
 
 def main(argv: List[str]) -> None:
     args = parse_args(argv)
-    work = args.work or Path("/tmp/dallmi_quality") / args.dataset
+    name = f"{args.dataset}{args.tag}"
+    work = args.work or Path("/tmp/dallmi_quality") / name
     load_start = load_average()
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     if args.no_run:
@@ -191,6 +197,7 @@ def main(argv: List[str]) -> None:
     ratios = [float(value) for value in args.ratios.split(",")]
     payload = {
         "dataset": args.dataset,
+        "name": name,
         "date": started,
         "seeds": args.seeds,
         "caps": {
@@ -200,6 +207,8 @@ def main(argv: List[str]) -> None:
             "batch_size": args.batch_size,
             "max_length": args.max_length,
         },
+        "learn_rate": args.learn_rate,
+        "mixup_lambda": args.mixup_lambda,
         "wall_seconds": wall,
         "wall_measured_here": not args.no_run,
         "note": args.note,
@@ -212,9 +221,9 @@ def main(argv: List[str]) -> None:
         "table": summarise(work, args.dataset, ratios, args.seeds.split(","), args.max_docs),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    srsly.write_json(RESULTS / f"quality_{args.dataset}.json", payload)
-    (RESULTS / f"quality_{args.dataset}.md").write_text(render_markdown(payload), encoding="utf8")
-    copy_report(work, args.dataset)
+    srsly.write_json(RESULTS / f"quality_{name}.json", payload)
+    (RESULTS / f"quality_{name}.md").write_text(render_markdown(payload), encoding="utf8")
+    copy_report(work, args.dataset, name)
     print(render_markdown(payload))
 
 
