@@ -351,24 +351,43 @@ def _first_ratio(runs: Sequence[Run], has_data: Callable[[Run], bool]) -> Option
     return min(ratios) if ratios else None
 
 
+def curve_points(
+    runs: Sequence[Run], method: str, ratio: float
+) -> Tuple[Dict[int, List[float]], int]:
+    """Macro mAP per epoch of every seed of `method` at `ratio`, and how many seeds had a curve.
+
+    Epoch e is the model after e full epochs (0 = the source model before adaptation). The
+    epoch callback records before each epoch, so it never sees the final model; that point is
+    the run's own score, placed at ``settings["epochs"]``.
+    """
+    per_epoch: Dict[int, List[float]] = {}
+    seeds = 0
+    for run in runs:
+        if run.method != method or run.ratio != ratio or not run.result.get("epochs"):
+            continue
+        seeds += 1
+        recorded = set()
+        for record in run.result["epochs"]:
+            if record.get("cats_macro_ap") is not None:
+                recorded.add(int(record["epoch"]))
+                per_epoch.setdefault(int(record["epoch"]), []).append(record["cats_macro_ap"])
+        last = run.result["settings"].get("epochs")
+        final = run.metrics.get("cats_macro_ap")
+        if isinstance(last, int) and last not in recorded and final is not None:
+            per_epoch.setdefault(last, []).append(final)
+    return per_epoch, seeds
+
+
 def plot_learning_curve(runs: Sequence[Run], ratio: float, path: Path) -> None:
     """Macro mAP per epoch for ft_partial, dallmi and ft_full at `ratio`, mean over seeds.
 
-    Epoch e is the model after e full epochs (0 = the source model before adaptation). With
-    several seeds a band shows ± one standard deviation.
+    Points come from :func:`curve_points`. With several seeds a band shows ± one standard
+    deviation.
     """
     figure = Figure(figsize=(6.4, 4.2), layout="constrained")
     axes = figure.subplots()
     for method in CURVE_METHODS:
-        per_epoch: Dict[int, List[float]] = {}
-        seeds = 0
-        for run in runs:
-            if run.method != method or run.ratio != ratio or not run.result.get("epochs"):
-                continue
-            seeds += 1
-            for record in run.result["epochs"]:
-                if record.get("cats_macro_ap") is not None:
-                    per_epoch.setdefault(int(record["epoch"]), []).append(record["cats_macro_ap"])
+        per_epoch, seeds = curve_points(runs, method, ratio)
         if not per_epoch:
             continue
         epochs = sorted(per_epoch)
@@ -456,8 +475,8 @@ def _figures_section(runs: Sequence[Run], output_md: Path, figures_dir: Path) ->
             "Macro mAP per epoch",
             f"Macro mAP per epoch at {_ratio_header(curve_ratio)} (the paper's Fig. 5), "
             "recorded during training for this figure only (never for model selection). Epoch "
-            "e is the model after e full epochs; the model after the last epoch is the one "
-            "scored in the tables.",
+            "e is the model after e full epochs; the last point is the model scored in the "
+            "tables.",
         )
     label_ratio = _first_ratio(runs, lambda run: bool(run.metrics["cats_ap_per_type"]))
     if label_ratio is not None:

@@ -16,7 +16,7 @@ from spacy.cli.train import train
 from spacy.util import registry
 
 from spacy_dallmi.evaluate import evaluate_pipeline, make_epoch_eval_callback, write_metrics
-from spacy_dallmi.report import build_report
+from spacy_dallmi.report import build_report, curve_points, load_runs
 
 from .util import LABELS, make_examples, make_nlp, toy_texts, write_docbin
 
@@ -366,3 +366,20 @@ def test_report_errors_name_the_file(tmp_path):
         )
     with pytest.raises(FileNotFoundError, match=r"gone\.json"):
         build_report([tmp_path / "gone.json"], tmp_path / "r.md", tmp_path / "f", title="t")
+
+
+def test_curve_points_end_with_the_scored_model(tmp_path):
+    """The epoch callback records before each epoch; the final model's point is the run's score,
+    placed at settings.epochs, and never duplicates an epoch that was recorded."""
+    results = [fake_result("dallmi", 0.5, seed, 0.6 + seed / 10) for seed in (0, 1)]
+    results[0]["settings"]["epochs"] = 3
+    results[1]["settings"]["epochs"] = 2  # epoch 2 was recorded: the score is not added again
+    for seed, result in enumerate(results):
+        srsly.write_json(tmp_path / f"dallmi_{seed}.json", result)
+    runs = load_runs(sorted(tmp_path.glob("*.json")))
+    points, seeds = curve_points(runs, "dallmi", 0.5)
+    assert seeds == 2
+    assert sorted(points) == [0, 1, 2, 3]
+    assert points[3] == [pytest.approx(0.6)]
+    assert len(points[2]) == 2
+    assert curve_points(runs, "ft_full", 0.5) == ({}, 0)
