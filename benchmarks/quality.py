@@ -3,7 +3,7 @@
 Runs the project's ``table`` workflow (every seed x ratio: the source model without adaptation,
 BCE fine-tuning on the partial labels, BCE fine-tuning on all labels, DALLMi) in a work folder
 outside the repository, times it, and writes
-``benchmarks/results/quality_<dataset>.{json,md}`` plus a copy of the project's report and
+``benchmarks/results/quality_<dataset>.{json,md}`` plus the project's full report and
 figures under ``benchmarks/results/quality_<dataset>/``.
 
 The JSON holds, per ratio and method, ``cats_macro_ap`` and ``cats_macro_ap_rounded`` (mean,
@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional
 import srsly
 from environment import REPO_ROOT, git_info, load_average, machine_info, package_versions
 
-from spacy_dallmi.report import METHODS, load_runs, metric_values, recovery
+from spacy_dallmi.report import METHODS, build_report, load_runs, metric_values, recovery
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 METRICS = ("cats_macro_ap", "cats_macro_ap_rounded")
@@ -91,17 +91,17 @@ def summarise_cell(values: List[float]) -> Dict[str, Any]:
     }
 
 
-def summarise(
-    work: Path, dataset: str, ratios: List[float], seeds: List[str], max_docs: int
-) -> Dict[str, Any]:
-    """Per ratio: every method's metrics over seeds and DALLMi's recovery on each metric.
-
-    Only this configuration's files are read (folders ``s<seed>_n<max_docs>_*``), so a work
-    folder may also hold runs with other caps.
-    """
+def metrics_paths(work: Path, dataset: str, seeds: List[str], max_docs: int) -> List[Path]:
+    """This configuration's metrics files (folders ``s<seed>_n<max_docs>_*``): a work folder
+    may also hold runs with other caps."""
     folder = work / "metrics" / dataset
     paths = [path for seed in seeds for path in folder.glob(f"s{seed}_n{max_docs}_*/*.json")]
-    runs = load_runs(sorted(paths))
+    return sorted(paths)
+
+
+def summarise(paths: List[Path], ratios: List[float]) -> Dict[str, Any]:
+    """Per ratio: every method's metrics over seeds and DALLMi's recovery on each metric."""
+    runs = load_runs(paths)
     table: Dict[str, Any] = {}
     for ratio in ratios:
         cells: Dict[str, Any] = {"methods": {}, "recovery": {}}
@@ -172,15 +172,13 @@ def render_markdown(payload: Dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def copy_report(work: Path, dataset: str, name: str) -> None:
+def write_report(paths: List[Path], dataset: str, name: str) -> None:
+    """The project's full report (all metrics, settings, figures) from this configuration's
+    files only, so a work folder holding runs with other caps cannot leak into it."""
     target = RESULTS / f"quality_{name}"
     if target.exists():
         shutil.rmtree(target)
-    target.mkdir(parents=True)
-    report = (work / "reports" / f"{dataset}.md").read_text(encoding="utf8")
-    figures = work / "reports" / f"{dataset}_figures"
-    shutil.copytree(figures, target / f"{dataset}_figures")
-    (target / "report.md").write_text(report, encoding="utf8")
+    build_report(paths, target / "report.md", target / f"{dataset}_figures", title=name)
 
 
 def main(argv: List[str]) -> None:
@@ -195,6 +193,7 @@ def main(argv: List[str]) -> None:
         prepare_work_folder(work)
         wall = run_table(args, work)
     ratios = [float(value) for value in args.ratios.split(",")]
+    paths = metrics_paths(work, args.dataset, args.seeds.split(","), args.max_docs)
     payload = {
         "dataset": args.dataset,
         "name": name,
@@ -218,12 +217,12 @@ def main(argv: List[str]) -> None:
         "machine": machine_info(),
         "versions": package_versions(),
         "git": git_info(),
-        "table": summarise(work, args.dataset, ratios, args.seeds.split(","), args.max_docs),
+        "table": summarise(paths, ratios),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     srsly.write_json(RESULTS / f"quality_{name}.json", payload)
     (RESULTS / f"quality_{name}.md").write_text(render_markdown(payload), encoding="utf8")
-    copy_report(work, args.dataset, name)
+    write_report(paths, args.dataset, name)
     print(render_markdown(payload))
 
 
