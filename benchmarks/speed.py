@@ -42,7 +42,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy
 import spacy
@@ -461,6 +461,41 @@ def build_pipeline(
     return nlp, optimizer
 
 
+def training_pipelines(
+    settings: Settings,
+    texts: Sequence[str],
+    full: numpy.ndarray,
+    known: numpy.ndarray,
+    batches: Sequence[Sequence[int]],
+) -> Iterator[Tuple[str, Language, Optimizer, List[List[Example]]]]:
+    """Build the ``bce``, ``dallmi`` and ``dallmi+mixup`` pipelines one at a time.
+
+    Yields ``(name, nlp, optimizer, example batches)``: ``bce`` sees every label (``full``),
+    the two ``dallmi`` configurations the partial ones (``known``); ``batches`` index ``texts``.
+    """
+    for name, objective, mixup, matrix in (
+        ("bce", "bce", False, full),
+        ("dallmi", "dallmi", False, known),
+        ("dallmi+mixup", "dallmi", True, known),
+    ):
+        made: Dict[str, List[List[Example]]] = {}
+
+        def init(
+            nlp: Language,
+            matrix: numpy.ndarray = matrix,
+            made: Dict[str, List[List[Example]]] = made,
+        ) -> List[Example]:
+            made["batches"] = [
+                make_examples(nlp, [texts[i] for i in batch], matrix[batch], MESH_ROOTS)
+                for batch in batches
+            ]
+            return made["batches"][0]
+
+        nlp, optimizer = build_pipeline(settings, objective, mixup, init)
+        yield name, nlp, optimizer, made["batches"]
+        del nlp, optimizer
+
+
 def component_model(nlp: Language):
     return nlp.get_pipe("dallmi_textcat").model
 
@@ -818,34 +853,13 @@ def run_training(settings: Settings, data: PubMed, results: Results) -> None:
     texts = [data.texts[i] for i in order]
     rounds = settings.warmup + settings.steps
 
-    def examples_for(matrix: numpy.ndarray) -> Callable[[Language], List[List[Example]]]:
-        def make(nlp: Language) -> List[List[Example]]:
-            chosen = [batches[r % len(batches)] for r in range(rounds)]
-            return [
-                make_examples(nlp, [texts[i] for i in batch], matrix[batch], MESH_ROOTS)
-                for batch in chosen
-            ]
-
-        return make
-
-    pipelines: Dict[str, Tuple[Language, Optimizer, List[List[Example]]]] = {}
-    for name, objective, mixup, matrix in (
-        ("bce", "bce", False, full),
-        ("dallmi", "dallmi", False, known),
-        ("dallmi+mixup", "dallmi", True, known),
-    ):
-        holder: Dict[str, List[List[Example]]] = {}
-
-        def init(
-            nlp: Language,
-            matrix: numpy.ndarray = matrix,
-            holder: Dict[str, List[List[Example]]] = holder,
-        ) -> List[Example]:
-            holder["batches"] = examples_for(matrix)(nlp)
-            return holder["batches"][0]
-
-        nlp, optimizer = build_pipeline(settings, objective, mixup, init)
-        pipelines[name] = (nlp, optimizer, holder["batches"])
+    chosen = [batches[r % len(batches)] for r in range(rounds)]
+    pipelines = {
+        name: (nlp, optimizer, example_batches)
+        for name, nlp, optimizer, example_batches in training_pipelines(
+            settings, texts, full, known, chosen
+        )
+    }
 
     timings = {name: Timing() for name in (*TRAIN_CONFIGS, "naive-loop")}
     naive_rng = numpy.random.default_rng(SEED + 1)
@@ -1292,35 +1306,20 @@ def run_profile(settings: Settings, data: PubMed) -> Path:
     full = data.labels[order]
     known = hide_positives(full, HIDE_RATIO, numpy.random.default_rng(SEED))
     batches = cycle_batches(known, settings.batch_size)
+    texts = [data.texts[i] for i in order]
     report = io.StringIO()
-    for name, objective, mixup, matrix in (
-        ("bce", "bce", False, full),
-        ("dallmi", "dallmi", False, known),
-        ("dallmi+mixup", "dallmi", True, known),
+    for name, nlp, optimizer, example_batches in training_pipelines(
+        settings, texts, full, known, batches[:2]
     ):
-        holder: Dict[str, List[List[Example]]] = {}
-
-        def init(
-            nlp: Language,
-            matrix: numpy.ndarray = matrix,
-            holder: Dict[str, List[List[Example]]] = holder,
-        ) -> List[Example]:
-            holder["batches"] = [
-                make_examples(nlp, [data.texts[order[i]] for i in b], matrix[b], MESH_ROOTS)
-                for b in batches[:2]
-            ]
-            return holder["batches"][0]
-
-        nlp, optimizer = build_pipeline(settings, objective, mixup, init)
-        update(nlp, optimizer, holder["batches"][0])
+        update(nlp, optimizer, example_batches[0])
         profiler = cProfile.Profile()
         profiler.enable()
-        update(nlp, optimizer, holder["batches"][1])
+        update(nlp, optimizer, example_batches[1])
         sync(settings)
         profiler.disable()
         profiles = [(f"{name}: one step", profiler)]
         if name == "dallmi":
-            batch = holder["batches"][1]
+            batch = example_batches[1]
             tokens = tokenize(component_model(nlp), [eg.predicted for eg in batch])
             positives = batch_positives(nlp, batch)
             rng = numpy.random.default_rng(SEED)
