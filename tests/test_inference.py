@@ -1,0 +1,140 @@
+"""Length-bucketed ``pipe``: same probabilities as plain prediction, original order kept."""
+
+from typing import List
+
+import pytest
+
+from spacy_dallmi.architecture import get_hf_objects
+from spacy_dallmi.component import DallmiTextCategorizer
+from spacy_dallmi.inference import BucketedPipeMixin
+
+from .util import make_examples, make_nlp, toy_texts
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*were truncated")
+
+WORDS = ["happy", "sad", "the", "day", "rage", "fear", "tears", "smile", "zebra", "quux"]
+TEXTS = [" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range((i * 5) % 23)) for i in range(40)]
+TEXTS[3] = ""
+TEXTS[17] = "scared of the day " * 12  # longer than max_length: truncated
+
+
+class _Bucketed(BucketedPipeMixin, DallmiTextCategorizer):
+    """The component with the mixin, for as long as the component lacks it."""
+
+
+@pytest.fixture(scope="module")
+def nlp(tiny_bert):
+    nlp = make_nlp(tiny_bert)
+    examples = make_examples(nlp, toy_texts(24))
+    optimizer = nlp.initialize(lambda: examples)
+    nlp.update(examples, sgd=optimizer)
+    textcat = nlp.get_pipe("textcat")
+    if not isinstance(textcat, BucketedPipeMixin):
+        textcat.__class__ = _Bucketed
+    return nlp
+
+
+def run(nlp, texts: List[str], window, batch_size: int):
+    textcat = nlp.get_pipe("textcat")
+    textcat.cfg["bucket_window"] = window
+    try:
+        return list(nlp.pipe(texts, batch_size=batch_size))
+    finally:
+        textcat.cfg["bucket_window"] = 0
+
+
+def record_batches(textcat, monkeypatch) -> List[List[str]]:
+    batches: List[List[str]] = []
+    predict = textcat.predict
+
+    def spy(docs):
+        docs = list(docs)
+        batches.append([doc.text for doc in docs])
+        return predict(docs)
+
+    monkeypatch.setattr(textcat, "predict", spy)
+    return batches
+
+
+@pytest.mark.parametrize("window,batch_size", [(16, 4), (40, 8), (1000, 7), (2, 5), (5, 5)])
+def test_same_probabilities_in_original_order(nlp, window, batch_size):
+    plain = run(nlp, TEXTS, 0, batch_size)
+    bucketed = run(nlp, TEXTS, window, batch_size)
+    assert [doc.text for doc in bucketed] == TEXTS
+    for before, after in zip(plain, bucketed):
+        assert after.cats == pytest.approx(before.cats, abs=1e-5)
+
+
+def piece_lengths(textcat, texts: List[str]) -> List[int]:
+    tokenizer = get_hf_objects(textcat.model).tokenizer
+    return [min(len(tokenizer(text).input_ids), 32) for text in texts]
+
+
+def test_batches_are_sorted_by_length_within_a_window(nlp, monkeypatch):
+    textcat = nlp.get_pipe("textcat")
+    batches = record_batches(textcat, monkeypatch)
+    run(nlp, TEXTS, 20, 5)
+    assert [len(batch) for batch in batches] == [5] * 8
+    for window in (batches[:4], batches[4:]):
+        texts = sum(window, [])
+        assert piece_lengths(textcat, texts) == sorted(piece_lengths(textcat, texts))
+    assert sorted(sum(batches[:4], [])) == sorted(TEXTS[:20])
+
+
+def test_window_off_is_plain_spacy_batching(nlp, monkeypatch):
+    batches = record_batches(nlp.get_pipe("textcat"), monkeypatch)
+    for window in (0, None):
+        batches.clear()
+        run(nlp, TEXTS[:10], window, 4)
+        assert batches == [TEXTS[0:4], TEXTS[4:8], TEXTS[8:10]]
+
+
+@pytest.mark.parametrize("window", [0, 8])
+def test_empty_stream(nlp, window):
+    assert run(nlp, [], window, 4) == []
+
+
+def test_empty_texts_get_cats(nlp):
+    docs = run(nlp, ["", "", "happy day", ""], 8, 2)
+    assert [doc.text for doc in docs] == ["", "", "happy day", ""]
+    assert all(len(doc.cats) == 4 for doc in docs)
+    assert docs[0].cats == pytest.approx(docs[3].cats, abs=1e-6)
+
+
+def test_failing_batch_goes_to_the_error_handler(nlp, monkeypatch):
+    texts = [f"{text} {i}" for i, text in enumerate(TEXTS)]
+    textcat = nlp.get_pipe("textcat")
+    predict = textcat.predict
+
+    def failing(docs):
+        docs = list(docs)
+        if any(doc.text == texts[5] for doc in docs):
+            raise RuntimeError("boom")
+        return predict(docs)
+
+    monkeypatch.setattr(textcat, "predict", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        run(nlp, texts, 16, 4)
+
+    handled = []
+    textcat.set_error_handler(lambda name, proc, docs, error: handled.append(docs))
+    try:
+        kept = [doc.text for doc in run(nlp, texts, 16, 4)]
+    finally:
+        del textcat.error_handler
+    assert len(handled) == 1 and len(handled[0]) == 4
+    failed = {doc.text for doc in handled[0]}
+    assert texts[5] in failed
+    assert kept == [text for text in texts if text not in failed]
+
+
+def test_component_round_trip_keeps_window(nlp, tmp_path):
+    textcat = nlp.get_pipe("textcat")
+    textcat.cfg["bucket_window"] = 64
+    try:
+        textcat.to_disk(tmp_path / "textcat")
+    finally:
+        textcat.cfg["bucket_window"] = 0
+    textcat.from_disk(tmp_path / "textcat")
+    assert textcat.cfg["bucket_window"] == 64
+    textcat.cfg["bucket_window"] = 0
