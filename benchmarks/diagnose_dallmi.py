@@ -19,7 +19,7 @@ from typing import Dict, List
 
 import srsly
 
-from spacy_dallmi.evaluate import evaluate_pipeline
+from spacy_dallmi.experiments.evaluate import evaluate_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

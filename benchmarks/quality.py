@@ -34,7 +34,9 @@ from typing import Any, Dict, List, Optional
 import srsly
 from environment import REPO_ROOT, git_info, load_average, machine_info, package_versions
 
-from spacy_dallmi.report import METHODS, build_report, load_runs, metric_values, recovery
+from spacy_dallmi.experiments.evaluate import METHODS
+from spacy_dallmi.experiments.report import build_report
+from spacy_dallmi.experiments.runs import load_runs, metric_values, recovery
 
 RESULTS = REPO_ROOT / "benchmarks" / "results"
 METRICS = ("cats_macro_ap", "cats_macro_ap_rounded")

@@ -1,8 +1,6 @@
-"""Run the command-line interface: ``python -m spacy_dallmi --help``."""
+"""Run the experiment kit's command line: ``python -m spacy_dallmi --help``."""
 
-from __future__ import annotations
-
-from spacy_dallmi.cli import app
+from spacy_dallmi.experiments.cli import app
 
 if __name__ == "__main__":
     app(prog_name="python -m spacy_dallmi")

@@ -23,22 +23,22 @@ from hypothesis.extra.numpy import arrays
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
-from spacy_dallmi.cli import app
-from spacy_dallmi.data import (
-    EMOTION_LABELS,
-    MESH_ROOTS,
-    OUTPUT_FILES,
+from spacy_dallmi.experiments.cli import app
+from spacy_dallmi.experiments.corpus import OUTPUT_FILES
+from spacy_dallmi.experiments.datasets import EMOTION_LABELS, MESH_ROOTS
+from spacy_dallmi.experiments.prepare import prepare_dataset, prepare_files
+from spacy_dallmi.experiments.protocol import (
+    PrepareSettings,
+    check_label_sets,
+    hide_labels,
+    split_train_test,
+)
+from spacy_dallmi.experiments.readers import (
     DataFileNotFoundError,
     DataPreparationError,
     LabelSetError,
     MissingColumnError,
-    PrepareSettings,
-    check_label_sets,
-    hide_labels,
-    prepare_dataset,
-    prepare_files,
     read_table,
-    split_train_test,
 )
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -198,7 +198,7 @@ def test_wrong_column_lists_columns_found(tmp_path: Path) -> None:
 def test_missing_file_names_path_and_asset(tmp_path: Path) -> None:
     path = tmp_path / "nowhere" / "data.csv"
     with pytest.raises(FileNotFoundError) as error:
-        read_table(path, text_column="t", label_columns=["a"], asset_hint="Fetch asset 'foo'.")
+        read_table(path, text_column="t", label_columns=["a"], hint="Fetch asset 'foo'.")
     assert isinstance(error.value, DataFileNotFoundError)
     assert str(path) in str(error.value) and "Fetch asset 'foo'." in str(error.value)
     with pytest.raises(DataFileNotFoundError, match="spacy project assets"):
@@ -325,6 +325,12 @@ def test_no_positives_means_nothing_to_hide() -> None:
 def test_bad_ratio_names_the_value(ratio: Any) -> None:
     with pytest.raises(ValueError, match=re.escape(f"got {ratio!r}")):
         hide_labels(np.ones((2, 2)), ratio, "per_sample", 0)
+    if ratio == 0:
+        # 0 is a setting, not a hiding ratio: the target's labels are already partial.
+        assert not PrepareSettings("files", ratio).hides
+        with pytest.raises(ValueError, match=re.escape(f"got {ratio!r}")):
+            prepare_dataset("emotions", DATA_DIR, "unused", ratio=ratio)
+        return
     with pytest.raises(ValueError, match=re.escape(f"got {ratio!r}")):
         PrepareSettings("emotions", ratio)
 

@@ -15,8 +15,11 @@ from sklearn.metrics import average_precision_score
 from spacy.cli.train import train
 from spacy.util import registry
 
-from spacy_dallmi.evaluate import evaluate_pipeline, make_epoch_eval_callback, write_metrics
-from spacy_dallmi.report import build_report, curve_points, load_runs
+from spacy_dallmi.callbacks import make_epoch_eval_callback
+from spacy_dallmi.experiments.evaluate import evaluate_pipeline, write_metrics
+from spacy_dallmi.experiments.figures import curve_points
+from spacy_dallmi.experiments.report import build_report
+from spacy_dallmi.experiments.runs import load_runs
 
 from .util import LABELS, make_examples, make_nlp, toy_texts, write_docbin
 

@@ -1,12 +1,15 @@
 """Small builders shared by the component, MixUp and training tests."""
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
+import numpy
 import spacy
 from spacy.language import Language
 from spacy.tokens import DocBin
 from spacy.training import Example
+
+from spacy_dallmi.experiments.protocol import hide_labels
 
 LABELS = ("anger", "fear", "joy", "sadness")
 CUES = {
@@ -44,19 +47,18 @@ def make_nlp(backbone: str, max_length: int = 32, **settings) -> Language:
     return nlp
 
 
-def hide_positives(rows, fraction: float, seed: int = 0, keep: Optional[int] = 1):
-    """Turn a share of positives into unlabeled (0.0), keeping `keep` per label."""
-    import random
+def hide_positives(rows, fraction: float, seed: int = 0):
+    """Turn a share of each label's positives into unlabeled (0.0), keeping one per label.
 
-    rng = random.Random(seed)
-    hidden = [(text, dict(cats)) for text, cats in rows]
-    for label in LABELS:
-        owners = [cats for _, cats in hidden if cats[label] == 1.0]
-        rng.shuffle(owners)
-        n_hide = min(int(round(fraction * len(owners))), max(len(owners) - (keep or 0), 0))
-        for cats in owners[:n_hide]:
-            cats[label] = 0.0
-    return hidden
+    The experiment kit's own hiding (per label), so the tests train on data hidden the way the
+    experiments hide it.
+    """
+    matrix = numpy.array([[cats[label] for label in LABELS] for _, cats in rows])
+    partial = hide_labels(matrix, fraction, "per_label", seed).partial
+    return [
+        (text, {label: float(value) for label, value in zip(LABELS, row)})
+        for (text, cats), row in zip(rows, partial)
+    ]
 
 
 def write_docbin(path: Path, rows: Sequence[Tuple[str, Dict[str, float]]]) -> Path:

@@ -1,31 +1,25 @@
-"""Command-line interface: ``python -m spacy_dallmi COMMAND``.
+"""Command-line interface of the experiment kit: ``python -m spacy_dallmi COMMAND``.
 
-A thin layer over the library: each command parses its options, calls one function and turns
-the library's own errors (missing file, wrong column, bad setting, label mismatch) into a
-one-line failure message and exit code 1 instead of a traceback. Other commands (training and
-evaluation helpers) are added to the same ``app``.
+A thin layer over the kit: each command parses its options, calls one function and turns the
+kit's own errors (missing file, wrong column, bad setting, label mismatch, too many dropped
+rows) into a one-line failure message and exit code 1 instead of a traceback. Modules that
+need torch or matplotlib are imported inside the commands that use them, so ``--help`` and the
+data commands stay light, and a missing optional dependency is one clear line.
 """
 
-from __future__ import annotations
-
 import shutil
-import subprocess
-import sys
 from pathlib import Path
-from typing import Optional
+from typing import Any, Dict, List, Optional
 
 import srsly
 import typer
 from wasabi import msg
 
-from .data import (
-    DATASETS,
-    REMOVAL_MODES,
-    DataFileNotFoundError,
-    DataPreparationError,
-    prepare_dataset,
-    prepare_files,
-)
+from . import INSTALL_HINT
+from .datasets import DATASETS
+from .prepare import MAX_DROP_SHARE, prepare_dataset, prepare_files
+from .protocol import REMOVAL_MODES
+from .readers import DEFAULT_ENCODING, DataFileNotFoundError, DataPreparationError
 
 app = typer.Typer(
     name="spacy_dallmi",
@@ -34,26 +28,40 @@ app = typer.Typer(
     add_completion=False,
 )
 
-RATIO_HELP = "Share of the target train positives to hide, strictly between 0 and 1."
 REMOVAL_HELP = f"How positives are hidden: {' or '.join(REMOVAL_MODES)}."
 # The domain splits are drawn from the seed alone, so these files are the same at every ratio.
-RATIO_INDEPENDENT_FILES = (
-    "source_train.spacy",
-    "source_test.spacy",
-    "target_train_full.spacy",
-    "target_test.spacy",
-)
+RATIO_INDEPENDENT = ("source_train", "source_test", "target_train_full", "target_test")
 MAX_DOCS_HELP = "Keep at most this many docs per split (a seeded sample), e.g. for a quick run."
+SHARED_DIR_HELP = (
+    "Also copy the files that do not depend on ratio/removal (source splits, full target train, "
+    "target test) here, so runs at other ratios can reuse what they feed."
+)
 
 
-def _split_names(value: Optional[str]) -> Optional[list[str]]:
-    """``"a, b,c"`` -> ``["a", "b", "c"]``; options take comma-separated lists."""
+def _split_names(value: Optional[str]) -> Optional[List[str]]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``, for options that take comma-separated lists."""
     if value is None:
         return None
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
-def _read_label_map(path: Optional[Path]) -> Optional[dict[str, str]]:
+def _label_columns(
+    repeated: Optional[List[str]], comma: Optional[str], path: Optional[Path], option: str
+) -> Optional[List[str]]:
+    """Label columns from ``--X-column a --X-column b``, ``--X-columns a,b`` or a file holding
+    one name per line; the repeatable and file forms take any name, commas included."""
+    given = [form for form in (repeated, comma, path) if form]
+    if len(given) > 1:
+        msg.fail(f"Give the label columns one way: --{option}, --{option}s or a file.", exits=1)
+    if path is not None:
+        if not path.is_file():
+            msg.fail(f"Label columns file not found: {path}", exits=1)
+        lines = path.read_text(encoding="utf8").splitlines()
+        return [line.strip() for line in lines if line.strip()]
+    return list(repeated) if repeated else _split_names(comma)
+
+
+def _read_label_map(path: Optional[Path]) -> Optional[Dict[str, str]]:
     """Load a JSON object mapping target label names to source label names."""
     if path is None:
         return None
@@ -74,6 +82,16 @@ def _read_label_map(path: Optional[Path]) -> Optional[dict[str, str]]:
     return mapping
 
 
+def _copy_shared(stats: Dict[str, Any], output_dir: Path, shared_dir: Optional[Path]) -> None:
+    if shared_dir is None:
+        return
+    shared_dir.mkdir(parents=True, exist_ok=True)
+    names = [stats["files"][name] for name in RATIO_INDEPENDENT if name in stats["files"]]
+    for name in names:
+        shutil.copyfile(output_dir / name, shared_dir / name)
+    msg.good(f"Copied {', '.join(names)} to {shared_dir}")
+
+
 @app.command("prepare")
 def prepare_command(
     dataset: str = typer.Argument(..., help=f"Built-in dataset: {' or '.join(DATASETS)}."),
@@ -81,22 +99,19 @@ def prepare_command(
         ..., help="Folder holding goemotions/, semeval2018_ec/ and pubmed/."
     ),
     output_dir: Path = typer.Argument(..., help="Folder to write the corpora and stats to."),
-    ratio: float = typer.Option(..., "--ratio", help=RATIO_HELP),
+    ratio: float = typer.Option(
+        ..., "--ratio", help="Share of target train positives to hide, strictly in (0, 1)."
+    ),
     removal: str = typer.Option("per_sample", "--removal", help=REMOVAL_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
     max_docs: Optional[int] = typer.Option(None, "--max-docs", help=MAX_DOCS_HELP),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Test share per domain."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary."),
-    shared_dir: Optional[Path] = typer.Option(
-        None,
-        "--shared-dir",
-        help="Also copy the files that do not depend on ratio/removal (source splits, full "
-        "target train, target test) here, so runs at other ratios can reuse what they feed.",
-    ),
+    shared_dir: Optional[Path] = typer.Option(None, "--shared-dir", help=SHARED_DIR_HELP),
 ) -> None:
     """Write source/target train/test corpora of a built-in dataset, with target labels hidden."""
     try:
-        prepare_dataset(
+        stats = prepare_dataset(
             dataset,
             data_dir,
             output_dir,
@@ -109,11 +124,7 @@ def prepare_command(
         )
     except (DataFileNotFoundError, DataPreparationError) as error:
         msg.fail(str(error), exits=1)
-    if shared_dir is not None:
-        shared_dir.mkdir(parents=True, exist_ok=True)
-        for name in RATIO_INDEPENDENT_FILES:
-            shutil.copyfile(output_dir / name, shared_dir / name)
-        msg.good(f"Copied {', '.join(RATIO_INDEPENDENT_FILES)} to {shared_dir}")
+    _copy_shared(stats, output_dir, shared_dir)
 
 
 @app.command("prepare-files")
@@ -122,8 +133,14 @@ def prepare_files_command(
     target: Path = typer.Argument(..., help="Target-domain file (CSV, TSV or JSONL)."),
     output_dir: Path = typer.Argument(..., help="Folder to write the corpora and stats to."),
     text_column: str = typer.Option(..., "--text-column", help="Column holding the text."),
+    label_column: Optional[List[str]] = typer.Option(
+        None, "--label-column", help="A 0/1 label column; repeat for each label."
+    ),
     label_columns: Optional[str] = typer.Option(
         None, "--label-columns", help="Comma-separated 0/1 label columns (e.g. a,b,c)."
+    ),
+    label_columns_file: Optional[Path] = typer.Option(
+        None, "--label-columns-file", help="A file naming the 0/1 label columns, one per line."
     ),
     labels_column: Optional[str] = typer.Option(
         None, "--labels-column", help="Column listing each row's labels (a,b or a JSON list)."
@@ -137,46 +154,79 @@ def prepare_files_command(
     target_text_column: Optional[str] = typer.Option(
         None, "--target-text-column", help="Target text column, if named differently."
     ),
+    target_label_column: Optional[List[str]] = typer.Option(
+        None, "--target-label-column", help="A target 0/1 label column, if different; repeat."
+    ),
     target_label_columns: Optional[str] = typer.Option(
-        None, "--target-label-columns", help="Target 0/1 label columns, if different."
+        None, "--target-label-columns", help="Comma-separated target 0/1 label columns."
     ),
     target_labels_column: Optional[str] = typer.Option(
         None, "--target-labels-column", help="Target label-list column, if different."
     ),
+    target_test: Optional[Path] = typer.Option(
+        None, "--target-test", help="A fully labelled target test file (target's columns)."
+    ),
     file_format: Optional[str] = typer.Option(
         None, "--format", help="csv, tsv or jsonl (default: from the file extension)."
     ),
-    ratio: float = typer.Option(..., "--ratio", help=RATIO_HELP),
+    encoding: str = typer.Option(DEFAULT_ENCODING, "--encoding", help="The files' encoding."),
+    ratio: float = typer.Option(
+        0.0,
+        "--ratio",
+        help="0: the target's labels are already partial (1 = known positive, else unlabeled). "
+        "In (0, 1): the target is fully labelled and this share of its positives is hidden.",
+    ),
     removal: str = typer.Option("per_sample", "--removal", help=REMOVAL_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
     max_docs: Optional[int] = typer.Option(None, "--max-docs", help=MAX_DOCS_HELP),
+    max_source_docs: Optional[int] = typer.Option(None, "--max-source-docs"),
+    max_target_docs: Optional[int] = typer.Option(None, "--max-target-docs"),
+    max_target_test_docs: Optional[int] = typer.Option(None, "--max-target-test-docs"),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Test share per domain."),
+    target_test_fraction: Optional[float] = typer.Option(None, "--target-test-fraction"),
+    max_drop_share: float = typer.Option(
+        MAX_DROP_SHARE, "--max-drop-share", help="Fail when a file loses more of its rows."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary."),
+    shared_dir: Optional[Path] = typer.Option(None, "--shared-dir", help=SHARED_DIR_HELP),
 ) -> None:
-    """Write source/target train/test corpora from your own files, with target labels hidden."""
+    """Write source/target corpora from your own files: partially labelled target data as it
+    is (the default), or fully labelled data with a share of the target labels hidden."""
+    columns = _label_columns(label_column, label_columns, label_columns_file, "label-column")
+    target_columns = _label_columns(
+        target_label_column, target_label_columns, None, "target-label-column"
+    )
     try:
-        prepare_files(
+        stats = prepare_files(
             source,
             target,
             output_dir,
             text_column=text_column,
-            label_columns=_split_names(label_columns),
+            label_columns=columns,
             labels_column=labels_column,
             label_map=_read_label_map(label_map),
             labels=_split_names(labels),
             target_text_column=target_text_column,
-            target_label_columns=_split_names(target_label_columns),
+            target_label_columns=target_columns,
             target_labels_column=target_labels_column,
+            target_test_path=target_test,
             file_format=file_format,
+            encoding=encoding,
             ratio=ratio,
             removal=removal,
             seed=seed,
             max_docs=max_docs,
             test_fraction=test_fraction,
+            max_source_docs=max_source_docs,
+            max_target_docs=max_target_docs,
+            max_target_test_docs=max_target_test_docs,
+            target_test_fraction=target_test_fraction,
+            max_drop_share=max_drop_share,
             quiet=quiet,
         )
     except (DataFileNotFoundError, DataPreparationError) as error:
         msg.fail(str(error), exits=1)
+    _copy_shared(stats, output_dir, shared_dir)
 
 
 @app.command("evaluate")
@@ -229,6 +279,15 @@ def evaluate_command(
     msg.good(f"{method}: {scores} on {result['n_docs']} docs -> {output}")
 
 
+def _build_report() -> Any:
+    """The report builder, or a one-line failure naming the extra when matplotlib is missing."""
+    try:
+        from .report import build_report
+    except ImportError as error:
+        msg.fail(f"The report needs {error.name or 'matplotlib'}: {INSTALL_HINT}", exits=1)
+    return build_report
+
+
 @app.command("report")
 def report_command(
     metrics_dir: Path = typer.Argument(..., help="Folder searched recursively for *.json."),
@@ -239,16 +298,26 @@ def report_command(
     ),
 ) -> None:
     """Write a Table-2-style report with figures from every metrics file under a folder."""
-    from .report import build_report
-
+    build_report = _build_report()
     paths = sorted(metrics_dir.rglob("*.json"))
     if not paths:
         msg.fail(
             f"No metrics files under {metrics_dir}: run the `evaluate` commands first.", exits=1
         )
     figures = figures_dir or output.parent / f"{output.stem}_figures"
-    build_report(paths, output, figures, title=title)
+    try:
+        build_report(paths, output, figures, title=title)
+    except (FileNotFoundError, ValueError) as error:
+        msg.fail(str(error), exits=1)
     msg.good(f"Report from {len(paths)} metrics files -> {output} (figures in {figures})")
+
+
+def _var_value(text: str) -> Any:
+    """A ``--var`` value as the weasel command line would read it: JSON, else the string."""
+    try:
+        return srsly.json_loads(text)
+    except ValueError:
+        return text
 
 
 @app.command("table")
@@ -257,7 +326,7 @@ def table_command(
     dataset: str = typer.Option("emotions", "--dataset"),
     ratios: str = typer.Option("0.5,0.7,0.9", "--ratios"),
     seeds: str = typer.Option("0,1", "--seeds"),
-    extra_vars: Optional[list[str]] = typer.Option(
+    extra_vars: Optional[List[str]] = typer.Option(
         None, "--var", help="More project vars as NAME=VALUE (repeatable)."
     ),
     removal: str = typer.Option("per_sample", "--removal"),
@@ -273,9 +342,14 @@ def table_command(
     """Run the `adapt` and `baselines` workflows for every seed and ratio, then the report.
 
     Seeds form the outer loop: the source model and the all-labels baseline depend on the
-    seed only, so spaCy's project runner skips them for the second and third ratio.
+    seed only, so the project runner skips them for the second and third ratio.
     """
-    common = {
+    from weasel.cli.run import project_run
+
+    if dataset not in DATASETS:
+        msg.fail(f"Unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}.", exits=1)
+    build_report = _build_report()
+    common: Dict[str, Any] = {
         "dataset": dataset,
         "removal": removal,
         "max_docs": max_docs,
@@ -289,20 +363,24 @@ def table_command(
     }
     for item in extra_vars or []:
         name, _, value = item.partition("=")
-        common[name] = value
+        common[name] = _var_value(value)
     for seed in _split_names(seeds) or []:
+        # A ratio stays a string, so folder names keep its spelling (0.7, not 0.7000000000000001).
         for ratio in _split_names(ratios) or []:
             run_vars = {**common, "seed": int(seed), "ratio": ratio}
-            # JSON-encode the values: weasel parses them as JSON, and a ratio passed as a
-            # string keeps its spelling (srsly reads a bare 0.7 as 0.7000000000000001).
-            flags = [f"--vars.{name}={srsly.json_dumps(value)}" for name, value in run_vars.items()]
+            overrides = {f"vars.{name}": value for name, value in run_vars.items()}
             for workflow in ("adapt", "baselines"):
                 msg.divider(f"{workflow}: {dataset}, ratio {ratio}, seed {seed}")
-                command = [sys.executable, "-m", "weasel", "run", workflow, str(project_dir)]
-                subprocess.run(command + flags, check=True)
-    report_command(
-        project_dir / "metrics" / dataset,
-        project_dir / "reports" / f"{dataset}.md",
-        title=dataset,
-        figures_dir=None,
-    )
+                try:
+                    project_run(project_dir, workflow, overrides=overrides)
+                except SystemExit as stop:
+                    if stop.code:
+                        msg.fail(
+                            f"table: the {workflow} workflow failed at ratio {ratio}, seed "
+                            f"{seed} (exit code {stop.code}); its error is printed above.",
+                            exits=1,
+                        )
+    metrics = sorted((project_dir / "metrics" / dataset).rglob("*.json"))
+    output = project_dir / "reports" / f"{dataset}.md"
+    build_report(metrics, output, output.parent / f"{dataset}_figures", title=dataset)
+    msg.good(f"Report from {len(metrics)} metrics files -> {output}")

@@ -1,0 +1,226 @@
+"""Split, cap, hide and write one source/target pair as spaCy corpora, with ``stats.json``.
+
+:func:`prepare_domains` is the one place where the protocol (:mod:`.protocol`) is applied and
+its outcome written, for the built-in datasets and users' files alike. It writes up to five
+``DocBin`` files (``doc.cats`` holds every label, ``1.0`` or ``0.0``):
+
+- ``source_train.spacy`` / ``source_test.spacy``: the labelled source domain;
+- ``target_train.spacy``: the target train split, partially labelled (``0.0`` = unlabeled),
+  either because a share of its positives was hidden (``ratio`` > 0, a study) or because the
+  data came that way (``ratio`` 0, the real use case);
+- ``target_train_full.spacy``: the same documents with all labels, only when labels were
+  hidden (the upper-bound baseline needs them);
+- ``target_test.spacy``: fully labelled target docs for evaluation, carved from the target
+  when its labels are complete, or read from a separate file; absent otherwise,
+
+plus ``labels.json`` and ``stats.json`` (counts per split, everything dropped or changed and
+why, and the settings used).
+"""
+
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy
+import spacy
+import srsly
+from spacy.language import Language
+from spacy.tokens import DocBin
+
+from .protocol import PrepareSettings, align_domains, cap_indices, hide_labels, split_train_test
+from .protocol import stream as random_stream
+from .readers import Corpus, DataPreparationError, DomainPair, PathLike
+from .summary import describe_changes, print_summary
+
+#: Split name -> DocBin file name, in the order they are written and reported.
+OUTPUT_FILES = {
+    "source_train": "source_train.spacy",
+    "source_test": "source_test.spacy",
+    "target_train": "target_train.spacy",
+    "target_train_full": "target_train_full.spacy",
+    "target_test": "target_test.spacy",
+}
+LABELS_FILE = "labels.json"
+STATS_FILE = "stats.json"
+
+
+def _docbin(nlp: Language, corpus: Corpus, matrix: numpy.ndarray) -> DocBin:
+    """Docs whose ``cats`` hold every label, 1.0 or 0.0, so no label is "missing" to spaCy."""
+    docbin = DocBin(store_user_data=False)
+    for text, row in zip(corpus.texts, matrix):
+        doc = nlp.make_doc(text)
+        doc.cats = {label: float(value) for label, value in zip(corpus.labels, row)}
+        docbin.add(doc)
+    return docbin
+
+
+def _split_stats(
+    matrix: numpy.ndarray, labels: List[str], capped: int, cap: Optional[int]
+) -> Dict[str, Any]:
+    return {
+        "docs": int(matrix.shape[0]),
+        "positives": {label: int(n) for label, n in zip(labels, matrix.sum(axis=0))},
+        "docs_without_positives": int((~matrix.any(axis=1)).sum()),
+        "capped": capped,
+        "cap": cap,
+    }
+
+
+def _split_domains(
+    pair: DomainPair, settings: PrepareSettings, target_test: Optional[Corpus]
+) -> Tuple[Dict[str, Corpus], Dict[str, int], Dict[str, Dict[str, Any]]]:
+    """The capped splits by name, how many docs each cap left out, and the domain sizes.
+
+    The target is split only when its labels are complete and no separate test file is given:
+    a test split of partially labelled docs would score hidden positives as negatives.
+    """
+    seed = settings.seed
+    carve_target = settings.hides and target_test is None
+    parts: Dict[str, Tuple[Corpus, numpy.ndarray]] = {}
+    domains: Dict[str, Dict[str, Any]] = {}
+    for side, corpus in (("source", pair.source), ("target", pair.target)):
+        if side == "source" or carve_target:
+            fraction = settings.split_fraction(side)
+            train, test = split_train_test(
+                len(corpus), fraction, random_stream(seed, f"{side}_split")
+            )
+            parts[f"{side}_test"] = (corpus, test)
+        else:
+            train, test = numpy.arange(len(corpus)), numpy.arange(0)
+        parts[f"{side}_train"] = (corpus, train)
+        domains[side] = {"docs": len(corpus), "train": len(train), "test": len(test)}
+    if target_test is not None:
+        parts["target_test"] = (target_test, numpy.arange(len(target_test)))
+        domains["target"]["test_file_docs"] = len(target_test)
+    splits: Dict[str, Corpus] = {}
+    capped: Dict[str, int] = {}
+    for name, (corpus, indices) in parts.items():
+        kept = cap_indices(indices, settings.cap(name), random_stream(seed, f"{name}_cap"))
+        splits[name] = corpus.subset(kept)
+        capped[name] = len(indices) - len(kept)
+    return splits, capped, domains
+
+
+def _remove_stale(out: Path, written: Sequence[str]) -> List[str]:
+    """Delete output files of an earlier run that this run does not write, so that a stale
+    ``target_test.spacy`` is never taken for this run's; return their names."""
+    stale = [f for name, f in OUTPUT_FILES.items() if name not in written and (out / f).exists()]
+    for filename in stale:
+        (out / filename).unlink()
+    return stale
+
+
+def prepare_domains(
+    pair: DomainPair,
+    output_dir: PathLike,
+    settings: PrepareSettings,
+    *,
+    label_map: Optional[Mapping[str, str]] = None,
+    labels: Optional[Sequence[str]] = None,
+    target_test: Optional[Corpus] = None,
+    inputs: Optional[Mapping[str, Any]] = None,
+    quiet: bool = False,
+) -> Dict[str, Any]:
+    """Align, split, cap, hide and write one source/target pair; return the stats written.
+
+    ``target_test`` is a separately read, fully labelled target test corpus; it is aligned like
+    the target. ``inputs`` (e.g. the column names) is recorded under ``settings``.
+    """
+    pair, label_info = align_domains(pair, label_map, labels)
+    if target_test is not None:
+        test_pair = DomainPair(pair.source, target_test, {})
+        target_test = align_domains(test_pair, label_map, labels)[0].target
+        pair.reports["target_test"] = target_test.report
+    carve = settings.hides and target_test is None
+    for side, corpus in (("source", pair.source), ("target", pair.target)):
+        need = 2 if side == "source" or carve else 1
+        if len(corpus) < need:
+            raise DataPreparationError(
+                f"The {side} domain has {len(corpus)} usable document(s) (from "
+                f"{corpus.report.origin}); at least {need} are needed."
+            )
+    splits, capped, domains = _split_domains(pair, settings, target_test)
+    domains["target"].update(label_info)
+    label_names = list(pair.source.labels)
+    train = splits["target_train"]
+    matrices = {name: corpus.matrix for name, corpus in splits.items()}
+    hiding = None
+    if settings.hides:
+        hiding = hide_labels(
+            train.matrix, settings.ratio, settings.removal, random_stream(settings.seed, "hiding")
+        )
+        matrices["target_train"] = hiding.partial
+        matrices["target_train_full"] = train.matrix
+        splits["target_train_full"] = train
+        capped["target_train_full"] = capped["target_train"]
+    elif not train.matrix.any():
+        raise DataPreparationError(
+            f"The target data ({train.report.origin}) has no known positive for any label: "
+            "DALLMi learns from known positives, so there is nothing to adapt to."
+        )
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [name for name in OUTPUT_FILES if name in matrices]
+    removed = _remove_stale(out, written)
+    nlp = spacy.blank("en")
+    split_stats: Dict[str, Dict[str, Any]] = {}
+    for name in written:
+        _docbin(nlp, splits[name], matrices[name]).to_disk(out / OUTPUT_FILES[name])
+        split_stats[name] = _split_stats(
+            matrices[name], label_names, capped[name], settings.cap(name)
+        )
+    if hiding is not None:
+        split_stats["target_train"]["hidden"] = dict(
+            zip(label_names, hiding.hidden_per_label.tolist())
+        )
+        split_stats["target_train"]["restored"] = dict(
+            zip(label_names, hiding.restored_per_label.tolist())
+        )
+    stats: Dict[str, Any] = {
+        "settings": {
+            **settings.to_dict(),
+            "label_map": dict(label_map or {}),
+            "labels": list(labels) if labels is not None else None,
+            "inputs": dict(inputs or {}),
+        },
+        "labels": label_names,
+        "files": {
+            **{name: OUTPUT_FILES[name] for name in written},
+            "labels": LABELS_FILE,
+            "stats": STATS_FILE,
+        },
+        "removed_stale_files": removed,
+        "target_labels": "hidden by ratio" if settings.hides else "partial as given",
+        "target_test": _target_test_origin(settings, target_test),
+        "splits": split_stats,
+        "hiding": _hiding_stats(settings, hiding),
+        "reads": {name: report.to_dict() for name, report in pair.reports.items()},
+        "domains": domains,
+        "dataset": dict(pair.details),
+    }
+    stats["changes"] = describe_changes(stats)
+    srsly.write_json(out / LABELS_FILE, label_names)
+    srsly.write_json(out / STATS_FILE, stats)
+    print_summary(stats, out, quiet=quiet)
+    return stats
+
+
+def _target_test_origin(settings: PrepareSettings, target_test: Optional[Corpus]) -> Optional[str]:
+    """Where ``target_test.spacy`` came from, or None when there is none."""
+    if target_test is not None:
+        return f"file: {target_test.report.origin}"
+    return "carved from the target" if settings.hides else None
+
+
+def _hiding_stats(settings: PrepareSettings, hiding: Any) -> Optional[Dict[str, Any]]:
+    if hiding is None:
+        return None
+    return {
+        "removal": settings.removal,
+        "requested_ratio": settings.ratio,
+        "positives": hiding.n_positives,
+        "hidden": hiding.n_hidden,
+        "restored": hiding.n_restored,
+        # Rounded so that the returned stats equal stats.json (srsly keeps ~10 digits).
+        "achieved_ratio": round(hiding.achieved_ratio, 6) if hiding.n_positives else None,
+    }

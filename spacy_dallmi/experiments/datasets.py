@@ -1,0 +1,204 @@
+"""The built-in domain pairs: ``emotions`` (Reddit -> Twitter) and ``pubmed`` (male -> female).
+
+Each loader reads the public files described in the datasets README into a
+:class:`~.readers.DomainPair`, keeps only the labels both domains share and counts what that
+drops, so the experiment protocol (:mod:`.protocol`) sees the same kind of input as it does for
+users' own files.
+"""
+
+from pathlib import Path
+from typing import List, Optional, Set, Tuple
+
+import numpy
+
+from .cells import RowProblem, parse_flag, parse_literal_list, text_value
+from .protocol import stream
+from .readers import (
+    Corpus,
+    CorpusBuilder,
+    DataPreparationError,
+    DomainPair,
+    PathLike,
+    iter_records,
+    read_table,
+    require_file,
+)
+
+DATASETS = ("emotions", "pubmed")
+#: The 8 emotions GoEmotions and SemEval-2018 E-c share, in the order the corpora use.
+EMOTION_LABELS = ("anger", "disgust", "fear", "joy", "love", "optimism", "sadness", "surprise")
+#: All label columns of SemEval-2018 E-c; the 3 not in EMOTION_LABELS are dropped (and counted).
+SEMEVAL_LABELS = (
+    "anger",
+    "anticipation",
+    "disgust",
+    "fear",
+    "joy",
+    "love",
+    "optimism",
+    "pessimism",
+    "sadness",
+    "surprise",
+    "trust",
+)
+#: The 14 MeSH tree roots that are one-hot columns of the PubMed CSVs (the paper's 14 labels).
+MESH_ROOTS = ("A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "L", "M", "N", "Z")
+GOEMOTIONS_FILES = ("train.tsv", "dev.tsv", "test.tsv")
+SEMEVAL_FILES = ("2018-E-c-En-train.txt", "2018-E-c-En-dev.txt")
+PUBMED_FILES = (
+    "train-data-small.csv",
+    "dev-data-small.csv",
+    "test-data-small.csv",
+    "dev-data-med.csv",
+    "test-data-med.csv",
+)
+
+
+def asset_hint(asset: str, origin: str) -> str:
+    """How to fetch a built-in dataset's files, for the missing-file error."""
+    return (
+        f"It belongs to the '{asset}' asset ({origin}): run `spacy project assets` to fetch it, "
+        f"or point data_dir at the folder that holds goemotions/, semeval2018_ec/ and pubmed/ "
+        f"(by default ../shared/datasets)."
+    )
+
+
+def _parse_ids(value: Optional[str], n_labels: int) -> List[int]:
+    """Comma-separated label ids, each a valid index into the label list."""
+    if value is None or not value.strip():
+        raise RowProblem("missing_labels")
+    try:
+        ids = sorted({int(part) for part in value.split(",")})
+    except ValueError:
+        raise RowProblem("unparseable_labels") from None
+    if ids[0] < 0 or ids[-1] >= n_labels:
+        raise RowProblem("unparseable_labels")
+    return ids
+
+
+def read_goemotions(folder: PathLike) -> Corpus:
+    """Read GoEmotions train+dev+test (headerless TSVs: text, label ids, comment id).
+
+    Label ids index ``labels.txt`` (28 labels incl. ``neutral``); all 28 are kept here so that
+    selecting the shared labels can count what dropping the others removes.
+    """
+    folder = Path(folder)
+    hint = asset_hint("goemotions", "monologg/GoEmotions-pytorch, data/original")
+    labels_path = folder / "labels.txt"
+    require_file(labels_path, hint)
+    names = [line.strip() for line in labels_path.read_text(encoding="utf8").splitlines()]
+    names = [name for name in names if name]
+    files = [folder / name for name in GOEMOTIONS_FILES]
+    builder = CorpusBuilder(", ".join(str(p) for p in files), labels=names)
+    columns = ("text", "label_ids", "comment_id")
+    for path in files:
+        for row_id, record in iter_records(path, "tsv", columns[:2], fieldnames=columns, hint=hint):
+            builder.report.rows += 1
+            try:
+                text = text_value(record["text"])
+                positives = [names[i] for i in _parse_ids(record["label_ids"], len(names))]
+            except RowProblem as problem:
+                builder.report.skip(problem.reason, row_id)
+                continue
+            builder.add(text, positives)
+    return builder.build()
+
+
+def load_emotions(data_dir: PathLike) -> DomainPair:
+    """Reddit -> Twitter: GoEmotions (source) and SemEval-2018 E-c train+dev (target).
+
+    Both keep only the 8 shared emotions (EMOTION_LABELS). GoEmotions' 20 other labels
+    (``neutral`` included) and SemEval's ``anticipation``, ``pessimism`` and ``trust`` are
+    dropped and their positives counted; a comment or tweet with none of the 8 stays in as an
+    all-negative example.
+    """
+    data_dir = Path(data_dir)
+    source_all = read_goemotions(data_dir / "goemotions")
+    target_all = read_table(
+        [data_dir / "semeval2018_ec" / name for name in SEMEVAL_FILES],
+        text_column="Tweet",
+        label_columns=SEMEVAL_LABELS,
+        file_format="tsv",
+        hint=asset_hint("semeval2018_ec", "mithunpaul08/twitter_psentiment_multi_label"),
+    )
+    source = source_all.select_labels(EMOTION_LABELS)
+    target = target_all.select_labels(EMOTION_LABELS)
+    details = {
+        "shared_labels": list(EMOTION_LABELS),
+        "source_labels_dropped": [x for x in source_all.labels if x not in EMOTION_LABELS],
+        "target_labels_dropped": [x for x in target_all.labels if x not in EMOTION_LABELS],
+    }
+    return DomainPair(source, target, {"source": source.report, "target": target.report}, details)
+
+
+def load_pubmed(data_dir: PathLike, *, seed: int = 0) -> DomainPair:
+    """PubMed, male -> female: the five CSVs deduplicated by pmid, split by meshMajor tags.
+
+    Docs tagged ``Male`` only go to the source, ``Female`` only to the target, docs tagged both
+    to one side by a coin flip seeded with ``seed``, and docs tagged neither are left out (all
+    counted in the report and ``details``). Text is Title + " " + abstractText; labels are the
+    14 one-hot MeSH root columns.
+    """
+    folder = Path(data_dir) / "pubmed"
+    hint = asset_hint("pubmed", "jktjia/PubMed-Multilabel-Classifiction, data/")
+    files = [folder / name for name in PUBMED_FILES]
+    builder = CorpusBuilder(", ".join(str(p) for p in files), labels=MESH_ROOTS)
+    report = builder.report
+    required = ("Title", "abstractText", "meshMajor", "pmid", *MESH_ROOTS)
+    seen: Set[str] = set()
+    sides: List[Tuple[bool, bool]] = []
+    for path in files:
+        for row_id, record in iter_records(path, "csv", required, hint=hint):
+            report.rows += 1
+            try:
+                pmid = (record["pmid"] or "").strip()
+                if not pmid:
+                    raise RowProblem("missing_pmid")
+                if pmid in seen:
+                    raise RowProblem("duplicate_pmid")
+                seen.add(pmid)
+                parts = (record["Title"] or "", record["abstractText"] or "")
+                text = text_value(" ".join(part.strip() for part in parts if part.strip()))
+                mesh = parse_literal_list(record["meshMajor"] or "", "unparseable_meshMajor")
+                male, female = "Male" in mesh, "Female" in mesh
+                if not (male or female):
+                    raise RowProblem("tagged_neither")
+                flags = [parse_flag(record[column]) for column in MESH_ROOTS]
+            except RowProblem as problem:
+                report.skip(problem.reason, row_id)
+                continue
+            builder.add(text, [c for c, flag in zip(MESH_ROOTS, flags) if flag])
+            sides.append((male, female))
+    pool = builder.build()
+    male = numpy.array([m for m, _ in sides], dtype=bool)
+    female = numpy.array([f for _, f in sides], dtype=bool)
+    both = male & female
+    coin = stream(seed, "domains").random(len(pool)) < 0.5
+    to_source = (male & ~female) | (both & coin)
+    details = {
+        "unique_pmids": len(seen),
+        "tagged_male": int(male.sum()),
+        "tagged_female": int(female.sum()),
+        "tagged_both": int(both.sum()),
+        "tagged_neither": len(report.skipped.get("tagged_neither", [])),
+        "both_to_source": int((both & to_source).sum()),
+        "both_to_target": int((both & ~to_source).sum()),
+    }
+    return DomainPair(
+        pool.subset(numpy.flatnonzero(to_source)),
+        pool.subset(numpy.flatnonzero(~to_source)),
+        {"pubmed": report},
+        details,
+    )
+
+
+def load_dataset(dataset: str, data_dir: PathLike, *, seed: int = 0) -> DomainPair:
+    """Load a built-in layout (``emotions`` or ``pubmed``) from ``data_dir``."""
+    if dataset == "emotions":
+        return load_emotions(data_dir)
+    if dataset == "pubmed":
+        return load_pubmed(data_dir, seed=seed)
+    raise DataPreparationError(
+        f"Unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}, or use "
+        f"prepare-files for your own data."
+    )

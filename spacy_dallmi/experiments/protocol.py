@@ -1,0 +1,371 @@
+"""The experiment protocol: label-set alignment, train/test splits, caps and label hiding.
+
+:func:`hide_labels` is the one implementation of simulated partial annotation in this
+repository; the tests and the benchmarks use it too, so every number that depends on hidden
+labels was made the same way.
+
+Every random step draws from its own generator derived from the seed (:func:`stream`), so that
+changing one setting (say the hiding ratio or ``max_docs``) does not change the outcome of
+another step (say the train/test split): runs at 50/70/90% hidden labels share their test split.
+"""
+
+import math
+import numbers
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy
+
+from .readers import DataPreparationError, DomainPair, LabelSetError
+
+REMOVAL_MODES = ("per_sample", "per_label")
+#: One generator per random step (see the module docstring for why they are independent).
+STREAMS = {
+    "domains": 0,
+    "source_split": 1,
+    "target_split": 2,
+    "source_train_cap": 3,
+    "source_test_cap": 4,
+    "target_train_cap": 5,
+    "target_test_cap": 6,
+    "hiding": 7,
+}
+
+
+def stream(seed: int, name: str) -> numpy.random.Generator:
+    """The generator of one random step, independent of the other steps' generators."""
+    return numpy.random.default_rng([seed, STREAMS[name]])
+
+
+def _is_unit(value: Any, low_open: bool = True) -> bool:
+    """Whether ``value`` is a real number in (0, 1), or [0, 1) (NaN and bools are not)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return False
+    return (0.0 < float(value) if low_open else 0.0 <= float(value)) and float(value) < 1.0
+
+
+def check_ratio(ratio: Any, allow_zero: bool = False) -> None:
+    """Reject hiding ratios outside (0, 1): 1 would leave no positive; 0 hides nothing, which
+    only makes sense for a target whose labels are already partial (``allow_zero``)."""
+    if not _is_unit(ratio, low_open=not allow_zero):
+        low = "0 (labels already partial)" if allow_zero else "strictly above 0"
+        raise DataPreparationError(
+            f"ratio must be {low} and below 1 (the share of target positives to hide, "
+            f"e.g. 0.5, 0.7 or 0.9), got {ratio!r}"
+        )
+
+
+def _check_count(name: str, value: Any) -> None:
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1
+    ):
+        raise DataPreparationError(f"{name} must be a positive integer or None, got {value!r}")
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """The experiment settings, checked on construction so bad values fail before any reading.
+
+    ``ratio`` 0 means the target's labels are already partial: nothing is hidden. ``max_docs``
+    caps every split; the per-domain caps, when set, take its place for their splits.
+    """
+
+    dataset: str
+    ratio: float
+    removal: str = "per_sample"
+    seed: int = 0
+    max_docs: Optional[int] = None
+    test_fraction: float = 0.2
+    max_source_docs: Optional[int] = None
+    max_target_docs: Optional[int] = None
+    max_target_test_docs: Optional[int] = None
+    target_test_fraction: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        check_ratio(self.ratio, allow_zero=True)
+        check_removal(self.removal)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
+            raise DataPreparationError(f"seed must be an integer, got {self.seed!r}")
+        if self.seed < 0:
+            raise DataPreparationError(f"seed must be >= 0, got {self.seed!r}")
+        for name in ("max_docs", "max_source_docs", "max_target_docs", "max_target_test_docs"):
+            _check_count(name, getattr(self, name))
+        for name in ("test_fraction", "target_test_fraction"):
+            value = getattr(self, name)
+            if (value is not None or name == "test_fraction") and not _is_unit(value):
+                raise DataPreparationError(
+                    f"{name} must be strictly between 0 and 1, got {value!r}"
+                )
+
+    @property
+    def hides(self) -> bool:
+        """Whether labels are hidden (simulated), rather than partial in the data already."""
+        return self.ratio > 0
+
+    def cap(self, split: str) -> Optional[int]:
+        """The most docs kept in ``split`` (e.g. ``source_test``); None = no cap."""
+        if split.startswith("source"):
+            specific = self.max_source_docs
+        elif split == "target_test":
+            specific = self.max_target_test_docs
+        else:
+            specific = self.max_target_docs
+        return specific if specific is not None else self.max_docs
+
+    def split_fraction(self, side: str) -> float:
+        """The test share of the ``source`` or ``target`` domain."""
+        if side == "target" and self.target_test_fraction is not None:
+            return self.target_test_fraction
+        return self.test_fraction
+
+    def to_dict(self) -> Dict[str, Any]:
+        """JSON-ready copy, written to ``stats.json`` so every output says how it was made."""
+        return asdict(self)
+
+
+def check_removal(removal: str) -> None:
+    if removal not in REMOVAL_MODES:
+        raise DataPreparationError(
+            f"removal must be one of {', '.join(REMOVAL_MODES)}, got {removal!r}"
+        )
+
+
+def round_half_up(values: Union[numpy.ndarray, float]) -> numpy.ndarray:
+    """Round halves up (Python's round() rounds them to even, which would bias small counts)."""
+    return numpy.floor(numpy.asarray(values, dtype=float) + 0.5).astype(int)
+
+
+# --------------------------------------------------------------------------------------------
+# Label sets
+
+
+def check_label_sets(
+    source_labels: Sequence[str],
+    target_labels: Sequence[str],
+    label_map: Optional[Mapping[str, str]] = None,
+) -> Dict[str, str]:
+    """Check that every target label, after ``label_map`` (target -> source name), is a source
+    label, and return the effective renaming.
+
+    The model is trained on the source labels, so a target label it has never seen cannot be
+    adapted to; failing here names such labels instead of silently training on a wrong set.
+    The mapping itself is checked too: keys must be target labels and no two target labels may
+    end up with one name.
+    """
+    mapping = dict(label_map or {})
+    unknown_keys = [key for key in mapping if key not in target_labels]
+    if unknown_keys:
+        raise LabelSetError(
+            f"label_map names target label(s) {', '.join(unknown_keys)} that the target data "
+            f"does not have (target labels: {', '.join(target_labels)})."
+        )
+    renamed = [mapping.get(label, label) for label in target_labels]
+    clashes = sorted({name for name in renamed if renamed.count(name) > 1})
+    if clashes:
+        raise LabelSetError(
+            f"label_map gives several target labels the same name: {', '.join(clashes)}."
+        )
+    unknown = [
+        f"{label} (mapped to {mapping[label]})" if label in mapping else label
+        for label, name in zip(target_labels, renamed)
+        if name not in source_labels
+    ]
+    if unknown:
+        raise LabelSetError(
+            f"Target label(s) {', '.join(unknown)} are not labels of the source domain "
+            f"(source labels: {', '.join(source_labels)}). Pass a label_map from target to "
+            f'source names (e.g. --label-map map.json holding {{"happy": "joy"}}) or drop '
+            f"the label(s) by restricting the label set (labels=... / --labels)."
+        )
+    return {key: value for key, value in mapping.items() if key != value}
+
+
+def align_domains(
+    pair: DomainPair,
+    label_map: Optional[Mapping[str, str]] = None,
+    labels: Optional[Sequence[str]] = None,
+) -> Tuple[DomainPair, Dict[str, Any]]:
+    """Give the target the source's label names and order; optionally restrict both to ``labels``.
+
+    Restricting happens before the check, so a target label outside ``labels`` is dropped
+    (and counted) rather than reported as unknown. Returns the aligned pair and what was done
+    (renamings, source labels the target has no column for).
+    """
+    source, target = pair.source, pair.target
+    label_map = dict(label_map or {})
+    if labels is not None:
+        labels = list(labels)
+        if not labels or len(set(labels)) != len(labels):
+            raise LabelSetError(f"labels must be non-empty and without repeats, got {labels}")
+        keep = [name for name in target.labels if label_map.get(name, name) in labels]
+        # Map entries of target labels dropped here are moot; unknown names stay to be reported.
+        label_map = {
+            key: value
+            for key, value in label_map.items()
+            if key in keep or key not in target.labels
+        }
+        source = source.select_labels(labels)
+        target = target.select_labels(keep)
+    mapping = check_label_sets(source.labels, target.labels, label_map)
+    target = target.rename_labels(mapping)
+    info = {
+        "renamed_target_labels": mapping,
+        "source_labels_missing_in_target": [x for x in source.labels if x not in target.labels],
+    }
+    aligned = DomainPair(source, target.align_to(source.labels), pair.reports, pair.details)
+    return aligned, info
+
+
+# --------------------------------------------------------------------------------------------
+# Splitting and capping
+
+
+def split_train_test(
+    n_docs: int, test_fraction: float, rng: numpy.random.Generator
+) -> Tuple[numpy.ndarray, numpy.ndarray]:
+    """Random train/test indices (each sorted, so docs keep their file order).
+
+    The test split has round(test_fraction * n_docs) docs, but at least one doc is on each side
+    whenever there are two or more, so both splits can be written and evaluated.
+    """
+    n_test = int(round_half_up(n_docs * test_fraction))
+    if n_docs >= 2:
+        n_test = min(max(n_test, 1), n_docs - 1)
+    order = rng.permutation(n_docs)
+    return numpy.sort(order[n_test:]), numpy.sort(order[:n_test])
+
+
+def cap_indices(
+    indices: numpy.ndarray, max_docs: Optional[int], rng: numpy.random.Generator
+) -> numpy.ndarray:
+    """A random sample of ``max_docs`` of ``indices`` (sorted), or all of them if fewer."""
+    if max_docs is None or len(indices) <= max_docs:
+        return numpy.asarray(indices)
+    return numpy.sort(rng.choice(indices, size=max_docs, replace=False))
+
+
+# --------------------------------------------------------------------------------------------
+# Hiding
+
+
+@dataclass(frozen=True)
+class HidingResult:
+    """Outcome of :func:`hide_labels`: the partial matrix and what was hidden or restored.
+
+    ``hidden`` and ``restored`` are boolean masks of the input's shape: ``hidden`` marks the
+    positives that are 0 in ``partial``; ``restored`` marks positives that were drawn for hiding
+    but put back so that their label keeps one known positive (they are not in ``hidden``).
+    """
+
+    partial: numpy.ndarray
+    hidden: numpy.ndarray
+    restored: numpy.ndarray
+    positives_per_label: numpy.ndarray
+    ratio: float
+    removal: str
+
+    @property
+    def hidden_per_label(self) -> numpy.ndarray:
+        return self.hidden.sum(axis=0)
+
+    @property
+    def restored_per_label(self) -> numpy.ndarray:
+        return self.restored.sum(axis=0)
+
+    @property
+    def n_positives(self) -> int:
+        """Positives before hiding."""
+        return int(self.positives_per_label.sum())
+
+    @property
+    def n_hidden(self) -> int:
+        """Positives hidden in the end (after restoration)."""
+        return int(self.hidden.sum())
+
+    @property
+    def n_restored(self) -> int:
+        """Positives restored to keep every label's last known positive."""
+        return int(self.restored.sum())
+
+    @property
+    def achieved_ratio(self) -> float:
+        """Share of positives hidden; NaN without positives (there is nothing to hide)."""
+        return self.n_hidden / self.n_positives if self.n_positives else math.nan
+
+
+def _rank_within(keys: numpy.ndarray, axis: int) -> numpy.ndarray:
+    """Rank of each entry along ``axis`` (0 = smallest); with random keys, a random order."""
+    order = numpy.argsort(keys, axis=axis, kind="stable")
+    return numpy.argsort(order, axis=axis, kind="stable")
+
+
+def _hide_per_sample(
+    positive: numpy.ndarray, ratio: float, rng: numpy.random.Generator
+) -> numpy.ndarray:
+    """Hide about ``ratio`` of each document's positives (the paper's protocol).
+
+    A document with k positives loses floor(ratio*k) or ceil(ratio*k) of them, the latter with
+    probability frac(ratio*k), so each document's expected loss is exactly ratio*k. The
+    roundings are coupled by systematic sampling (one uniform offset over the cumulative
+    fractions, in a random document order), which keeps the total within one positive of
+    ratio * all positives instead of letting independent roundings drift.
+    """
+    counts = positive.sum(axis=1)
+    wanted = ratio * counts
+    base = numpy.floor(wanted + 1e-9)
+    fraction = numpy.clip(wanted - base, 0.0, 1.0)
+    order = rng.permutation(len(counts))
+    edges = numpy.floor(numpy.concatenate(([0.0], numpy.cumsum(fraction[order]))) + rng.random())
+    extra = numpy.zeros(len(counts))
+    extra[order] = numpy.clip(numpy.diff(edges), 0, 1)
+    n_hide = numpy.minimum(base + extra, counts).astype(int)
+    keys = numpy.where(positive, rng.random(positive.shape), numpy.inf)
+    return positive & (_rank_within(keys, axis=1) < n_hide[:, None])
+
+
+def _hide_per_label(
+    positive: numpy.ndarray, ratio: float, rng: numpy.random.Generator
+) -> numpy.ndarray:
+    """Hide round(ratio * n) of each label's n positives, chosen uniformly."""
+    n_hide = round_half_up(ratio * positive.sum(axis=0))
+    keys = numpy.where(positive, rng.random(positive.shape), numpy.inf)
+    return positive & (_rank_within(keys, axis=0) < n_hide[None, :])
+
+
+def hide_labels(
+    label_matrix: Union[numpy.ndarray, Sequence[Sequence[int]]],
+    ratio: float,
+    removal: str,
+    rng: Union[numpy.random.Generator, int],
+) -> HidingResult:
+    """Hide a share ``ratio`` of the positives of a 0/1 matrix (docs x labels).
+
+    This simulates partial annotation of the target domain: a hidden positive becomes 0, which
+    DALLMi reads as "unlabeled", not "negative". ``removal`` is ``per_sample`` (each document
+    loses ``ratio`` of its own positives, stochastically rounded; frequent labels lose more,
+    as in the paper) or ``per_label`` (each label loses round(ratio * its positives)). In both,
+    a label left without any known positive gets one hidden positive back, chosen at random,
+    because neither DALLMi's loss nor the label-balanced batcher can use a label with none.
+    ``rng`` is a numpy Generator or a seed; equal seeds give equal results. The partial matrix
+    has the input's dtype.
+    """
+    check_ratio(ratio)
+    check_removal(removal)
+    full = numpy.asarray(label_matrix)
+    if full.ndim != 2:
+        raise DataPreparationError(f"label_matrix must be 2-D (docs x labels), got {full.shape}")
+    if not numpy.isin(full, (0, 1)).all():
+        raise DataPreparationError("label_matrix must hold only 0/1 (or boolean) values")
+    generator = numpy.random.default_rng(rng)
+    positive = full.astype(bool)
+    hide = _hide_per_sample if removal == "per_sample" else _hide_per_label
+    hidden = hide(positive, float(ratio), generator)
+    restored = numpy.zeros_like(hidden)
+    for j in range(positive.shape[1]):
+        if positive[:, j].any() and not (positive[:, j] & ~hidden[:, j]).any():
+            pick = generator.choice(numpy.flatnonzero(hidden[:, j]))
+            hidden[pick, j] = False
+            restored[pick, j] = True
+    partial = full.copy()
+    partial[hidden] = 0
+    return HidingResult(partial, hidden, restored, positive.sum(axis=0), float(ratio), removal)

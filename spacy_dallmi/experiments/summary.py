@@ -1,0 +1,138 @@
+"""Say in plain words what data preparation did: the printed tables and ``stats["changes"]``.
+
+Every row, label or positive that was left out or changed gets one sentence with its count and
+reason, so a user never has to diff files to learn what happened to their data.
+"""
+
+from pathlib import Path
+from typing import Any, Dict, List
+
+from wasabi import Printer
+
+from .readers import SKIP_REASONS
+
+
+def _read_changes(name: str, read: Dict[str, Any]) -> List[str]:
+    lines = []
+    for reason, count in read["skipped"].items():
+        why = SKIP_REASONS.get(reason, reason)
+        lines.append(f"{name}: {count} row(s) left out: {why} (reason '{reason}').")
+    if read["dropped_labels"]:
+        dropped = ", ".join(f"{label} ({n})" for label, n in read["dropped_labels"].items())
+        lines.append(
+            f"{name}: label(s) outside the label set were dropped, with their positives: {dropped}."
+        )
+    if read["emptied_docs"]:
+        lines.append(
+            f"{name}: {read['emptied_docs']} doc(s) had only dropped labels and are kept as "
+            f"all-negative examples."
+        )
+    return lines
+
+
+def describe_changes(stats: Dict[str, Any]) -> List[str]:
+    """One plain sentence per thing that was left out or changed, with its count and reason."""
+    lines: List[str] = []
+    for name, read in stats["reads"].items():
+        lines.extend(_read_changes(name, read))
+    details = stats["dataset"]
+    if "tagged_both" in details:
+        lines.append(
+            f"pubmed: {details['tagged_both']} doc(s) tagged both Male and Female were split "
+            f"by a seeded coin flip: {details['both_to_source']} to the source, "
+            f"{details['both_to_target']} to the target."
+        )
+    target = stats["domains"]["target"]
+    for old, new in target["renamed_target_labels"].items():
+        lines.append(f"target: label '{old}' renamed to '{new}' (label_map).")
+    missing = target["source_labels_missing_in_target"]
+    if missing:
+        lines.append(
+            f"target: no column for source label(s) {', '.join(missing)}; they are 0.0 "
+            f"(unlabeled/negative) in every target doc."
+        )
+    for split, numbers in stats["splits"].items():
+        if numbers["capped"] and split != "target_train_full":
+            also = " (the same docs in target_train_full)" if split == "target_train" else ""
+            lines.append(
+                f"{split}: {numbers['capped']} doc(s) left out by a cap of "
+                f"{numbers['cap']} docs (a seeded random sample is kept){also}."
+            )
+    restored = stats["splits"]["target_train"].get("restored", {})
+    if any(restored.values()):
+        names = ", ".join(label for label, n in restored.items() if n)
+        lines.append(
+            f"target_train: 1 hidden positive restored for label(s) {names}, so that every "
+            f"label keeps at least one known positive."
+        )
+    if stats["hiding"] is None:
+        unknown = [k for k, n in stats["splits"]["target_train"]["positives"].items() if not n]
+        lines.append(
+            "target_train: labels are partial as given (ratio 0): a 1 is a known positive, "
+            "everything else is unlabeled; nothing was hidden and there is no "
+            "target_train_full.spacy."
+        )
+        if unknown:
+            lines.append(
+                f"target_train: label(s) {', '.join(unknown)} have no known positive, so "
+                "adaptation cannot learn them."
+            )
+    if stats["target_test"] is None:
+        lines.append(
+            "target_test: none. The target's labels are partial and no fully labelled target "
+            "test file was given (--target-test), so no test split was carved: metrics that "
+            "need true target labels cannot be computed."
+        )
+    for filename in stats["removed_stale_files"]:
+        lines.append(f"{filename}: removed, left over from an earlier run into this folder.")
+    return lines
+
+
+def print_summary(stats: Dict[str, Any], output_dir: Path, *, quiet: bool = False) -> None:
+    """Print split sizes, per-label positives and all changes as wasabi tables."""
+    msg = Printer(no_print=quiet)
+    settings = stats["settings"]
+    msg.divider(
+        f"DALLMi data: {settings['dataset']} (ratio {settings['ratio']}, {settings['removal']}, "
+        f"seed {settings['seed']})"
+    )
+    splits = stats["splits"]
+    msg.table(
+        [
+            (
+                name,
+                s["docs"],
+                sum(s["positives"].values()),
+                s["docs_without_positives"],
+                s["capped"],
+                sum(s.get("hidden", {}).values()),
+            )
+            for name, s in splits.items()
+        ],
+        header=("split", "docs", "positives", "no positive", "capped", "hidden"),
+        divider=True,
+        aligns=("l", "r", "r", "r", "r", "r"),
+    )
+    hidden = splits["target_train"].get("hidden", {})
+    msg.table(
+        [
+            (
+                label,
+                *(split["positives"][label] for split in splits.values()),
+                hidden.get(label, 0),
+            )
+            for label in stats["labels"]
+        ],
+        header=("label", *splits, "hidden"),
+        divider=True,
+        aligns=("l", *("r" for _ in splits), "r"),
+    )
+    hiding = stats["hiding"]
+    if hiding is not None:
+        msg.info(
+            f"Hidden {hiding['hidden']} of {hiding['positives']} target train positives "
+            f"(requested {hiding['requested_ratio']}, restored {hiding['restored']})."
+        )
+    for line in stats["changes"]:
+        msg.info(line)
+    msg.good(f"Wrote {', '.join(stats['files'].values())} to {output_dir}")
