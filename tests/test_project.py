@@ -12,9 +12,10 @@ from weasel.util import load_project_config
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO.parent / "shared" / "datasets"
 
-pytestmark = pytest.mark.skipif(
-    not DATA_DIR.exists(), reason=f"the shared datasets are not at {DATA_DIR}"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not DATA_DIR.exists(), reason=f"the shared datasets are not at {DATA_DIR}"),
+]
 
 
 def declared_outputs(project_dir: Path, workflow: str, overrides: dict) -> list:

@@ -284,7 +284,8 @@ def _build_report() -> Any:
     try:
         from .report import build_report
     except ImportError as error:
-        msg.fail(f"The report needs {error.name or 'matplotlib'}: {INSTALL_HINT}", exits=1)
+        missing = (error.name or "matplotlib").split(".")[0]
+        msg.fail(f"The report needs {missing}: {INSTALL_HINT}", exits=1)
     return build_report
 
 
