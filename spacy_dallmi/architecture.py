@@ -14,6 +14,7 @@ what a document classifier needs and DALLMi's MixUp relies on:
   so gradient from interpolated inputs reaches the embedding matrix.
 """
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,17 @@ POOLINGS = ("mean", "cls")
 DEFAULT_BACKBONE = "all-MiniLM-L6-v2"
 _PACKAGED_BACKBONES = {DEFAULT_BACKBONE, f"sentence-transformers/{DEFAULT_BACKBONE}"}
 _TRUNCATION_WARNED: set = set()
+
+
+def _one_torch_thread_after_fork() -> None:
+    """A forked child inherits torch's intra-op thread pool in a broken state: the
+    first parallel op waits forever for threads that do not exist in the child. This is
+    what made ``nlp.pipe(texts, n_process=2)`` hang at 0% CPU. One thread per child
+    process is also the right setting when several processes share the cores."""
+    torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_one_torch_thread_after_fork)
 
 
 def resolve_backbone(name: str) -> str:

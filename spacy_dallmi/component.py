@@ -17,7 +17,7 @@ data checks come from the ``spacy_dallmi.adapt_sourced.v1`` callback in
 
 import math
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy
 from spacy.language import Language
@@ -28,12 +28,13 @@ from spacy.util import registry, resolve_dot_names
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, Optimizer, set_dropout_rate
 from thinc.types import Floats2d
+from wasabi import msg
 
-from .architecture import tokenize
-from .loss import LOSS_FORMS, MixUpConsistency, VariationalPULoss, masked_bce, sigmoid
-from .mixup import MIXUP_LOCATIONS, forward_with_mixup, plan_mixup
-
-OBJECTIVES = ("bce", "dallmi")
+from .architecture import has_transformer, tokenize
+from .inference import BucketedPipeMixin
+from .loss import MixUpConsistency, VariationalPULoss, masked_bce, sigmoid
+from .mixup import forward_with_mixup, plan_mixup
+from .settings import SETTING_NAMES, DallmiSettings
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -46,6 +47,7 @@ nO = null
 mixed_precision = false
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
+SETTINGS_BLOCK = {"@misc": "spacy_dallmi.DallmiSettings.v1"}
 
 
 @Language.factory(
@@ -54,14 +56,8 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
     default_config={
         "model": DEFAULT_MODEL,
         "threshold": 0.5,
-        "objective": "bce",
-        "loss_form": "norm",
-        "mixup": True,
-        "mixup_location": "word_embeddings",
-        "mixup_alpha": 0.3,
-        "mixup_beta": 0.3,
-        "mixup_lambda": 1.0,
-        "seed": 0,
+        "bucket_window": 1024,
+        "settings": SETTINGS_BLOCK,
         "scorer": {"@scorers": "spacy_dallmi.textcat_map_scorer.v1"},
     },
     default_score_weights={
@@ -70,6 +66,7 @@ DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
         "cats_macro_auc": 0.0,
         "cats_macro_f": 0.0,
         "cats_macro_ap_rounded": 0.0,
+        "cats_pu_score": 0.0,
         "cats_ap_per_type": None,
         "cats_f_per_type": None,
     },
@@ -79,77 +76,35 @@ def make_dallmi_textcat(
     name: str,
     model: Model[List[Doc], Floats2d],
     threshold: float,
-    objective: str,
-    loss_form: str,
-    mixup: bool,
-    mixup_location: str,
-    mixup_alpha: float,
-    mixup_beta: float,
-    mixup_lambda: float,
-    seed: int,
+    bucket_window: int,
+    settings: DallmiSettings,
     scorer: Optional[Callable],
 ) -> "DallmiTextCategorizer":
     """Create a ``dallmi_textcat`` component.
 
     threshold (float): probability at which a label counts as predicted, for F-scores.
-    objective (str): ``bce`` (supervised) or ``dallmi`` (positive-unlabeled adaptation).
-    loss_form (str): ``norm`` (the paper's Eq. 1) or ``log`` (VPU's original form).
-    mixup (bool): add the MixUp consistency term to the ``dallmi`` objective.
-    mixup_location (str): ``word_embeddings``, ``encoder`` or ``sentence``.
-    mixup_alpha, mixup_beta (float): parameters of the Beta distribution of ``mu``.
-    mixup_lambda (float): weight of the MixUp term.
-    seed (int): seed of the MixUp pair and weight draws.
+    bucket_window (int): ``pipe`` sorts this many docs at a time by length, so batches
+        hold texts of similar length (0 = arrival order); see ``inference.py``.
+    settings (DallmiSettings): how the component trains (``spacy_dallmi.DallmiSettings.v1``;
+        its fields and defaults are documented in ``settings.py``).
     """
     return DallmiTextCategorizer(
         nlp.vocab,
         model,
         name,
         threshold=threshold,
-        objective=objective,
-        loss_form=loss_form,
-        mixup=mixup,
-        mixup_location=mixup_location,
-        mixup_alpha=mixup_alpha,
-        mixup_beta=mixup_beta,
-        mixup_lambda=mixup_lambda,
-        seed=seed,
+        bucket_window=bucket_window,
+        settings=settings,
         scorer=scorer,
     )
 
 
-def _validate_settings(settings: Dict[str, Any]) -> None:
-    choices = {
-        "objective": OBJECTIVES,
-        "loss_form": LOSS_FORMS,
-        "mixup_location": MIXUP_LOCATIONS,
-    }
-    for key, allowed in choices.items():
-        if settings[key] not in allowed:
-            raise ValueError(f"Unknown {key} {settings[key]!r}: use one of {allowed}.")
-    for key in ("mixup_alpha", "mixup_beta"):
-        if not settings[key] > 0:
-            raise ValueError(f"{key} must be > 0 (a Beta parameter), got {settings[key]}.")
-    if settings["mixup_lambda"] < 0:
-        raise ValueError(f"mixup_lambda must be >= 0, got {settings['mixup_lambda']}.")
-
-
-class DallmiTextCategorizer(MultiLabel_TextCategorizer):
+class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
     """Multi-label text classifier trained with BCE or with DALLMi's PU objective.
 
     ``doc.cats`` receives one probability per label. Labels, the threshold and the
     training settings live in ``self.cfg``, so they travel with the saved pipeline.
     """
-
-    SETTINGS = (
-        "objective",
-        "loss_form",
-        "mixup",
-        "mixup_location",
-        "mixup_alpha",
-        "mixup_beta",
-        "mixup_lambda",
-        "seed",
-    )
 
     def __init__(
         self,
@@ -158,39 +113,34 @@ class DallmiTextCategorizer(MultiLabel_TextCategorizer):
         name: str = "dallmi_textcat",
         *,
         threshold: float = 0.5,
-        objective: str = "bce",
-        loss_form: str = "norm",
-        mixup: bool = True,
-        mixup_location: str = "word_embeddings",
-        mixup_alpha: float = 0.3,
-        mixup_beta: float = 0.3,
-        mixup_lambda: float = 1.0,
-        seed: int = 0,
+        bucket_window: int = 0,
+        settings: Optional[DallmiSettings] = None,
         scorer: Optional[Callable] = None,
     ) -> None:
         super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
+        if isinstance(bucket_window, bool) or not (
+            isinstance(bucket_window, int) and bucket_window >= 0
+        ):
+            raise ValueError(f"bucket_window must be an integer >= 0, got {bucket_window!r}.")
+        self.cfg["bucket_window"] = bucket_window
         self._step = 0
-        self.configure(
-            objective=objective,
-            loss_form=loss_form,
-            mixup=mixup,
-            mixup_location=mixup_location,
-            mixup_alpha=mixup_alpha,
-            mixup_beta=mixup_beta,
-            mixup_lambda=mixup_lambda,
-            seed=seed,
-        )
+        self.configure(settings or DallmiSettings())
 
-    def configure(self, **settings: Any) -> None:
-        """Change training settings (e.g. switch a sourced component to ``dallmi``)."""
-        unknown = set(settings) - set(self.SETTINGS)
+    def configure(self, settings: Optional[DallmiSettings] = None, **changes: Any) -> None:
+        """Replace the training settings, or change some of them by keyword
+        (e.g. ``configure(objective="dallmi")`` to adapt a sourced component)."""
+        unknown = sorted(set(changes) - set(SETTING_NAMES))
         if unknown:
-            raise ValueError(f"Unknown settings {sorted(unknown)}: use {self.SETTINGS}.")
-        merged = {key: self.cfg.get(key) for key in self.SETTINGS}
-        merged.update(settings)
-        _validate_settings(merged)
-        self.cfg.update(merged)
-        self._rng = numpy.random.default_rng(self.cfg["seed"])
+            raise ValueError(f"Unknown settings {unknown}: use {SETTING_NAMES}.")
+        base = settings if settings is not None else self.settings
+        merged = DallmiSettings(**{**base.to_dict(), **changes})
+        self.cfg.update(merged.to_dict())
+        self._rng = numpy.random.default_rng(merged.seed)
+
+    @property
+    def settings(self) -> DallmiSettings:
+        """The current training settings (stored in ``self.cfg``)."""
+        return DallmiSettings.from_dict(self.cfg)
 
     @property
     def objective(self) -> str:
@@ -210,6 +160,12 @@ class DallmiTextCategorizer(MultiLabel_TextCategorizer):
         """Probabilities, one column per label. Empty texts are classified too: the
         encoder sees only its special tokens, so every doc gets ``doc.cats``."""
         docs = list(docs)
+        if not has_transformer(self.model):
+            raise ValueError(
+                f"Component '{self.name}' has no model weights yet: call nlp.initialize() "
+                "(or train it with `spacy train`), or load a trained pipeline with "
+                "spacy.load(path), before using it."
+            )
         if not docs:
             return self.model.ops.alloc2f(0, len(self.labels))
         return sigmoid(self.model.predict(docs))
@@ -224,8 +180,10 @@ class DallmiTextCategorizer(MultiLabel_TextCategorizer):
     ) -> Dict[str, float]:
         """One training step with the configured objective.
 
-        Raises ValueError for a label the component does not know, and for a loss
-        that is not finite (naming the step), rather than training on silently.
+        Raises ValueError for a label the component does not know, a label value the
+        objective does not define, and a loss that is not finite (naming the step),
+        rather than training on silently. The ``dallmi`` loss is negative by
+        construction (its PU term is ``mean_U p - mean_P p``): lower is better.
         """
         if losses is None:
             losses = {}
@@ -239,7 +197,10 @@ class DallmiTextCategorizer(MultiLabel_TextCategorizer):
         set_dropout_rate(self.model, drop)
         docs = [eg.predicted for eg in examples]
         if self.objective == "bce":
-            loss = self._update_bce(docs, examples)
+            logits, backprop = self.model.begin_update(docs)
+            loss, d_logits = self.get_loss(examples, logits)
+            self._check_finite(loss)
+            backprop(d_logits)
         else:
             loss = self._update_dallmi(docs, self._positives(examples))
         if sgd is not None:
@@ -247,26 +208,54 @@ class DallmiTextCategorizer(MultiLabel_TextCategorizer):
         losses[self.name] += loss
         return losses
 
-    def _update_bce(self, docs: List[Doc], examples: List[Example]) -> float:
-        logits, backprop = self.model.begin_update(docs)
-        truths, not_missing = self._examples_to_truth(examples)
-        d_logits, loss = masked_bce(logits, truths, self.model.ops.asarray(not_missing))
-        self._check_finite(loss)
-        backprop(d_logits)
-        return loss
+    def get_loss(self, examples: Iterable[Example], scores: Floats2d) -> Tuple[float, Floats2d]:
+        """``(loss, d_scores)`` for the model's output ``scores``, which are LOGITS.
+
+        spaCy's inherited version is a squared error on probabilities; this model
+        outputs logits, so the configured objective is computed on them instead: the
+        (masked, optionally smoothed or WAN-weighted) BCE, or the variational PU loss
+        without MixUp (which needs its own forward pass, see :meth:`update`).
+        """
+        examples = list(examples)
+        ops = self.model.ops
+        settings = self.settings
+        if self.objective == "dallmi":
+            pu_loss = VariationalPULoss(settings.loss_form, settings.positive_term)
+            d_scores, loss = pu_loss(scores, ops.asarray2f(self._positives(examples)))
+            return loss, d_scores
+        truths, observed = self._truths(examples)
+        smoothing = settings.label_smoothing
+        targets = truths * (1.0 - smoothing) + smoothing / 2.0
+        weights = None
+        if settings.negative_weighting == "wan" and len(self.labels) > 1:
+            weights = ops.asarray2f(
+                numpy.where(truths == 1.0, 1.0, 1.0 / (len(self.labels) - 1)).astype("float32")
+            )
+        d_scores, loss = masked_bce(
+            scores, ops.asarray2f(targets), ops.asarray2f(observed), weights
+        )
+        return loss, d_scores
 
     def _update_dallmi(self, docs: List[Doc], positives: numpy.ndarray) -> float:
-        cfg = self.cfg
-        use_mixup = cfg["mixup"] and cfg["mixup_lambda"] > 0
-        if use_mixup:
-            plan = plan_mixup(positives, self._rng, cfg["mixup_alpha"], cfg["mixup_beta"])
+        settings = self.settings
+        weight_now = settings.mixup_weight(self._step)
+        if weight_now > 0:
+            plan = plan_mixup(
+                positives,
+                self._rng,
+                settings.mixup_alpha,
+                settings.mixup_beta,
+                pairs=settings.mixup_pairs,
+            )
         else:
             plan = plan_mixup(positives[:, :0], self._rng, 1.0, 1.0)
         tokens = tokenize(self.model, docs)
-        location = cfg["mixup_location"]
-        logits, mixed_logits, backprop = forward_with_mixup(self.model, tokens, plan, location)
+        logits, mixed_logits, backprop = forward_with_mixup(
+            self.model, tokens, plan, settings.mixup_location
+        )
         ops = self.model.ops
-        d_logits, loss = VariationalPULoss(cfg["loss_form"])(logits, ops.asarray2f(positives))
+        pu_loss = VariationalPULoss(settings.loss_form, settings.positive_term)
+        d_logits, loss = pu_loss(logits, ops.asarray2f(positives))
         d_mixed = ops.alloc2f(*mixed_logits.shape)
         if len(plan):
             rows = ops.xp.arange(len(plan))
@@ -274,21 +263,44 @@ class DallmiTextCategorizer(MultiLabel_TextCategorizer):
             weight = ops.asarray1f(plan.weight)
             p_unlabeled = sigmoid(logits[ops.asarray1i(plan.unlabeled), cols])
             targets = weight + (1.0 - weight) * p_unlabeled
-            d_q, mix_loss = MixUpConsistency(cfg["loss_form"])(mixed_logits[rows, cols], targets)
-            d_mixed[rows, cols] = cfg["mixup_lambda"] * d_q
-            loss += cfg["mixup_lambda"] * mix_loss
+            consistency = MixUpConsistency(settings.loss_form)
+            d_q, mix_loss = consistency(mixed_logits[rows, cols], targets)
+            # each label's k pairs are averaged: sum_l mean_k M_lk
+            scale = weight_now / settings.mixup_pairs
+            d_mixed[rows, cols] = scale * d_q
+            loss += scale * mix_loss
         self._check_finite(loss)
         backprop(d_logits, d_mixed)
         return loss
 
+    def _label_values(self, examples: List[Example], allowed: Tuple[float, ...]) -> None:
+        """Refuse label values that the objective does not define, naming doc and label."""
+        for i, eg in enumerate(examples):
+            for label, value in eg.reference.cats.items():
+                if value not in allowed:
+                    raise ValueError(
+                        f"Component '{self.name}' ({self.objective} objective): label "
+                        f"{label!r} of example {i} ({eg.reference.text[:60]!r}) has the value "
+                        f"{value!r}; only {' or '.join(map(str, allowed))} are allowed "
+                        "(1.0 = positive, 0.0 = negative for bce or unlabeled for dallmi; "
+                        "leave a label out of doc.cats to mark it missing)."
+                    )
+
     def _positives(self, examples: List[Example]) -> numpy.ndarray:
-        """Known positives (value exactly 1.0) as a 0/1 matrix; all else is unlabeled."""
+        """Known positives (value 1.0) as a 0/1 matrix; 0.0 or absent is unlabeled."""
+        self._label_values(examples, (0.0, 1.0))
         positives = numpy.zeros((len(examples), len(self.labels)), dtype="float32")
         for i, eg in enumerate(examples):
             cats = eg.reference.cats
             for j, label in enumerate(self.labels):
                 positives[i, j] = cats.get(label) == 1.0
         return positives
+
+    def _truths(self, examples: List[Example]) -> Tuple[numpy.ndarray, numpy.ndarray]:
+        """0/1 truths and the mask of observed entries (spaCy's rule: absent = missing)."""
+        self._label_values(examples, (0.0, 1.0))
+        truths, observed = self._examples_to_truth(examples)
+        return self.model.ops.to_numpy(truths), numpy.asarray(observed)
 
     def _check_known_labels(self, examples: Iterable[Example]) -> None:
         known = set(self.labels)
@@ -324,8 +336,7 @@ class DallmiTextCategorizer(MultiLabel_TextCategorizer):
         :meth:`check_training_setup`.
         """
         super().initialize(get_examples, nlp=nlp, labels=labels)
-        if self.objective == "dallmi":
-            self.check_training_setup(get_examples(), nlp)
+        self.check_training_setup(get_examples(), nlp)
 
     def check_training_setup(
         self, examples: Iterable[Example], nlp: Optional[Language] = None
@@ -333,15 +344,20 @@ class DallmiTextCategorizer(MultiLabel_TextCategorizer):
         """Check training data and settings before the first update.
 
         * a label in the data that the component does not know -> error naming it;
-        * a label without any known positive -> warning naming it (the PU loss only
-          sees labels with positives, so it is left out);
+        * a label value other than 0.0 or 1.0 -> error naming the doc and label;
+        * for ``dallmi``: no known positive at all -> error (there is nothing to adapt
+          to); a label without any known positive -> warning naming it (the PU loss
+          only sees labels with positives, so it is left out);
         * for ``dallmi``, ``[training] accumulate_gradient > 1`` -> error, because it
           splits the cycle batcher's batches and breaks their one-positive-per-label
           guarantee.
         """
         examples = list(examples)
         self._check_known_labels(examples)
-        if nlp is not None and self.objective == "dallmi":
+        if self.objective == "bce":
+            self._truths(examples)
+            return
+        if nlp is not None:
             accumulate = nlp.config.get("training", {}).get("accumulate_gradient", 1)
             if accumulate > 1:
                 raise ValueError(
@@ -352,63 +368,61 @@ class DallmiTextCategorizer(MultiLabel_TextCategorizer):
                     "you want directly (e.g. spacy_dallmi.cycle_batcher.v1 size)."
                 )
         positives = self._positives(examples).sum(axis=0)
+        if not positives.any():
+            raise ValueError(
+                f"Component '{self.name}': none of the {len(examples)} training examples has "
+                "a known positive label (a cats value of 1.0), so DALLMi has nothing to adapt "
+                "to. Check that the target data's labels were read (their names must match "
+                f"the component's labels {list(self.labels)})."
+            )
         missing = [label for label, n in zip(self.labels, positives) if n == 0]
         if missing:
             warnings.warn(
                 f"Component '{self.name}': no known positive for label(s) {missing} in the "
-                f"{len(examples)} training examples. The PU loss leaves them out; other "
-                "objectives only ever see them as negative or missing.",
+                f"{len(examples)} training examples. The PU loss leaves them out.",
                 stacklevel=2,
             )
 
 
-@registry.callbacks("spacy_dallmi.adapt_sourced.v1")
+@registry.callbacks("spacy_dallmi.adapt_sourced.v2")
 def make_adapt_sourced_callback(
     component: str = "textcat",
-    objective: str = "dallmi",
-    loss_form: str = "norm",
-    mixup: bool = True,
-    mixup_location: str = "word_embeddings",
-    mixup_alpha: float = 0.3,
-    mixup_beta: float = 0.3,
-    mixup_lambda: float = 1.0,
-    seed: int = 0,
+    settings: DallmiSettings = DallmiSettings(objective="dallmi"),
 ) -> Callable[[Language], Language]:
     """``[initialize.before_init]`` callback that prepares a sourced component.
 
     spaCy copies a sourced component with its source settings and does not call its
-    ``initialize``. This callback switches it to the given objective and settings,
-    then runs :meth:`DallmiTextCategorizer.check_training_setup` on the training
-    corpus named by ``[training] train_corpus``.
+    ``initialize``. This callback gives it ``settings`` (a
+    ``[initialize.before_init.settings]`` block, ``spacy_dallmi.DallmiSettings.v1``),
+    records them in the pipeline's config so that the saved ``config.cfg`` says what
+    was trained, then runs :meth:`DallmiTextCategorizer.check_training_setup` on the
+    training corpus named by ``[training] train_corpus``.
     """
-    settings = {
-        "objective": objective,
-        "loss_form": loss_form,
-        "mixup": mixup,
-        "mixup_location": mixup_location,
-        "mixup_alpha": mixup_alpha,
-        "mixup_beta": mixup_beta,
-        "mixup_lambda": mixup_lambda,
-        "seed": seed,
-    }
-    _validate_settings(settings)
 
     def adapt_sourced(nlp: Language) -> Language:
         if component not in nlp.component_names:
             raise ValueError(
-                f"spacy_dallmi.adapt_sourced.v1: no component '{component}' in the pipeline "
+                f"spacy_dallmi.adapt_sourced.v2: no component '{component}' in the pipeline "
                 f"(components: {nlp.component_names}). Set `component` to its name."
             )
         pipe = nlp.get_pipe(component)
         if not isinstance(pipe, DallmiTextCategorizer):
             raise ValueError(
-                f"spacy_dallmi.adapt_sourced.v1: component '{component}' is a "
+                f"spacy_dallmi.adapt_sourced.v2: component '{component}' is a "
                 f"{type(pipe).__name__}, not a dallmi_textcat."
             )
-        pipe.configure(**settings)
+        pipe.configure(settings)
+        # A sourced component's config block is the source's; Language.config is built
+        # from these per-component blocks, so update it to the settings now in force.
+        nlp._pipe_configs[component]["settings"] = {**SETTINGS_BLOCK, **settings.to_dict()}
         config = nlp.config.interpolate()
         (corpus,) = resolve_dot_names(config, [config["training"]["train_corpus"]])
         pipe.check_training_setup(corpus(nlp), nlp)
+        if settings.objective == "dallmi":
+            msg.info(
+                f"'{component}' adapts with DALLMi: its loss is negative by construction "
+                "(mean_U p - mean_P p per label, plus the MixUp term); lower is better."
+            )
         return nlp
 
     return adapt_sourced

@@ -6,18 +6,20 @@ logits keeps the log forms finite (log-sigmoid instead of ``log(sigmoid(z))``) a
 lets one array module (NumPy or CuPy) serve CPU and GPU alike.
 """
 
-from typing import Any, Literal, Tuple
+from typing import Any, Literal, Optional, Tuple
 
-from thinc.api import get_array_module, registry
+from thinc.api import get_array_module
 from thinc.loss import Loss
 
+from .settings import LOSS_FORMS, POSITIVE_TERMS
+
 LossForm = Literal["norm", "log"]
-LOSS_FORMS = ("norm", "log")
+PositiveTerm = Literal["mean", "l2"]
 
 
-def _check_form(form: str) -> None:
-    if form not in LOSS_FORMS:
-        raise ValueError(f"Unknown loss form {form!r}: use one of {LOSS_FORMS}.")
+def _check_choice(name: str, value: str, allowed: Tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"Unknown {name} {value!r}: use one of {allowed}.")
 
 
 def sigmoid(z: Any) -> Any:
@@ -37,7 +39,7 @@ class _FormLoss(Loss):
     """A loss with a ``norm``/``log`` form whose gradient and value come together."""
 
     def __init__(self, form: LossForm = "norm") -> None:
-        _check_form(form)
+        _check_choice("loss form", form, LOSS_FORMS)
         self.form = form
 
     def __call__(self, guesses: Any, truths: Any) -> Tuple[Any, float]:
@@ -64,7 +66,18 @@ class VariationalPULoss(_FormLoss):
 
     An empty ``U_l`` contributes 0 for the first term. Labels without positives
     contribute nothing, so a batch that misses a label simply ignores it.
+
+    ``positive_term = "l2"`` replaces ``mean_{P_l} p`` of the norm form by the reference
+    code's ``||p_{P_l}||_2 = sqrt(sum_{P_l} p^2)``, for parity experiments only: it grows
+    with the number of positives in the batch, so it is not Eq. 1.
     """
+
+    def __init__(self, form: LossForm = "norm", positive_term: PositiveTerm = "mean") -> None:
+        super().__init__(form)
+        _check_choice("positive term", positive_term, POSITIVE_TERMS)
+        if positive_term == "l2" and form != "norm":
+            raise ValueError("positive_term 'l2' is defined for the norm form only.")
+        self.positive_term = positive_term
 
     def get_grad_and_value(self, logits: Any, positives: Any) -> Tuple[Any, float]:
         """Return ``(d_logits, value)`` for ``(n_docs, n_labels)`` logits and 0/1 positives."""
@@ -86,8 +99,15 @@ class VariationalPULoss(_FormLoss):
         p = sigmoid(z)
         if self.form == "norm":
             inv_unl = xp.where(has_unl, 1.0 / xp.maximum(n_unl, 1.0), 0.0)
-            value = (unl * p).sum(axis=0) * inv_unl - (pos * p).sum(axis=0) * inv_pos
-            dp = unl * inv_unl - pos * inv_pos
+            if self.positive_term == "mean":
+                positive_value = (pos * p).sum(axis=0) * inv_pos
+                d_positive = pos * inv_pos
+            else:
+                norm = xp.sqrt((pos * p * p).sum(axis=0))
+                positive_value = norm
+                d_positive = pos * p / xp.where(active, xp.maximum(norm, 1e-12), 1.0)
+            value = (unl * p).sum(axis=0) * inv_unl - positive_value
+            dp = unl * inv_unl - d_positive
             d_logits = dp * p * (1.0 - p)
         else:
             log_p = log_sigmoid(z)
@@ -133,27 +153,23 @@ class MixUpConsistency(_FormLoss):
         return d_logits.astype(z.dtype), float((diff**2).sum())
 
 
-def masked_bce(logits: Any, truths: Any, mask: Any) -> Tuple[Any, float]:
-    """Binary cross-entropy from logits, averaged over the observed (mask = 1) entries.
+def masked_bce(
+    logits: Any, truths: Any, mask: Any, weights: Optional[Any] = None
+) -> Tuple[Any, float]:
+    """Binary cross-entropy from logits, summed over the observed (mask = 1) entries and
+    divided by their number.
 
     This is the supervised objective: spaCy's rule that an absent label is missing,
-    not negative, is expressed by ``mask``.
+    not negative, is expressed by ``mask``. ``truths`` may be soft (label smoothing);
+    ``weights`` scale single entries (e.g. WAN's ``1 / (L - 1)`` on negatives) without
+    changing the normaliser.
     """
     xp = get_array_module(logits)
     z = logits
     n_observed = max(float(mask.sum()), 1.0)
+    scale = mask if weights is None else mask * weights
     # -[y log p + (1 - y) log(1 - p)] = softplus(z) - y z
     softplus = xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z)))
-    value = float(((softplus - truths * z) * mask).sum() / n_observed)
-    d_logits = (sigmoid(z) - truths) * mask / n_observed
+    value = float(((softplus - truths * z) * scale).sum() / n_observed)
+    d_logits = (sigmoid(z) - truths) * scale / n_observed
     return d_logits.astype(z.dtype), value
-
-
-@registry.losses("spacy_dallmi.VariationalPULoss.v1")
-def configure_variational_pu_loss(form: LossForm = "norm") -> VariationalPULoss:
-    return VariationalPULoss(form=form)
-
-
-@registry.losses("spacy_dallmi.MixUpConsistency.v1")
-def configure_mixup_consistency(form: LossForm = "norm") -> MixUpConsistency:
-    return MixUpConsistency(form=form)

@@ -25,9 +25,9 @@ from thinc.api import Model
 from thinc.types import Floats2d
 
 from .architecture import Tokens, forward_embeddings, forward_features, forward_head
+from .settings import MIXUP_LOCATIONS
 
 MixUpLocation = Literal["word_embeddings", "encoder", "sentence"]
-MIXUP_LOCATIONS = ("word_embeddings", "encoder", "sentence")
 
 
 @dataclass
@@ -45,18 +45,24 @@ class MixPlan:
 
 
 def plan_mixup(
-    positives: numpy.ndarray, rng: numpy.random.Generator, alpha: float, beta: float
+    positives: numpy.ndarray,
+    rng: numpy.random.Generator,
+    alpha: float,
+    beta: float,
+    pairs: int = 1,
 ) -> MixPlan:
-    """Draw one (positive, unlabeled, mu) triple per label that has both in the batch."""
+    """Draw ``pairs`` (positive, unlabeled, mu) triples per label that has both in the
+    batch (documents drawn uniformly, with replacement across a label's pairs)."""
     labels, firsts, seconds = [], [], []
     for label in range(positives.shape[1]):
         is_positive = positives[:, label] == 1.0
         pos = numpy.flatnonzero(is_positive)
         unl = numpy.flatnonzero(~is_positive)
         if len(pos) and len(unl):
-            labels.append(label)
-            firsts.append(rng.choice(pos))
-            seconds.append(rng.choice(unl))
+            for _ in range(pairs):
+                labels.append(label)
+                firsts.append(rng.choice(pos))
+                seconds.append(rng.choice(unl))
     weight = rng.beta(alpha, beta, size=len(labels)) if labels else numpy.zeros((0,))
     return MixPlan(
         labels=numpy.asarray(labels, dtype="int64"),

@@ -9,12 +9,10 @@ config can switch to this scorer without losing any of the usual columns.
 Average precision is implemented in NumPy so that scikit-learn stays a test-only dependency.
 """
 
-from __future__ import annotations
+import warnings
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
-
-import numpy as np
+import numpy
 import numpy.typing as npt
 from spacy.scorer import Scorer
 from spacy.training import Example
@@ -40,35 +38,35 @@ def average_precision(y_true: npt.ArrayLike, y_score: npt.ArrayLike) -> float:
     undefined without positives (recall has no denominator), and the callers in this module only
     ever score labels that have one, so hitting that case means a bug rather than a data quirk.
     """
-    truth = np.asarray(y_true)
-    scores = np.asarray(y_score, dtype=np.float64)
+    truth = numpy.asarray(y_true)
+    scores = numpy.asarray(y_score, dtype=numpy.float64)
     if truth.ndim != 1 or scores.ndim != 1 or truth.shape != scores.shape:
         raise ValueError(
             f"y_true and y_score must be 1-D and of equal length, got shapes {truth.shape} "
             f"and {scores.shape}"
         )
-    if not np.isin(truth, (0, 1)).all():
+    if not numpy.isin(truth, (0, 1)).all():
         raise ValueError("y_true must hold binary labels (0/1 or booleans)")
-    if not np.isfinite(scores).all():
+    if not numpy.isfinite(scores).all():
         raise ValueError("y_score must hold finite numbers (NaN/inf make the ranking arbitrary)")
-    positives = truth.astype(np.float64)
+    positives = truth.astype(numpy.float64)
     if positives.sum() == 0:
         raise ValueError("average precision is undefined when y_true holds no positive")
 
-    order = np.argsort(-scores, kind="mergesort")
+    order = numpy.argsort(-scores, kind="mergesort")
     sorted_scores = scores[order]
     sorted_truth = positives[order]
     # Index of the last item of each run of equal scores: each run is one threshold.
-    run_ends = np.r_[np.flatnonzero(np.diff(sorted_scores)), sorted_scores.size - 1]
-    true_pos = np.cumsum(sorted_truth)[run_ends]
+    run_ends = numpy.r_[numpy.flatnonzero(numpy.diff(sorted_scores)), sorted_scores.size - 1]
+    true_pos = numpy.cumsum(sorted_truth)[run_ends]
     predicted_pos = run_ends + 1.0
     precision = true_pos / predicted_pos
     recall = true_pos / true_pos[-1]
-    recall_gain = np.diff(recall, prepend=0.0)
-    return float(max(0.0, np.sum(recall_gain * precision)))
+    recall_gain = numpy.diff(recall, prepend=0.0)
+    return float(max(0.0, numpy.sum(recall_gain * precision)))
 
 
-def _resolve_labels(examples: Sequence[Example], attr: str, labels: Iterable[str]) -> list[str]:
+def _resolve_labels(examples: Sequence[Example], attr: str, labels: Iterable[str]) -> List[str]:
     """Return the labels to score: `labels` (deduplicated, order kept) or else all gold keys.
 
     Falling back to the gold keys mirrors what a user expects when calling the scorer by hand
@@ -77,7 +75,7 @@ def _resolve_labels(examples: Sequence[Example], attr: str, labels: Iterable[str
     requested = list(dict.fromkeys(labels))
     if requested:
         return requested
-    gold_keys: set[str] = set()
+    gold_keys: Set[str] = set()
     for example in examples:
         gold_keys.update(getattr(example.reference, attr).keys())
     return sorted(gold_keys)
@@ -85,7 +83,7 @@ def _resolve_labels(examples: Sequence[Example], attr: str, labels: Iterable[str
 
 def _collect_label_columns(
     examples: Sequence[Example], attr: str, labels: Sequence[str]
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+) -> Dict[str, Tuple[numpy.ndarray, numpy.ndarray]]:
     """Gather, per label, the gold positives and predicted scores of the examples annotating it.
 
     An example whose reference lacks the label (or holds None for it) is left out for that label:
@@ -93,24 +91,24 @@ def _collect_label_columns(
     penalise correct predictions on unannotated data. A missing prediction counts as 0.0, again
     as in spaCy.
     """
-    columns: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    columns: Dict[str, Tuple[numpy.ndarray, numpy.ndarray]] = {}
     for label in labels:
-        gold: list[bool] = []
-        pred: list[float] = []
+        gold: List[bool] = []
+        pred: List[float] = []
         for example in examples:
             gold_value = getattr(example.reference, attr).get(label)
             if gold_value is None:
                 continue
             gold.append(gold_value >= GOLD_POSITIVE_CUTOFF)
             pred.append(float(getattr(example.predicted, attr).get(label, 0.0)))
-        columns[label] = (np.asarray(gold, dtype=bool), np.asarray(pred, dtype=np.float64))
+        columns[label] = (numpy.asarray(gold, dtype=bool), numpy.asarray(pred, dtype=numpy.float64))
     return columns
 
 
-def _macro(values: Iterable[float]) -> float | None:
+def _macro(values: Iterable[float]) -> Optional[float]:
     """Mean of `values`, or None when there are none (spaCy's marker for an undefined score)."""
     collected = list(values)
-    return float(np.mean(collected)) if collected else None
+    return float(numpy.mean(collected)) if collected else None
 
 
 def score_cats_map(
@@ -120,7 +118,7 @@ def score_cats_map(
     labels: Iterable[str] = (),
     threshold: float = 0.5,
     **kwargs: Any,
-) -> dict[str, Any]:
+) -> Dict[str, Any]:
     """Score a multi-label classifier with spaCy's P/R/F/AUC columns plus mean average precision.
 
     Returns every key of ``Scorer.score_cats(examples, attr, labels=labels, multi_label=True,
@@ -135,6 +133,12 @@ def score_cats_map(
       DALLMi paper's protocol of feeding predictions rounded at `threshold` (1.0 if
       score >= threshold else 0.0) to the AP formula, which collapses the ranking to two levels.
       Averaged over the same labels as ``{attr}_macro_ap``.
+    - ``{attr}_pu_score``: a score that needs no true negatives, for model selection on
+      partially labelled data: the mean over labels with a known positive of
+      ``mean_P p - mean_U p`` (P: docs whose reference value is >= 0.5; U: the other
+      annotated docs, unlabeled or negative). It is the negated norm-form variational loss
+      (VPU's selection criterion) computed over the whole evaluation set. On partially
+      labelled data ``{attr}_macro_ap`` is, likewise, AP against the known positives.
     - ``{attr}_ap_skipped_labels``: sorted labels left out of the AP averages because they have no
       gold positive (AP is undefined for them, and scoring them as 0 would punish the model for
       the test set's composition).
@@ -155,13 +159,13 @@ def score_cats_map(
 
     ap_per_type = {label: average_precision(gold, pred) for label, (gold, pred) in scored.items()}
     rounded_per_type = {
-        label: average_precision(gold, (pred >= threshold).astype(np.float64))
+        label: average_precision(gold, (pred >= threshold).astype(numpy.float64))
         for label, (gold, pred) in scored.items()
     }
-    micro_ap: float | None = None
+    micro_ap: Optional[float] = None
     if scored:
-        pooled_gold = np.concatenate([gold for gold, _ in columns.values()])
-        pooled_pred = np.concatenate([pred for _, pred in columns.values()])
+        pooled_gold = numpy.concatenate([gold for gold, _ in columns.values()])
+        pooled_pred = numpy.concatenate([pred for _, pred in columns.values()])
         micro_ap = average_precision(pooled_gold, pooled_pred)
 
     results[f"{attr}_macro_ap"] = _macro(ap_per_type.values())
@@ -169,11 +173,22 @@ def score_cats_map(
     results[f"{attr}_ap_per_type"] = ap_per_type
     results[f"{attr}_macro_ap_rounded"] = _macro(rounded_per_type.values())
     results[f"{attr}_ap_skipped_labels"] = sorted(set(label_list) - set(scored))
+    results[f"{attr}_pu_score"] = _macro(
+        pred[gold].mean() - (pred[~gold].mean() if (~gold).any() else 0.0)
+        for gold, pred in scored.values()
+    )
+    unscored = sorted(set(label_list) - set(scored))
+    if unscored:
+        warnings.warn(
+            f"No known positive for label(s) {unscored} in the {len(example_list)} scored "
+            "examples: the AP and PU-score averages leave them out.",
+            stacklevel=2,
+        )
     return results
 
 
 @registry.scorers("spacy_dallmi.textcat_map_scorer.v1")
-def make_textcat_map_scorer() -> Callable[..., dict[str, Any]]:
+def make_textcat_map_scorer() -> Callable[..., Dict[str, Any]]:
     """Return :func:`score_cats_map`, for use as ``[components.<name>.scorer]`` in a config.
 
     spaCy resolves scorers through the registry, so a factory is what lets a config opt in with

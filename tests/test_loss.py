@@ -6,13 +6,15 @@ import numpy
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from thinc.api import registry
 
-from spacy_dallmi.loss import VariationalPULoss, masked_bce
+from spacy_dallmi.loss import MixUpConsistency, VariationalPULoss, masked_bce
 
 
-def reference_pu_loss(logits: numpy.ndarray, positives: numpy.ndarray, form: str) -> float:
-    """DESIGN section 1, written label by label with plain Python floats."""
+def reference_pu_loss(
+    logits: numpy.ndarray, positives: numpy.ndarray, form: str, positive_term: str = "mean"
+) -> float:
+    """DESIGN section 1, written label by label with plain Python floats; ``l2`` is the
+    reference code's positive term ``sqrt(sum_P p^2)``."""
     total = 0.0
     for label in range(logits.shape[1]):
         probs = [1.0 / (1.0 + math.exp(-z)) for z in logits[:, label]]
@@ -22,7 +24,10 @@ def reference_pu_loss(logits: numpy.ndarray, positives: numpy.ndarray, form: str
             continue
         if form == "norm":
             unl_term = sum(unl) / len(unl) if unl else 0.0
-            total += unl_term - sum(pos) / len(pos)
+            if positive_term == "l2":
+                total += unl_term - math.sqrt(sum(p * p for p in pos))
+            else:
+                total += unl_term - sum(pos) / len(pos)
         else:
             unl_term = math.log(sum(unl) / len(unl)) if unl else 0.0
             total += unl_term - sum(math.log(p) for p in pos) / len(pos)
@@ -50,18 +55,32 @@ label_matrices = st.integers(1, 8).flatmap(
 )
 
 
-@pytest.mark.parametrize("form", ["norm", "log"])
+@pytest.mark.parametrize("form,positive_term", [("norm", "mean"), ("log", "mean"), ("norm", "l2")])
 @settings(max_examples=60, deadline=None)
 @given(data=label_matrices)
-def test_pu_loss_matches_reference_and_finite_differences(form, data):
+def test_pu_loss_matches_reference_and_finite_differences(form, positive_term, data):
     values, labels, shape = data
     logits = numpy.asarray(values, dtype="float64").reshape(shape)
     positives = numpy.asarray(labels, dtype="float64").reshape(shape)
-    loss = registry.losses.get("spacy_dallmi.VariationalPULoss.v1")(form=form)
-    d_logits, value = loss(logits, positives)
-    assert value == pytest.approx(reference_pu_loss(logits, positives, form), abs=1e-9)
-    numeric = finite_difference(lambda z: reference_pu_loss(z, positives, form), logits)
+    d_logits, value = VariationalPULoss(form, positive_term)(logits, positives)
+    expected = reference_pu_loss(logits, positives, form, positive_term)
+    assert value == pytest.approx(expected, abs=1e-9)
+    numeric = finite_difference(
+        lambda z: reference_pu_loss(z, positives, form, positive_term), logits
+    )
     numpy.testing.assert_allclose(d_logits, numeric, atol=1e-6)
+
+
+def test_l2_positive_term_differs_from_the_mean_and_needs_the_norm_form():
+    logits = numpy.array([[2.0], [1.0], [-1.0]])
+    positives = numpy.array([[1.0], [1.0], [0.0]])
+    _, mean_value = VariationalPULoss("norm", "mean")(logits, positives)
+    _, l2_value = VariationalPULoss("norm", "l2")(logits, positives)
+    assert l2_value < mean_value  # sqrt(p1^2 + p2^2) > (p1 + p2) / 2
+    with pytest.raises(ValueError, match="norm form"):
+        VariationalPULoss("log", "l2")
+    with pytest.raises(ValueError, match="positive term"):
+        VariationalPULoss("norm", "max")
 
 
 def test_labels_without_positives_contribute_nothing():
@@ -101,8 +120,7 @@ def test_mixup_consistency_value_and_gradient(form):
             return float(((targets - q) ** 2).sum())
         return float(((numpy.log(targets) - numpy.log(q)) ** 2).sum())
 
-    loss = registry.losses.get("spacy_dallmi.MixUpConsistency.v1")(form=form)
-    d_logits, value = loss(logits, targets)
+    d_logits, value = MixUpConsistency(form)(logits, targets)
     assert value == pytest.approx(value_of(logits))
     numpy.testing.assert_allclose(d_logits, finite_difference(value_of, logits), atol=1e-6)
 
@@ -122,3 +140,21 @@ def test_masked_bce_ignores_missing_entries():
     assert value == pytest.approx(value_of(logits))
     numpy.testing.assert_allclose(d_logits, finite_difference(value_of, logits), atol=1e-6)
     assert not d_logits[mask == 0].any()
+
+
+def test_masked_bce_weights_scale_entries_but_not_the_normaliser():
+    rng = numpy.random.default_rng(3)
+    logits = rng.normal(size=(4, 3))
+    truths = (rng.uniform(size=(4, 3)) > 0.5) * 0.9 + 0.05  # smoothed targets
+    mask = numpy.ones((4, 3))
+    mask[0, 0] = 0.0
+    weights = numpy.where(truths > 0.5, 1.0, 0.5)
+
+    def value_of(z):
+        p = 1 / (1 + numpy.exp(-z))
+        terms = -(truths * numpy.log(p) + (1 - truths) * numpy.log(1 - p))
+        return float((terms * mask * weights).sum() / mask.sum())
+
+    d_logits, value = masked_bce(logits, truths, mask, weights)
+    assert value == pytest.approx(value_of(logits))
+    numpy.testing.assert_allclose(d_logits, finite_difference(value_of, logits), atol=1e-6)

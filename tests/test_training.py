@@ -1,92 +1,164 @@
-"""`spacy train` on both shipped configs, end to end, in-process, on a tiny BERT."""
+"""Training with the shipped configs, end to end, in-process, on a tiny BERT.
 
+The source pipeline is trained once per module; every sourced config starts from it.
+"""
+
+import json
 from pathlib import Path
 
 import pytest
 import spacy
-from spacy.cli.train import train
+from spacy.cli.debug_config import debug_config
+from spacy.cli.debug_data import debug_data
+from spacy.util import load_config, registry
+
+from spacy_dallmi.settings import PAPER_SETTINGS, PAPER_TRAINING, DallmiSettings
+from spacy_dallmi.training import batches_per_epoch, linear_decay, train_epochs
 
 from .util import LABELS, hide_positives, toy_texts, write_docbin
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SOURCED = ("adapt.cfg", "adapt_paper.cfg", "finetune.cfg")
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("corpus")
+    target = hide_positives(toy_texts(40, seed=3), 0.5)
     paths = {
         "source_train": write_docbin(folder / "source_train.spacy", toy_texts(40, seed=1)),
         "source_dev": write_docbin(folder / "source_dev.spacy", toy_texts(16, seed=2)),
-        "target_train": write_docbin(
-            folder / "target_train.spacy", hide_positives(toy_texts(40, seed=3), 0.5)
-        ),
+        "target_train": write_docbin(folder / "target_train.spacy", target[:30]),
+        "target_valid": write_docbin(folder / "target_valid.spacy", target[30:]),
     }
     return {name: str(path) for name, path in paths.items()}
 
 
-def test_source_then_sourced_configs_train_end_to_end(tiny_bert, corpus, tmp_path):
-    source_dir = tmp_path / "source"
-    train(
-        CONFIGS / "source.cfg",
-        source_dir,
-        overrides={
-            "paths.train": corpus["source_train"],
-            "paths.dev": corpus["source_dev"],
-            "paths.backbone": tiny_bert,
-            "components.textcat.model.max_length": 32,
-            "training.max_epochs": 2,
-            "training.eval_frequency": 3,
-            "training.batcher.size": 8,
-        },
+@pytest.fixture(scope="module")
+def source(tiny_bert, corpus, tmp_path_factory):
+    output = tmp_path_factory.mktemp("runs") / "source"
+    overrides = {
+        "paths.train": corpus["source_train"],
+        "paths.dev": corpus["source_dev"],
+        "paths.backbone": tiny_bert,
+        "components.textcat.model.max_length": 32,
+        "training.batcher.size": 8,
+    }
+    train_epochs(CONFIGS / "source.cfg", output, 2, overrides=overrides)
+    return output / "model-last"
+
+
+def sourced_overrides(source, corpus, **extra):
+    return {
+        "paths.source": str(source),
+        "paths.train": corpus["target_train"],
+        "paths.dev": corpus["target_valid"],
+        "training.batcher.size": 8,
+        **extra,
+    }
+
+
+def test_source_model_trains_with_the_bce_objective(source):
+    nlp = spacy.load(source)
+    assert nlp.get_pipe("textcat").cfg["objective"] == "bce"
+    assert set(nlp("happy day").cats) == set(LABELS)
+
+
+@pytest.mark.parametrize("config,objective", [("adapt.cfg", "dallmi"), ("finetune.cfg", "bce")])
+def test_sourced_configs_train_and_record_what_they_trained(
+    source, corpus, tmp_path, config, objective
+):
+    output = train_epochs(
+        CONFIGS / config, tmp_path / "run", 2, overrides=sourced_overrides(source, corpus)
     )
-    source = spacy.load(source_dir / "model-last")
-    assert source.get_pipe("textcat").cfg["objective"] == "bce"
-    assert set(source("happy day").cats) == set(LABELS)
-
-    for config, objective in (("adapt.cfg", "dallmi"), ("finetune.cfg", "bce")):
-        output = tmp_path / objective
-        train(
-            CONFIGS / config,
-            output,
-            overrides={
-                "paths.source": str(source_dir / "model-last"),
-                "paths.train": corpus["target_train"],
-                "paths.dev": corpus["target_train"],
-                "training.max_epochs": 2,
-                "training.eval_frequency": 3,
-                "training.batcher.size": 8,
-            },
-        )
-        adapted = spacy.load(output / "model-last")
-        textcat = adapted.get_pipe("textcat")
-        assert textcat.cfg["objective"] == objective
-        assert textcat.labels == source.get_pipe("textcat").labels
-        assert adapted("happy day").cats != source("happy day").cats
-        assert (output / "model-best" / "meta.json").exists()
+    assert output == tmp_path / "run" and not (tmp_path / "run.partial").exists()
+    adapted = spacy.load(output / "model-last")
+    textcat = adapted.get_pipe("textcat")
+    assert textcat.cfg["objective"] == objective
+    assert textcat.labels == spacy.load(source).get_pipe("textcat").labels
+    # the saved config says what was trained, not the source's objective
+    assert adapted.config["components"]["textcat"]["settings"]["objective"] == objective
+    saved = load_config(output / "model-last" / "config.cfg")
+    assert saved["components"]["textcat"]["settings"]["objective"] == objective
+    assert adapted("happy day").cats != spacy.load(source)("happy day").cats
+    meta = json.loads((output / "model-best" / "meta.json").read_text())
+    assert meta["selection"]["selected"] in ("source", "checkpoint")
+    assert set(meta["selection"]["dev_scores"]) == {"source", "checkpoint"}
 
 
-def test_adaptation_rejects_a_batch_smaller_than_the_label_set(tiny_bert, corpus, tmp_path):
-    source_dir = tmp_path / "source"
-    train(
-        CONFIGS / "source.cfg",
-        source_dir,
-        overrides={
-            "paths.train": corpus["source_train"],
-            "paths.dev": corpus["source_dev"],
-            "paths.backbone": tiny_bert,
-            "training.max_steps": 1,
-            "training.batcher.size": 8,
-        },
-    )
+def test_budget_is_epochs_times_batches_and_the_rate_decays_to_zero(source, corpus, tmp_path):
+    overrides = sourced_overrides(source, corpus)
+    per_epoch = batches_per_epoch(CONFIGS / "adapt.cfg", overrides)
+    # 30 docs in batches of at most 8, plus label-covering positives: at least 4 batches
+    assert per_epoch >= 4
+    output = train_epochs(CONFIGS / "adapt.cfg", tmp_path / "run", 3, overrides=overrides)
+    trained = load_config(output / "model-last" / "config.cfg")["training"]
+    assert trained["max_steps"] == 3 * per_epoch
+    assert trained["eval_frequency"] == per_epoch
+    rates = linear_decay(1e-4, 3 * per_epoch)
+    values = [next(rates) for _ in range(3 * per_epoch + 2)]
+    assert values[0] == pytest.approx(1e-4)
+    assert values[3 * per_epoch] == 0.0 and values[-1] == 0.0
+    assert all(a > b for a, b in zip(values[: 3 * per_epoch], values[1 : 3 * per_epoch + 1]))
+
+
+def test_linear_decay_refuses_an_unset_budget():
+    with pytest.raises(ValueError, match="total_steps"):
+        next(linear_decay(1e-4, 0))
+
+
+def test_a_failed_run_leaves_no_output(source, corpus, tmp_path):
+    bad = write_docbin(tmp_path / "bad.spacy", [("happy day", {"joy": 0.5, "anger": 0.0})])
+    overrides = sourced_overrides(source, corpus, **{"paths.train": str(bad)})
+    with pytest.raises(ValueError, match=r"'joy'.*0\.5"):
+        train_epochs(CONFIGS / "finetune.cfg", tmp_path / "run", 1, overrides=overrides)
+    assert not (tmp_path / "run").exists()
+
+
+def test_adaptation_refuses_a_target_without_any_known_positive(source, corpus, tmp_path):
+    empty = write_docbin(
+        tmp_path / "none.spacy", [(text, {label: 0.0 for label in LABELS}) for text, _ in
+                                  toy_texts(10, seed=4)]
+    )  # fmt: skip
+    overrides = sourced_overrides(source, corpus, **{"paths.train": str(empty)})
+    with pytest.raises(ValueError, match="none of the 10 training examples"):
+        train_epochs(CONFIGS / "adapt.cfg", tmp_path / "run", 1, overrides=overrides)
+
+
+def test_adaptation_rejects_a_batch_smaller_than_the_label_set(source, corpus, tmp_path):
+    overrides = sourced_overrides(source, corpus, **{"training.batcher.size": 3})
     with pytest.raises(ValueError, match=r"\b3\b.*\b4\b|\b4\b.*\b3\b"):
-        train(
-            CONFIGS / "adapt.cfg",
-            tmp_path / "adapted",
-            overrides={
-                "paths.source": str(source_dir / "model-last"),
-                "paths.train": corpus["target_train"],
-                "paths.dev": corpus["target_train"],
-                "training.max_steps": 2,
-                "training.batcher.size": 3,
-            },
-        )
+        train_epochs(CONFIGS / "adapt.cfg", tmp_path / "run", 1, overrides=overrides)
+
+
+def resolve_settings(config):
+    return registry.resolve({"s": config["initialize"]["before_init"]["settings"]})["s"]
+
+
+def test_paper_preset_resolves_to_the_papers_settings():
+    config = load_config(CONFIGS / "adapt_paper.cfg", interpolate=True)
+    assert resolve_settings(config) == PAPER_SETTINGS
+    assert config["training"]["optimizer"]["learn_rate"]["initial_rate"] == pytest.approx(
+        PAPER_TRAINING["learn_rate"]
+    )
+    assert config["training"]["batcher"]["size"] == PAPER_TRAINING["batch_size"]
+    assert PAPER_SETTINGS.mixup_lambda == 1.0 and PAPER_SETTINGS.mixup_warmup_steps == 0
+    # the defaults differ from the paper on purpose (chosen by measurement)
+    default = load_config(CONFIGS / "adapt.cfg", interpolate=True)
+    assert resolve_settings(default) == DallmiSettings(objective="dallmi")
+
+
+@pytest.mark.parametrize("config", ["source.cfg", *SOURCED])
+def test_spacy_debug_config_and_debug_data_pass(source, tiny_bert, tmp_path, config):
+    # spaCy's debug data calls fewer than 100 training docs an error, so use 150
+    rows = toy_texts(150, seed=5)
+    overrides = {
+        "paths.train": str(write_docbin(tmp_path / "train.spacy", rows)),
+        "paths.dev": str(write_docbin(tmp_path / "dev.spacy", toy_texts(30, seed=6))),
+    }
+    if config == "source.cfg":
+        overrides["paths.backbone"] = tiny_bert
+    else:
+        overrides["paths.source"] = str(source)
+    debug_config(CONFIGS / config, overrides=overrides)
+    debug_data(CONFIGS / config, config_overrides=overrides, silent=True)

@@ -1,0 +1,128 @@
+"""The training settings of ``dallmi_textcat``: one definition, used everywhere.
+
+The component factory, :meth:`DallmiTextCategorizer.configure` and the
+``spacy_dallmi.adapt_sourced.v2`` callback all take a :class:`DallmiSettings`. The
+dataclass is registered as ``spacy_dallmi.DallmiSettings.v1`` in ``registry.misc``,
+so a config block such as ``[components.textcat.settings]`` is filled with the
+defaults below by spaCy itself, and the README's settings table is checked against
+these fields by a test. Changing a default means changing it here, and nowhere else.
+
+The defaults are not the paper's: they were chosen by measurement (see the README
+and ``benchmarks/README.md``). ``PAPER_SETTINGS`` holds the paper's values, and
+``configs/adapt_paper.cfg`` applies them.
+"""
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict
+
+from spacy.util import registry
+
+OBJECTIVES = ("bce", "dallmi")
+LOSS_FORMS = ("norm", "log")
+POSITIVE_TERMS = ("mean", "l2")
+MIXUP_LOCATIONS = ("word_embeddings", "encoder", "sentence")
+NEGATIVE_WEIGHTINGS = ("uniform", "wan")
+
+
+@dataclass(frozen=True)
+class DallmiSettings:
+    """How ``dallmi_textcat`` trains; prediction does not depend on any of these.
+
+    objective: ``bce`` (supervised; absent labels are missing) or ``dallmi``
+        (positive-unlabeled adaptation: 1.0 is a known positive, anything else unlabeled).
+    loss_form: ``norm`` (the paper's Eq. 1) or ``log`` (VPU's original form).
+    positive_term: ``mean`` (Eq. 1) or ``l2`` (the reference code's ``||p||_2`` of the
+        positives' probabilities; norm form only, for parity experiments).
+    mixup: add the MixUp consistency term to the ``dallmi`` objective.
+    mixup_location: ``word_embeddings``, ``encoder`` (pooled output) or ``sentence`` (logits).
+    mixup_alpha, mixup_beta: ``mu ~ Beta(alpha, beta)``.
+    mixup_lambda: weight of the MixUp term. 0 is what the authors' code optimises (its
+        MixUp term is a Python float and sends no gradient).
+    mixup_warmup_steps: the weight grows linearly from 0 to ``mixup_lambda`` over this
+        many updates; 0 applies the full weight from the first update.
+    mixup_pairs: positive/unlabeled pairs drawn per label and step, their terms averaged.
+    label_smoothing: ``bce`` only: targets ``y (1 - s) + s / 2`` ("assume negative" with
+        label smoothing, AN-LS).
+    negative_weighting: ``bce`` only: ``uniform``, or ``wan`` (negatives weighted
+        ``1 / (L - 1)``, "weak assume negative"; both from Cole et al., CVPR 2021).
+    seed: seed of the MixUp pair and weight draws.
+    """
+
+    objective: str = "bce"
+    loss_form: str = "norm"
+    positive_term: str = "mean"
+    mixup: bool = True
+    mixup_location: str = "word_embeddings"
+    mixup_alpha: float = 0.3
+    mixup_beta: float = 0.3
+    mixup_lambda: float = 0.1
+    mixup_warmup_steps: int = 0
+    mixup_pairs: int = 1
+    label_smoothing: float = 0.0
+    negative_weighting: str = "uniform"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        choices = {
+            "objective": OBJECTIVES,
+            "loss_form": LOSS_FORMS,
+            "positive_term": POSITIVE_TERMS,
+            "mixup_location": MIXUP_LOCATIONS,
+            "negative_weighting": NEGATIVE_WEIGHTINGS,
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"Unknown {name} {getattr(self, name)!r}: use one of {allowed}.")
+        for name in ("mixup_alpha", "mixup_beta"):
+            if not getattr(self, name) > 0:
+                raise ValueError(
+                    f"{name} must be > 0 (a Beta parameter), got {getattr(self, name)}."
+                )
+        if not self.mixup_lambda >= 0:
+            raise ValueError(f"mixup_lambda must be >= 0, got {self.mixup_lambda}.")
+        if isinstance(self.mixup_warmup_steps, bool) or not (
+            isinstance(self.mixup_warmup_steps, int) and self.mixup_warmup_steps >= 0
+        ):
+            raise ValueError(
+                "mixup_warmup_steps must be a whole number of updates >= 0 (0 = no warm-up), "
+                f"got {self.mixup_warmup_steps!r}."
+            )
+        if isinstance(self.mixup_pairs, bool) or not (
+            isinstance(self.mixup_pairs, int) and self.mixup_pairs >= 1
+        ):
+            raise ValueError(f"mixup_pairs must be an integer >= 1, got {self.mixup_pairs!r}.")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}.")
+        if self.positive_term == "l2" and self.loss_form != "norm":
+            raise ValueError(
+                "positive_term = 'l2' (the reference code's norm of the positives' "
+                "probabilities) is defined for loss_form = 'norm' only."
+            )
+
+    def mixup_weight(self, step: int) -> float:
+        """The MixUp weight at update ``step`` (1-based), after the linear warm-up."""
+        if not self.mixup:
+            return 0.0
+        if self.mixup_warmup_steps == 0:
+            return self.mixup_lambda
+        return self.mixup_lambda * min(1.0, step / self.mixup_warmup_steps)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "DallmiSettings":
+        """Build from a mapping that may hold other keys too (e.g. a component's cfg)."""
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
+
+SETTING_NAMES = tuple(f.name for f in fields(DallmiSettings))
+
+# The paper's settings (section 4 of the paper): the preset of configs/adapt_paper.cfg.
+PAPER_SETTINGS = DallmiSettings(objective="dallmi", mixup_lambda=1.0, mixup_warmup_steps=0)
+PAPER_TRAINING = {"learn_rate": 5e-5, "epochs": 12, "batch_size": 64, "max_length": 128}
+
+
+# Registered as it is: confection reads the dataclass's own signature, so a config
+# block is validated and filled from the field definitions above.
+registry.misc("spacy_dallmi.DallmiSettings.v1")(DallmiSettings)
