@@ -203,3 +203,50 @@ def test_table_with_an_unknown_dataset_is_one_clear_line(tmp_path: Path) -> None
     result = run(["table", tmp_path, "--dataset", "emotion"])
     assert result.exit_code == 1
     assert "Unknown dataset 'emotion'" in result.text and one_message(result.output)
+
+
+FAKE_RUN = """
+import sys
+from pathlib import Path
+import srsly
+dataset, ratio, seed, fail = sys.argv[1:]
+if fail == "yes":
+    sys.exit(3)
+folder = Path(f"metrics/{dataset}/s{seed}_{ratio}")
+folder.mkdir(parents=True, exist_ok=True)
+for method, value in (("ft_partial", 0.5), ("ft_full", 0.7), ("dallmi", 0.6)):
+    srsly.write_json(folder / f"{method}.json", {
+        "method": method, "settings": {"ratio": float(ratio), "seed": int(seed)},
+        "n_docs": 10, "wall_seconds": 1.0, "epochs": [],
+        "metrics": {"cats_macro_ap": value, "cats_macro_ap_rounded": value,
+                    "cats_ap_per_type": {"a": value}, "cats_ap_skipped_labels": []}})
+"""
+
+FAKE_PROJECT = """
+vars:
+  dataset: emotions
+  ratio: 0.5
+  seed: 0
+  fail: "no"
+workflows:
+  adapt: [run]
+  baselines: [run]
+commands:
+  - name: run
+    script:
+      - "python fake_run.py ${vars.dataset} ${vars.ratio} ${vars.seed} ${vars.fail}"
+"""
+
+
+def test_table_runs_the_workflows_in_process_and_stops_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "project.yml").write_text(FAKE_PROJECT, encoding="utf8")
+    (tmp_path / "fake_run.py").write_text(FAKE_RUN, encoding="utf8")
+    result = run(["table", tmp_path, "--ratios", "0.5,0.7", "--seeds", "0,1"])
+    assert result.exit_code == 0, result.output
+    folders = sorted(p.name for p in (tmp_path / "metrics" / "emotions").iterdir())
+    assert folders == ["s0_0.5", "s0_0.7", "s1_0.5", "s1_0.7"]  # ratios keep their spelling
+    report = (tmp_path / "reports" / "emotions.md").read_text(encoding="utf8")
+    assert "| recovery | 50.0% | 50.0% |" in report
+    failed = run(["table", tmp_path, "--var", "fail=yes"])
+    assert failed.exit_code == 1
+    assert "the adapt workflow failed at ratio 0.5, seed 0 (exit code 3)" in failed.text

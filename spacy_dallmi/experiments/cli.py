@@ -383,5 +383,8 @@ def table_command(
                         )
     metrics = sorted((project_dir / "metrics" / dataset).rglob("*.json"))
     output = project_dir / "reports" / f"{dataset}.md"
-    build_report(metrics, output, output.parent / f"{dataset}_figures", title=dataset)
+    try:
+        build_report(metrics, output, output.parent / f"{dataset}_figures", title=dataset)
+    except (FileNotFoundError, ValueError) as error:
+        msg.fail(f"table: the report failed: {error}", exits=1)
     msg.good(f"Report from {len(metrics)} metrics files -> {output}")
