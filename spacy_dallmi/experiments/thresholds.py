@@ -1,0 +1,85 @@
+"""Per-label decision thresholds, tuned on the partially labelled validation slice.
+
+``spacy find-threshold`` tunes one threshold for all labels. Labels differ in frequency and
+calibration, and an adapted model's probabilities shift per label, so one cut-off is
+rarely right for all of them. :func:`fit_thresholds` picks, for each label, the threshold
+that maximises F1 against the labels the validation docs carry.
+
+On partially labelled data the unlabeled docs count as negatives here: the F1 is biased
+(hidden positives look like false positives), so the tuned thresholds lean high. That is
+the price of never reading the test split. The JSON written by :func:`write_thresholds` is
+what ``python -m spacy_dallmi classify --thresholds`` applies.
+"""
+
+from pathlib import Path
+from typing import Dict, Iterable, List, Sequence, Tuple, Union
+
+import numpy
+import srsly
+from spacy.language import Language
+from spacy.tokens import Doc
+
+#: Used for a label without any known positive in the validation docs.
+DEFAULT_THRESHOLD = 0.5
+
+
+def best_f1_threshold(gold: numpy.ndarray, scores: numpy.ndarray) -> Tuple[float, float]:
+    """``(threshold, f1)`` maximising F1 of ``scores >= threshold`` against 0/1 ``gold``.
+
+    Candidates are the distinct scores; a threshold halfway between the chosen score and
+    the next lower one is returned, so it does not sit exactly on a training score. Ties
+    in F1 go to the higher threshold.
+    """
+    gold = numpy.asarray(gold, dtype=bool)
+    scores = numpy.asarray(scores, dtype="float64")
+    if gold.shape != scores.shape or gold.ndim != 1:
+        raise ValueError(f"gold and scores must be 1D of one shape: {gold.shape}, {scores.shape}")
+    n_pos = int(gold.sum())
+    if n_pos == 0:
+        raise ValueError("No positive in gold: F1 is undefined for every threshold.")
+    order = numpy.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    true_pos = numpy.cumsum(gold[order])
+    predicted = numpy.arange(1, len(scores) + 1)
+    # only the last index of a run of equal scores is a valid cut
+    last = numpy.r_[sorted_scores[1:] != sorted_scores[:-1], True]
+    f1 = numpy.where(last, 2 * true_pos / (predicted + n_pos), -1.0)
+    best = int(numpy.flatnonzero(f1 == f1.max())[0])
+    below = sorted_scores[best + 1] if best + 1 < len(scores) else 0.0
+    return float((sorted_scores[best] + below) / 2), float(f1[best])
+
+
+def fit_thresholds(
+    docs: Sequence[Doc], gold_docs: Sequence[Doc], labels: Iterable[str]
+) -> Dict[str, Dict[str, float]]:
+    """Per label: ``{"threshold", "f1", "positives"}`` from predicted ``docs`` and the
+    reference ``gold_docs`` (1.0 = positive, anything else or absent = negative)."""
+    result = {}
+    for label in labels:
+        gold = numpy.asarray([doc.cats.get(label) == 1.0 for doc in gold_docs])
+        scores = numpy.asarray([doc.cats[label] for doc in docs])
+        if not gold.any():
+            result[label] = {"threshold": DEFAULT_THRESHOLD, "f1": None, "positives": 0}
+            continue
+        threshold, f1 = best_f1_threshold(gold, scores)
+        result[label] = {"threshold": threshold, "f1": f1, "positives": int(gold.sum())}
+    return result
+
+
+def tune_pipeline_thresholds(
+    nlp: Language, gold_docs: List[Doc], batch_size: int = 64
+) -> Dict[str, Dict[str, float]]:
+    """Run ``nlp`` on the texts of ``gold_docs`` and fit one threshold per label."""
+    labels = sorted({label for pipe in nlp.pipeline for label in getattr(pipe[1], "labels", ())})
+    docs = list(nlp.pipe((doc.text for doc in gold_docs), batch_size=batch_size))
+    return fit_thresholds(docs, gold_docs, labels)
+
+
+def write_thresholds(fitted: Dict[str, Dict[str, float]], path: Union[str, Path]) -> Path:
+    """Write ``{label: threshold}`` (what ``classify --thresholds`` reads) to ``path`` and
+    the per-label F1 and positive counts beside it, as ``<stem>.details.json``."""
+    path = Path(path)
+    srsly.write_json(path, {label: values["threshold"] for label, values in fitted.items()})
+    details = path.with_name(f"{path.stem}.details.json")
+    srsly.write_json(details, fitted)
+    return details

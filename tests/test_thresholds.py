@@ -1,0 +1,66 @@
+"""Per-label thresholds against a brute-force search and on a real pipeline's output."""
+
+import numpy
+import pytest
+import spacy
+import srsly
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spacy_dallmi.experiments.thresholds import (
+    DEFAULT_THRESHOLD,
+    best_f1_threshold,
+    fit_thresholds,
+    write_thresholds,
+)
+
+
+def brute_force_f1(gold, scores):
+    """The best F1 over every cut at a distinct score, by direct counting."""
+    best = 0.0
+    for cut in set(scores):
+        predicted = scores >= cut
+        tp = int((predicted & gold).sum())
+        best = max(best, 2 * tp / (predicted.sum() + gold.sum()))
+    return best
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from([0.1, 0.2, 0.5, 0.7, 0.9])), min_size=1))
+def test_best_threshold_reaches_the_brute_force_f1(pairs):
+    gold = numpy.asarray([g for g, _ in pairs])
+    scores = numpy.asarray([s for _, s in pairs])
+    if not gold.any():
+        with pytest.raises(ValueError, match="No positive"):
+            best_f1_threshold(gold, scores)
+        return
+    threshold, f1 = best_f1_threshold(gold, scores)
+    assert f1 == pytest.approx(brute_force_f1(gold, scores))
+    predicted = scores >= threshold
+    tp = int((predicted & gold).sum())
+    assert 2 * tp / (predicted.sum() + gold.sum()) == pytest.approx(f1)
+
+
+def test_threshold_sits_between_scores():
+    threshold, f1 = best_f1_threshold(numpy.array([1, 1, 0, 0]), numpy.array([0.9, 0.8, 0.3, 0.1]))
+    assert f1 == 1.0 and threshold == pytest.approx(0.55)
+
+
+def test_fit_thresholds_per_label_and_json(tmp_path):
+    nlp = spacy.blank("en")
+    texts = ["a", "b", "c", "d"]
+    predicted = [nlp.make_doc(t) for t in texts]
+    gold = [nlp.make_doc(t) for t in texts]
+    for doc, joy, fear in zip(predicted, [0.9, 0.6, 0.4, 0.1], [0.2, 0.3, 0.8, 0.1]):
+        doc.cats = {"joy": joy, "fear": fear, "anger": 0.5}
+    for doc, joy, fear in zip(gold, [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0]):
+        doc.cats = {"joy": joy, "fear": fear, "anger": 0.0}
+    fitted = fit_thresholds(predicted, gold, ["joy", "fear", "anger"])
+    assert fitted["joy"]["threshold"] == pytest.approx(0.5) and fitted["joy"]["f1"] == 1.0
+    assert fitted["fear"]["threshold"] == pytest.approx(0.55) and fitted["fear"]["positives"] == 1
+    assert fitted["anger"] == {"threshold": DEFAULT_THRESHOLD, "f1": None, "positives": 0}
+    details = write_thresholds(fitted, tmp_path / "thresholds.json")
+    assert srsly.read_json(tmp_path / "thresholds.json") == {
+        label: values["threshold"] for label, values in fitted.items()
+    }
+    assert srsly.read_json(details)["fear"]["positives"] == 1
