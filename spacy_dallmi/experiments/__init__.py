@@ -4,11 +4,13 @@ Kept apart from the library on purpose. A pipeline that uses ``dallmi_textcat`` 
 this at run time, and ``import spacy_dallmi`` or ``spacy.load`` never import it. Install its
 extra dependencies (matplotlib for the figures) with ``pip install "spacy-dallmi[project]"``.
 
-- :mod:`.readers`: users' CSV/TSV/JSONL files, with every dropped row counted by reason;
+- :mod:`.readers` and :mod:`.cells`: users' CSV/TSV/JSONL files, every dropped row counted;
 - :mod:`.datasets`: the built-in layouts ``emotions`` and ``pubmed``;
 - :mod:`.protocol`: label-set alignment, train/test splits, caps and label hiding;
-- :mod:`.corpus` and :mod:`.prepare`: writing the DocBins and ``stats.json``;
-- :mod:`.evaluate`, :mod:`.report`, :mod:`.figures`: metrics files and the Markdown report;
+- :mod:`.prepare`, :mod:`.corpus` and :mod:`.summary`: the DocBins, ``stats.json`` and the
+  printed account of what was dropped or changed;
+- :mod:`.evaluate`, :mod:`.runs`, :mod:`.report`, :mod:`.figures`: metrics files and the
+  Markdown report;
 - :mod:`.cli`: the command line.
 """
 
