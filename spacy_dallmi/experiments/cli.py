@@ -388,3 +388,7 @@ def table_command(
     except (FileNotFoundError, ValueError) as error:
         msg.fail(f"table: the report failed: {error}", exits=1)
     msg.good(f"Report from {len(metrics)} metrics files -> {output}")
+
+
+# Registers `train` and `find-thresholds` on `app`; imported last because it imports `app`.
+from . import model_commands  # noqa: E402, F401
