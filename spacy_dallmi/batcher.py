@@ -42,9 +42,7 @@ batcher needs the whole epoch in memory, so streamed corpora (``max_epochs = -1`
 supported.
 """
 
-from __future__ import annotations
-
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, List, Sequence, Set
 
 import numpy
 import spacy
@@ -52,7 +50,7 @@ from spacy.training import Example
 
 __all__ = ["configure_cycle_batcher", "cycle_batch_indices", "min_batch_size"]
 
-Batcher = Callable[[Iterable[Example]], Iterator[list[Example]]]
+Batcher = Callable[[Iterable[Example]], Iterator[List[Example]]]
 
 
 def min_batch_size(positives: Sequence[Sequence[int]]) -> int:
@@ -72,7 +70,7 @@ def cycle_batch_indices(
     n_labels: int,
     size: int,
     rng: numpy.random.Generator,
-) -> Iterator[list[int]]:
+) -> Iterator[List[int]]:
     """Yield one epoch of label-balanced batches of document indices.
 
     `positives[i]` lists the label ids (in ``range(n_labels)``) that document ``i`` has as
@@ -88,7 +86,7 @@ def cycle_batch_indices(
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"Batch size must be a positive integer, got {size!r}.")
     doc_labels = [sorted(set(labels)) for labels in positives]
-    pools: list[list[int]] = [[] for _ in range(n_labels)]
+    pools: List[List[int]] = [[] for _ in range(n_labels)]
     for doc, labels in enumerate(doc_labels):
         for label in labels:
             if not 0 <= label < n_labels:
@@ -113,12 +111,12 @@ def cycle_batch_indices(
 
 
 def _generate_epoch(
-    doc_labels: list[list[int]],
-    pools: list[list[int]],
-    required: list[int],
+    doc_labels: List[List[int]],
+    pools: List[List[int]],
+    required: List[int],
     size: int,
     rng: numpy.random.Generator,
-) -> Iterator[list[int]]:
+) -> Iterator[List[int]]:
     """Run the three-step batch construction described in the module docstring.
 
     Coverage is tracked with a per-label stamp (the number of the batch that last covered the
@@ -128,15 +126,15 @@ def _generate_epoch(
     n_docs = len(doc_labels)
     if n_docs == 0:
         return
-    stream: list[int] = rng.permutation(n_docs).tolist()
+    stream: List[int] = rng.permutation(n_docs).tolist()
     shuffled = {label: rng.permutation(pools[label]).tolist() for label in required}
     cursor = dict.fromkeys(required, 0)
     covered_in = dict.fromkeys(required, -1)
     start = int(rng.integers(len(required))) if required else 0
     position = 0
     batch_no = 0
-    batch: list[int] = []
-    members: set[int] = set()
+    batch: List[int] = []
+    members: Set[int] = set()
 
     def add(doc: int) -> None:
         """Put `doc` into the batch being built and mark the labels it covers there."""
@@ -191,7 +189,7 @@ def configure_cycle_batcher(size: int = 64, seed: int = 0) -> Batcher:
         raise ValueError(f"spacy_dallmi.cycle_batcher.v1: seed must be an int, got {seed!r}.")
     rng = numpy.random.default_rng(seed)
 
-    def cycle_batcher(items: Iterable[Example]) -> Iterator[list[Example]]:
+    def cycle_batcher(items: Iterable[Example]) -> Iterator[List[Example]]:
         """Batch one epoch of examples so every batch covers every label with a positive."""
         examples = list(items)
         positive_names = [

@@ -1,9 +1,7 @@
 """Tests for the label-balanced cycle batcher: the index-level core and the spaCy batcher."""
 
-from __future__ import annotations
-
 import math
-from collections.abc import Sequence
+from typing import Dict, List, Sequence, Set, Tuple
 
 import numpy
 import pytest
@@ -13,13 +11,18 @@ from hypothesis import strategies as st
 from spacy.training import Example
 
 import spacy_dallmi.batcher  # noqa: F401  (runs the registry decorator without entry points)
-from spacy_dallmi.batcher import configure_cycle_batcher, cycle_batch_indices, min_batch_size
+from spacy_dallmi.batcher import (
+    Batcher,
+    configure_cycle_batcher,
+    cycle_batch_indices,
+    min_batch_size,
+)
 
 DENSITIES = (0.0, 0.0, 0.005, 0.02, 0.1, 0.3, 0.6, 0.95, 1.0)
 
 
 @st.composite
-def label_matrices(draw: st.DrawFn) -> tuple[list[list[int]], int]:
+def label_matrices(draw: st.DrawFn) -> Tuple[List[List[int]], int]:
     """Random positive-label lists, built from a drawn seed so large matrices stay fast.
 
     Per-label densities include 0 (labels never required) and near-0 (labels with a single
@@ -36,7 +39,7 @@ def label_matrices(draw: st.DrawFn) -> tuple[list[list[int]], int]:
     return positives, n_labels
 
 
-def check_epoch(batches: list[list[int]], positives: Sequence[Sequence[int]], size: int) -> None:
+def check_epoch(batches: List[List[int]], positives: Sequence[Sequence[int]], size: int) -> None:
     """Assert the five batcher guarantees, plus tight packing, for one epoch of batches."""
     n_docs = len(positives)
     required = {label for labels in positives for label in labels}
@@ -56,7 +59,7 @@ def check_epoch(batches: list[list[int]], positives: Sequence[Sequence[int]], si
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), matrix=label_matrices(), seed=st.integers(0, 2**32 - 1))
 def test_core_guarantees_hold_for_random_label_matrices(
-    data: st.DataObject, matrix: tuple[list[list[int]], int], seed: int
+    data: st.DataObject, matrix: Tuple[List[List[int]], int], seed: int
 ) -> None:
     positives, n_labels = matrix
     smallest = min_batch_size(positives)
@@ -150,14 +153,14 @@ def nlp() -> spacy.language.Language:
     return spacy.blank("en")
 
 
-def make_examples(nlp: spacy.language.Language, cats: list[dict[str, float]]) -> list[Example]:
+def make_examples(nlp: spacy.language.Language, cats: List[Dict[str, float]]) -> List[Example]:
     return [
         Example.from_dict(nlp.make_doc(f"document number {i}"), {"cats": doc_cats})
         for i, doc_cats in enumerate(cats)
     ]
 
 
-def random_cats(n_docs: int, seed: int) -> list[dict[str, float]]:
+def random_cats(n_docs: int, seed: int) -> List[Dict[str, float]]:
     """Cats over labels of very different frequency, with docs that have no positive."""
     rng = numpy.random.default_rng(seed)
     frequencies = {"anger": 0.3, "fear": 0.05, "joy": 0.5, "surprise": 0.02, "neutral": 0.0}
@@ -169,11 +172,11 @@ def random_cats(n_docs: int, seed: int) -> list[dict[str, float]]:
     return cats
 
 
-def positives_of(eg: Example) -> set[str]:
+def positives_of(eg: Example) -> Set[str]:
     return {name for name, value in eg.reference.cats.items() if value == 1.0}
 
 
-def batch_ids(batches: list[list[Example]], examples: list[Example]) -> list[list[int]]:
+def batch_ids(batches: List[List[Example]], examples: List[Example]) -> List[List[int]]:
     index = {id(eg): i for i, eg in enumerate(examples)}
     return [[index[id(eg)] for eg in batch] for batch in batches]
 
@@ -191,12 +194,31 @@ def test_registered_batcher_covers_every_label_in_every_batch(nlp: spacy.languag
             assert set().union(*(positives_of(eg) for eg in batch)) == required
 
 
-def test_batcher_resolves_from_a_training_config() -> None:
+def resolve_batcher(size: int, seed: int) -> Batcher:
+    """The batcher a training config's ``[training.batcher]`` block builds."""
     config = spacy.util.Config().from_str(
-        '[batcher]\n@batchers = "spacy_dallmi.cycle_batcher.v1"\nsize = 16\nseed = 7\n'
+        f'[batcher]\n@batchers = "spacy_dallmi.cycle_batcher.v1"\nsize = {size}\nseed = {seed}\n'
     )
-    resolved = spacy.util.registry.resolve(config)
-    assert callable(resolved["batcher"])
+    return spacy.util.registry.resolve(config)["batcher"]
+
+
+def test_batcher_from_a_training_config_applies_size_and_seed(
+    nlp: spacy.language.Language,
+) -> None:
+    examples = make_examples(nlp, random_cats(150, seed=5))
+
+    def epoch(size: int, seed: int) -> List[List[int]]:
+        return batch_ids(list(resolve_batcher(size, seed)(examples)), examples)
+
+    for size in (7, 16):
+        batches = epoch(size, 3)
+        assert max(len(batch) for batch in batches) == size
+        check_epoch(batches, [sorted(positives_of(eg)) for eg in examples], size)
+    # The seed reaches the generator: the config's seed replays configure_cycle_batcher's
+    # sequence, another seed gives another order.
+    assert epoch(16, 7) == epoch(16, 7)
+    assert epoch(16, 7) == batch_ids(list(configure_cycle_batcher(16, 7)(examples)), examples)
+    assert epoch(16, 7) != epoch(16, 8)
 
 
 def test_values_other_than_one_are_not_positives(nlp: spacy.language.Language) -> None:
@@ -241,7 +263,7 @@ def test_configure_rejects_non_int_seed() -> None:
 def test_batcher_is_deterministic_for_a_seed(nlp: spacy.language.Language) -> None:
     examples = make_examples(nlp, random_cats(120, seed=11))
 
-    def run(seed: int) -> list[list[list[int]]]:
+    def run(seed: int) -> List[List[List[int]]]:
         batcher = configure_cycle_batcher(size=10, seed=seed)
         return [batch_ids(list(batcher(examples)), examples) for _ in range(3)]
 
