@@ -160,12 +160,7 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         """Probabilities, one column per label. Empty texts are classified too: the
         encoder sees only its special tokens, so every doc gets ``doc.cats``."""
         docs = list(docs)
-        if not has_transformer(self.model):
-            raise ValueError(
-                f"Component '{self.name}' has no model weights yet: call nlp.initialize() "
-                "(or train it with `spacy train`), or load a trained pipeline with "
-                "spacy.load(path), before using it."
-            )
+        self._require_model()
         if not docs:
             return self.model.ops.alloc2f(0, len(self.labels))
         return sigmoid(self.model.predict(docs))
@@ -192,6 +187,7 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         validate_examples(examples, "DallmiTextCategorizer.update")
         if not examples:
             return losses
+        self._require_model()
         self._check_known_labels(examples)
         self._step += 1
         set_dropout_rate(self.model, drop)
@@ -301,6 +297,14 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         self._label_values(examples, (0.0, 1.0))
         truths, observed = self._examples_to_truth(examples)
         return self.model.ops.to_numpy(truths), numpy.asarray(observed)
+
+    def _require_model(self) -> None:
+        if not has_transformer(self.model):
+            raise ValueError(
+                f"Component '{self.name}' has no model weights yet: call nlp.initialize() "
+                "(or train it with `spacy train`), or load a trained pipeline with "
+                "spacy.load(path), before using it."
+            )
 
     def _check_known_labels(self, examples: Iterable[Example]) -> None:
         known = set(self.labels)
