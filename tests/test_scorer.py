@@ -1,13 +1,12 @@
 """Tests for the mAP scorer, checked against scikit-learn computed independently of the module."""
 
-from __future__ import annotations
-
 import math
 import subprocess
 import sys
 from pathlib import Path
+from typing import Dict, List, Tuple
 
-import numpy as np
+import numpy
 import pytest
 import spacy
 from hypothesis import given, settings
@@ -16,15 +15,14 @@ from sklearn.metrics import average_precision_score
 from spacy.scorer import Scorer
 from spacy.training import Example
 
-import spacy_dallmi.scorer as scorer_module
-from spacy_dallmi.scorer import average_precision, make_textcat_map_scorer, score_cats_map
+from spacy_dallmi.scorer import average_precision, score_cats_map
 
 NLP = spacy.blank("en")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 @st.composite
-def binary_ranking(draw: st.DrawFn, tied: bool) -> tuple[list[int], list[float]]:
+def binary_ranking(draw: st.DrawFn, tied: bool) -> Tuple[List[int], List[float]]:
     """Draw gold labels with at least one positive and matching scores.
 
     With `tied`, scores come from a handful of values so that many items share a threshold,
@@ -43,7 +41,7 @@ def binary_ranking(draw: st.DrawFn, tied: bool) -> tuple[list[int], list[float]]
 
 @settings(max_examples=300, deadline=None)
 @given(case=st.one_of(binary_ranking(tied=True), binary_ranking(tied=False)))
-def test_average_precision_matches_sklearn(case: tuple[list[int], list[float]]) -> None:
+def test_average_precision_matches_sklearn(case: Tuple[List[int], List[float]]) -> None:
     y_true, y_score = case
     expected = average_precision_score(y_true, y_score)
     assert average_precision(y_true, y_score) == pytest.approx(expected, abs=1e-12)
@@ -51,13 +49,13 @@ def test_average_precision_matches_sklearn(case: tuple[list[int], list[float]]) 
 
 @pytest.mark.parametrize("seed", range(50))
 def test_average_precision_single_positive_and_heavy_ties(seed: int) -> None:
-    rng = np.random.default_rng(seed)
+    rng = numpy.random.default_rng(seed)
     size = int(rng.integers(1, 200))
-    single = np.zeros(size, dtype=int)
+    single = numpy.zeros(size, dtype=int)
     single[rng.integers(size)] = 1
     few_values = rng.choice([0.1, 0.4, 0.9], size=size)
     for y_true in (single, rng.integers(0, 2, size=size) | single):
-        for y_score in (few_values, rng.random(size), np.full(size, 0.3)):
+        for y_score in (few_values, rng.random(size), numpy.full(size, 0.3)):
             expected = average_precision_score(y_true, y_score)
             assert average_precision(y_true, y_score) == pytest.approx(expected, abs=1e-12)
 
@@ -80,13 +78,13 @@ def test_average_precision_accepts_booleans_and_known_value() -> None:
     ],
 )
 def test_average_precision_rejects_bad_input(
-    y_true: list[int], y_score: list[float], match: str
+    y_true: List[int], y_score: List[float], match: str
 ) -> None:
     with pytest.raises(ValueError, match=match):
         average_precision(y_true, y_score)
 
 
-def make_example(text: str, predicted: dict[str, float], gold: dict[str, float]) -> Example:
+def make_example(text: str, predicted: Dict[str, float], gold: Dict[str, float]) -> Example:
     """Build an Example whose predicted doc carries `predicted` and whose reference has `gold`."""
     reference = Example.from_dict(NLP.make_doc(text), {"cats": gold}).reference
     predicted_doc = NLP.make_doc(text)
@@ -94,12 +92,14 @@ def make_example(text: str, predicted: dict[str, float], gold: dict[str, float])
     return Example(predicted_doc, reference)
 
 
-def examples_from_matrices(gold: np.ndarray, pred: np.ndarray, labels: list[str]) -> list[Example]:
+def examples_from_matrices(
+    gold: numpy.ndarray, pred: numpy.ndarray, labels: List[str]
+) -> List[Example]:
     """Turn a gold matrix (NaN = key absent) and a prediction matrix into Examples."""
     examples = []
     for row, (gold_row, pred_row) in enumerate(zip(gold, pred)):
         gold_cats = {
-            label: float(value) for label, value in zip(labels, gold_row) if not np.isnan(value)
+            label: float(value) for label, value in zip(labels, gold_row) if not numpy.isnan(value)
         }
         pred_cats = {label: float(value) for label, value in zip(labels, pred_row)}
         examples.append(make_example(f"document number {row}", pred_cats, gold_cats))
@@ -107,41 +107,41 @@ def examples_from_matrices(gold: np.ndarray, pred: np.ndarray, labels: list[str]
 
 
 def sklearn_expectations(
-    gold: np.ndarray, pred: np.ndarray, labels: list[str], threshold: float
-) -> dict[str, object]:
+    gold: numpy.ndarray, pred: numpy.ndarray, labels: List[str], threshold: float
+) -> Dict[str, object]:
     """Compute the expected AP columns from the raw matrices with scikit-learn."""
     per_type = {}
     rounded = {}
     for column, label in enumerate(labels):
-        annotated = ~np.isnan(gold[:, column])
+        annotated = ~numpy.isnan(gold[:, column])
         y_true = gold[annotated, column]
         y_score = pred[annotated, column]
         if y_true.sum() == 0:
             continue
         per_type[label] = average_precision_score(y_true, y_score)
         rounded[label] = average_precision_score(y_true, (y_score >= threshold).astype(float))
-    annotated = ~np.isnan(gold)
+    annotated = ~numpy.isnan(gold)
     return {
         "per_type": per_type,
-        "macro": float(np.mean(list(per_type.values()))),
-        "rounded": float(np.mean(list(rounded.values()))),
+        "macro": float(numpy.mean(list(per_type.values()))),
+        "rounded": float(numpy.mean(list(rounded.values()))),
         "micro": average_precision_score(gold[annotated], pred[annotated]),
         "skipped": sorted(set(labels) - set(per_type)),
     }
 
 
 @pytest.fixture
-def random_dataset() -> tuple[np.ndarray, np.ndarray, list[str]]:
+def random_dataset() -> Tuple[numpy.ndarray, numpy.ndarray, List[str]]:
     """Forty documents, five labels: one never positive, one often unannotated, tied scores."""
-    rng = np.random.default_rng(7)
+    rng = numpy.random.default_rng(7)
     labels = ["anger", "joy", "fear", "never", "sparse"]
     n_docs = 40
     gold = (rng.random((n_docs, len(labels))) < 0.3).astype(float)
     gold[:3, :3] = 1.0
     gold[:, 3] = 0.0
-    gold[rng.random(n_docs) < 0.5, 4] = np.nan
+    gold[rng.random(n_docs) < 0.5, 4] = numpy.nan
     gold[0, 4] = 1.0
-    gold[rng.random(n_docs) < 0.1, 1] = np.nan
+    gold[rng.random(n_docs) < 0.1, 1] = numpy.nan
     pred = rng.random((n_docs, len(labels)))
     pred[:, 2] = rng.choice([0.2, 0.5, 0.8], size=n_docs)
     return gold, pred, labels
@@ -149,7 +149,7 @@ def random_dataset() -> tuple[np.ndarray, np.ndarray, list[str]]:
 
 @pytest.mark.parametrize("threshold", [0.5, 0.3])
 def test_score_cats_map_matches_sklearn(
-    random_dataset: tuple[np.ndarray, np.ndarray, list[str]], threshold: float
+    random_dataset: Tuple[numpy.ndarray, numpy.ndarray, List[str]], threshold: float
 ) -> None:
     gold, pred, labels = random_dataset
     examples = examples_from_matrices(gold, pred, labels)
@@ -166,7 +166,7 @@ def test_score_cats_map_matches_sklearn(
 
 
 def test_score_cats_map_keeps_spacy_columns(
-    random_dataset: tuple[np.ndarray, np.ndarray, list[str]],
+    random_dataset: Tuple[numpy.ndarray, numpy.ndarray, List[str]],
 ) -> None:
     gold, pred, labels = random_dataset
     examples = examples_from_matrices(gold, pred, labels)
@@ -251,15 +251,125 @@ def test_rounded_ap_differs_from_proper_ap_when_ranking_matters() -> None:
     assert not math.isclose(scores["cats_macro_ap"], scores["cats_macro_ap_rounded"])
 
 
-def test_registry_returns_scorer() -> None:
-    assert scorer_module.score_cats_map is score_cats_map
-    factory = spacy.util.registry.scorers.get("spacy_dallmi.textcat_map_scorer.v1")
-    assert factory() is score_cats_map
-    assert make_textcat_map_scorer() is score_cats_map
-    resolved = spacy.util.registry.resolve(
-        {"scorer": {"@scorers": "spacy_dallmi.textcat_map_scorer.v1"}}
-    )
-    assert resolved["scorer"] is score_cats_map
+def pu_score_by_hand(gold: numpy.ndarray, pred: numpy.ndarray) -> Tuple[float, List[int]]:
+    """mean over labels with a known positive of (mean_P p - mean_U p); NaN gold = absent.
+
+    Returns the score and the columns left out (no positive among the annotated docs).
+    """
+    terms, left_out = [], []
+    for column in range(gold.shape[1]):
+        annotated = ~numpy.isnan(gold[:, column])
+        truth = gold[annotated, column] >= 0.5
+        scores = pred[annotated, column]
+        if not truth.any():
+            left_out.append(column)
+            continue
+        terms.append(scores[truth].mean() - scores[~truth].mean())
+    return float(numpy.mean(terms)), left_out
+
+
+def test_pu_score_matches_an_independent_computation(
+    random_dataset: Tuple[numpy.ndarray, numpy.ndarray, List[str]],
+) -> None:
+    gold, pred, labels = random_dataset
+    expected, left_out = pu_score_by_hand(gold, pred)
+    assert [labels[column] for column in left_out] == ["never"]
+
+    with pytest.warns(UserWarning, match=r"No known positive for label\(s\) \['never'\]"):
+        scores = score_cats_map(examples_from_matrices(gold, pred, labels), labels=labels)
+
+    assert scores["cats_pu_score"] == pytest.approx(expected, abs=1e-12)
+    # A label that is never positive would otherwise enter as mean_P of nothing (NaN).
+    assert math.isfinite(scores["cats_pu_score"])
+
+
+def test_pu_score_rewards_ranking_known_positives_above_the_rest() -> None:
+    examples = [
+        make_example("one", {"a": 0.9}, {"a": 1.0}),
+        make_example("two", {"a": 0.2}, {"a": 0.0}),
+        make_example("three", {"a": 0.4}, {}),
+    ]
+    assert score_cats_map(examples, labels=["a"])["cats_pu_score"] == pytest.approx(0.9 - 0.2)
+    flipped = [
+        make_example("one", {"a": 0.2}, {"a": 1.0}),
+        make_example("two", {"a": 0.9}, {"a": 0.0}),
+    ]
+    assert score_cats_map(flipped, labels=["a"])["cats_pu_score"] == pytest.approx(0.2 - 0.9)
+
+
+def test_pu_score_without_any_positive_is_none_not_nan() -> None:
+    examples = [
+        make_example("one", {"a": 0.7, "b": 0.1}, {"a": 0.0, "b": 0.0}),
+        make_example("two", {"a": 0.2, "b": 0.9}, {"a": 0.0}),
+    ]
+    with pytest.warns(UserWarning, match=r"\['a', 'b'\]"):
+        scores = score_cats_map(examples, labels=["a", "b"])
+    assert scores["cats_pu_score"] is None
+
+
+# Hand-made predictions and gold for the pipeline test. Label "c" has no positive.
+HAND_PREDICTIONS = {
+    "d0": {"a": 0.9, "b": 0.2, "c": 0.5},
+    "d1": {"a": 0.8, "b": 0.7, "c": 0.1},
+    "d2": {"a": 0.3, "b": 0.4, "c": 0.6},
+    "d3": {"a": 0.6, "b": 0.5, "c": 0.3},
+    "d4": {"a": 0.1, "b": 0.9, "c": 0.8},
+}
+HAND_GOLD = {
+    "d0": {"a": 1.0, "b": 0.0, "c": 0.0},
+    "d1": {"a": 0.0, "b": 1.0, "c": 0.0},
+    "d2": {"a": 1.0, "c": 0.0},  # "b" not annotated: left out for "b"
+    "d3": {"a": 0.0, "b": 0.0, "c": 0.0},
+    "d4": {"a": 0.0, "b": 1.0, "c": 0.0},
+}
+# By hand. a: ranking d0+ d1- d3- d2+ d4-, AP = 1/2 * 1/1 + 1/2 * 2/4 = 0.75;
+#   PU = mean(0.9, 0.3) - mean(0.8, 0.6, 0.1) = 0.6 - 0.5 = 0.1.
+# b (d2 left out): ranking d4+ d1+ d3- d0-, AP = 1; PU = mean(0.7, 0.9) - mean(0.2, 0.5) = 0.45.
+# c: no positive, left out of both averages.
+HAND_MACRO_AP = (0.75 + 1.0) / 2
+HAND_PU_SCORE = (0.1 + 0.45) / 2
+
+PIPELINE_CONFIG = """
+[nlp]
+lang = "en"
+pipeline = ["textcat"]
+
+[components]
+
+[components.textcat]
+factory = "textcat_multilabel"
+
+[components.textcat.scorer]
+@scorers = "spacy_dallmi.textcat_map_scorer.v1"
+"""
+
+
+def test_scorer_resolves_from_a_pipeline_config_and_scores_nlp_evaluate() -> None:
+    """spaCy's own multi-label textcat, with only its scorer block naming ours."""
+    config = spacy.util.Config().from_str(PIPELINE_CONFIG)
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    textcat = nlp.get_pipe("textcat")
+    assert textcat.scorer is score_cats_map
+    examples = [
+        Example.from_dict(nlp.make_doc(text), {"cats": cats}) for text, cats in HAND_GOLD.items()
+    ]
+    nlp.initialize(lambda: examples)
+
+    def hand_made_predict(docs: List[spacy.tokens.Doc]) -> numpy.ndarray:
+        return numpy.array(
+            [[HAND_PREDICTIONS[doc.text][label] for label in textcat.labels] for doc in docs],
+            dtype="float32",
+        )
+
+    textcat.predict = hand_made_predict
+    with pytest.warns(UserWarning, match=r"\['c'\]"):
+        scores = nlp.evaluate(examples)
+
+    assert scores["cats_macro_ap"] == pytest.approx(HAND_MACRO_AP, abs=1e-12)
+    assert scores["cats_ap_per_type"] == pytest.approx({"a": 0.75, "b": 1.0}, abs=1e-12)
+    # predictions pass through float32
+    assert scores["cats_pu_score"] == pytest.approx(HAND_PU_SCORE, abs=1e-6)
+    assert scores["cats_ap_skipped_labels"] == ["c"]
 
 
 def test_scorer_works_without_sklearn() -> None:
