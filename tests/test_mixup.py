@@ -5,8 +5,10 @@ import pytest
 import torch
 from thinc.api import fix_random_seed
 
+from spacy_dallmi import architecture, mixup
 from spacy_dallmi.architecture import forward_embeddings, get_hf_objects, tokenize
 from spacy_dallmi.mixup import plan_mixup
+from spacy_dallmi.settings import DallmiSettings
 
 from .util import make_examples, make_nlp, toy_texts
 
@@ -96,74 +98,183 @@ def test_other_locations_add_gradient_too(no_dropout_bert, location):
     assert not torch.allclose(with_mixup, without)
 
 
-@pytest.mark.parametrize(
-    "objective,location",
-    [("bce", "word_embeddings"), ("dallmi", "word_embeddings"), ("dallmi", "encoder")],
-)
-def test_an_update_runs_at_most_two_backbone_passes(tiny_bert, objective, location):
-    nlp = make_nlp(tiny_bert, objective=objective, mixup_location=location)
+@pytest.fixture(scope="module")
+def counted_nlp(tiny_bert):
+    """One initialised pipeline for the pass counts (no update here applies gradients)."""
+    nlp = make_nlp(tiny_bert, objective="dallmi")
     examples = make_examples(nlp, toy_texts(16, seed=3))
     nlp.initialize(lambda: examples)
-    transformer = get_hf_objects(nlp.get_pipe("textcat").model).transformer
-    calls = []
-    handle = transformer.register_forward_hook(lambda module, args, output: calls.append(1))
+    return nlp, examples
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"objective": "bce"},
+        {"objective": "dallmi", "mixup": False},
+        {"objective": "dallmi", "mixup_location": "word_embeddings"},
+        {"objective": "dallmi", "mixup_location": "encoder"},
+        {"objective": "dallmi", "mixup_location": "sentence"},
+        {"objective": "dallmi", "mixup_location": "word_embeddings", "mixup_pairs": 3},
+        {"objective": "dallmi", "mixup_location": "encoder", "mixup_pairs": 3},
+    ],
+    ids=lambda settings: "-".join(str(value) for value in settings.values()),
+)
+def test_an_update_runs_exactly_one_backbone_pass(counted_nlp, settings, monkeypatch):
+    """One encoder pass per update, whatever the objective and MixUp location, and the
+    mixed rows enter where the location says: word-embedding rows go through the encoder
+    and the head, pooled rows (``encoder``) through the head only, and ``sentence`` mixes
+    logits after the head. (Without dropout the head is affine, so ``encoder`` and
+    ``sentence`` give the same values; the row counts are what tells them apart.)"""
+    nlp, examples = counted_nlp
+    head_rows = []
+
+    def counting(forward_head):
+        def forward_head_counted(model, features, is_train=True):
+            head_rows.append(features.shape[0])
+            return forward_head(model, features, is_train)
+
+        return forward_head_counted
+
+    for module in (architecture, mixup):
+        monkeypatch.setattr(module, "forward_head", counting(module.forward_head))
+    textcat = nlp.get_pipe("textcat")
+    textcat.configure(DallmiSettings(**settings))
+    transformer = get_hf_objects(textcat.model).transformer
+    rows = []
+    handle = transformer.register_forward_hook(
+        lambda module, args, output: rows.append(output.last_hidden_state.shape[0])
+    )
     try:
         nlp.update(examples, sgd=None)
     finally:
         handle.remove()
-    assert 1 <= len(calls) <= 2
+    assert len(rows) == 1, f"{len(rows)} backbone passes"
+    positives = textcat._positives(examples)
+    mixed_labels = int(((positives == 1).any(axis=0) & (positives == 0).any(axis=0)).sum())
+    assert mixed_labels == len(textcat.labels)
+    settings = textcat.settings
+    mixes = settings.objective == "dallmi" and settings.mixup
+    n_mixed = mixed_labels * settings.mixup_pairs if mixes else 0
+    location = settings.mixup_location if mixes else None
+    # word-embedding MixUp appends its mixed rows to the same encoder pass
+    assert rows == [len(examples) + (n_mixed if location == "word_embeddings" else 0)]
+    in_head = location in ("word_embeddings", "encoder")
+    assert head_rows == [len(examples) + (n_mixed if in_head else 0)]
 
 
-def reference_step_loss(transformer, tokens, weights, bias, positives, plan, mixup_lambda):
-    """DESIGN section 1 written directly in torch: the step loss of one DALLMi update."""
+def reference_step_loss(
+    transformer,
+    tokens,
+    weights,
+    bias,
+    positives,
+    plan,
+    mixup_scale,
+    location="word_embeddings",
+    positive_term="mean",
+):
+    """DESIGN section 1 written directly in torch: the step loss of one DALLMi update.
+
+    ``mixup_scale`` multiplies the summed MixUp terms (lambda, over the pairs per label
+    when there are several). ``location`` says what is mixed: the word embeddings, the
+    pooled encoder output or the logits.
+    """
     ids = torch.as_tensor(tokens.input_ids, dtype=torch.long)
     mask = torch.as_tensor(tokens.attention_mask, dtype=torch.long)
 
-    def classify(embeds, attention):
+    def pool(embeds, attention):
         hidden = transformer(inputs_embeds=embeds, attention_mask=attention).last_hidden_state
         keep = attention.unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * keep).sum(dim=1) / keep.sum(dim=1)
+        return (hidden * keep).sum(dim=1) / keep.sum(dim=1)
+
+    def head(pooled):
         return pooled @ weights.T + bias
 
     vectors = transformer.get_input_embeddings()(ids)
-    probs = torch.sigmoid(classify(vectors, mask))
+    pooled = pool(vectors, mask)
+    logits = head(pooled)
+    probs = torch.sigmoid(logits)
     known = torch.as_tensor(positives) == 1.0
     loss = torch.zeros(())
     for label in range(positives.shape[1]):
         pos, unl = known[:, label], ~known[:, label]
         if pos.any():
             unl_term = probs[unl, label].mean() if unl.any() else torch.zeros(())
-            loss = loss + unl_term - probs[pos, label].mean()
-    mu = torch.as_tensor(plan.weight).view(-1, 1, 1)
+            if positive_term == "mean":
+                pos_term = probs[pos, label].mean()
+            else:
+                pos_term = torch.sqrt((probs[pos, label] ** 2).sum())
+            loss = loss + unl_term - pos_term
+    mu = torch.as_tensor(plan.weight)
     first, second = torch.as_tensor(plan.positive), torch.as_tensor(plan.unlabeled)
-    mixed = mu * vectors[first] + (1 - mu) * vectors[second]
-    q = torch.sigmoid(classify(mixed, torch.maximum(mask[first], mask[second])))
+
+    def mix(rows):
+        shape = (-1,) + (1,) * (rows.dim() - 1)
+        return mu.view(shape) * rows[first] + (1 - mu.view(shape)) * rows[second]
+
+    if location == "word_embeddings":
+        mixed_logits = head(pool(mix(vectors), torch.maximum(mask[first], mask[second])))
+    elif location == "encoder":
+        mixed_logits = head(mix(pooled))
+    else:
+        mixed_logits = mix(logits)
+    q = torch.sigmoid(mixed_logits)
     labels = torch.as_tensor(plan.labels)
-    target = mu.view(-1) + (1 - mu.view(-1)) * probs[second, labels].detach()
-    return loss + mixup_lambda * ((target - q[torch.arange(len(plan)), labels]) ** 2).sum()
+    target = mu + (1 - mu) * probs[second, labels].detach()
+    return loss + mixup_scale * ((target - q[torch.arange(len(plan)), labels]) ** 2).sum()
 
 
-def test_dallmi_step_gradient_matches_a_torch_reference(no_dropout_bert):
+@pytest.mark.parametrize(
+    "settings,pairs,scale",
+    [
+        ({"mixup_location": "word_embeddings"}, 1, 0.7),
+        ({"mixup_location": "encoder"}, 1, 0.7),
+        ({"mixup_location": "sentence"}, 1, 0.7),
+        ({"positive_term": "l2"}, 1, 0.7),
+        # k pairs per label, their terms averaged: lambda / k on the sum
+        ({"mixup_pairs": 3}, 3, 0.7 / 3),
+        ({"mixup_location": "sentence", "mixup_pairs": 2}, 2, 0.7 / 2),
+        # warm-up over N updates: the first update uses lambda / N
+        ({"mixup_warmup_steps": 4}, 1, 0.7 / 4),
+    ],
+    ids=["word_embeddings", "encoder", "sentence", "l2", "pairs3", "sentence-pairs2", "warmup4"],
+)
+def test_dallmi_step_value_and_gradient_match_a_torch_reference(
+    no_dropout_bert, settings, pairs, scale
+):
     """The whole update (VPU + MixUp, one backbone pass) against a direct torch
-    implementation: same loss value, same gradient on the embedding matrix and head."""
+    implementation: same loss value, same gradient on the embedding matrix and head.
+
+    With dropout off the head is affine, so the ``encoder`` and ``sentence`` references
+    agree with each other too; where the rows are mixed is checked by
+    ``test_an_update_runs_exactly_one_backbone_pass``."""
     nlp = make_nlp(no_dropout_bert, objective="dallmi")
     examples = make_examples(nlp, toy_texts(12, seed=4))
     nlp.initialize(lambda: examples)
     textcat = nlp.get_pipe("textcat")
-    textcat.configure(mixup_lambda=0.7, seed=5)
+    textcat.configure(mixup_lambda=0.7, seed=5, **settings)
     model = textcat.model
     transformer = get_hf_objects(model).transformer
     docs = [eg.predicted for eg in examples]
     positives = textcat._positives(examples)
-    plan = plan_mixup(positives, numpy.random.default_rng(5), 0.3, 0.3)
-    assert len(plan) == positives.shape[1]
+    plan = plan_mixup(positives, numpy.random.default_rng(5), 0.3, 0.3, pairs=pairs)
+    assert len(plan) == pairs * positives.shape[1]
     head = model.layers[2]
     weights = torch.tensor(head.get_param("W"), requires_grad=True)
     bias = torch.tensor(head.get_param("b"), requires_grad=True)
     for param in transformer.parameters():
         param.grad = None
     expected = reference_step_loss(
-        transformer, tokenize(model, docs), weights, bias, positives, plan, 0.7
+        transformer,
+        tokenize(model, docs),
+        weights,
+        bias,
+        positives,
+        plan,
+        scale,
+        location=textcat.settings.mixup_location,
+        positive_term=textcat.settings.positive_term,
     )
     expected.backward()
     expected_embedding = transformer.get_input_embeddings().weight.grad.clone()
