@@ -1,0 +1,366 @@
+"""The paired protocol (issue 9): every method, per seed, from one source model on one split.
+
+Per (dataset, seed): the corpora are prepared once (:mod:`splits`), the source model is trained
+once, and every method starts from it with the same hidden labels, schedule (linear decay to 0,
+clip 1.0), epoch budget and batch size. ``none``, ``ft_full`` and ``aad`` read no target
+labels, so they run once per seed and count at every ratio. Each finished run is written at
+once to ``benchmarks/results/paired_<dataset>/<key>.json``; a re-run skips finished runs (and
+refuses to mix runs made with other settings), so a stopped session loses at most one run.
+
+Every trained run records the test scores of every epoch (the learning curve), of the last
+epoch, and of the epoch chosen on the validation slice by each label-free criterion (the
+PU score, and AP against the partial labels), where the source model (epoch 0) is a candidate.
+
+    python benchmarks/paired.py --dataset emotions --seeds 0,1,2,3,4 --ratios 0.7
+    python benchmarks/paired.py --dataset pubmed --methods dallmi,ft_partial --ratios 0.5,0.9
+    python benchmarks/paired.py --quick --backbone /path/to/tiny-bert --results /tmp/out
+"""
+
+import argparse
+import datetime
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import spacy
+import srsly
+import torch
+from aad import AAD_SETTINGS, train_aad
+from environment import REPO_ROOT, git_info, machine_info, package_versions
+from runner import Evaluator, effective_settings, train_run
+from spacy.util import load_config
+from splits import RATIOS, SeedCorpora, Sizes, prepare_seed, prepared_counts, ratio_name
+
+from spacy_dallmi.settings import PAPER_SETTINGS, PAPER_TRAINING
+
+CONFIGS = REPO_ROOT / "configs"
+RESULTS = REPO_ROOT / "benchmarks" / "results"
+SETTINGS_KEY = "initialize.before_init.settings"
+LEARN_RATE_KEY = "training.optimizer.learn_rate.initial_rate"
+CRITERIA = ("pu_score", "partial_ap")
+SOURCE_INFO = "benchmark_source.json"
+SIZES = {
+    "emotions": Sizes(source=2000, target_train=1800, target_test=1500),
+    "pubmed": Sizes(source=None, target_train=None, target_test=None),
+}
+QUICK_SIZES = Sizes(source=60, target_train=60, target_test=40)
+
+
+@dataclass(frozen=True)
+class Method:
+    """How a method trains: config, which target labels, settings and learning rate.
+
+    ``learn_rate`` None keeps the config's (or the tuned file's, for the tuned baselines).
+    """
+
+    config: Optional[str]
+    labels: Optional[str] = None  # "partial", "full" or None (reads no target labels)
+    settings: Dict[str, Any] = field(default_factory=dict)
+    learn_rate: Optional[float] = None
+    tuned: bool = False
+
+    @property
+    def per_seed(self) -> bool:
+        return self.labels != "partial"
+
+
+_PAPER = {k: v for k, v in PAPER_SETTINGS.to_dict().items() if k not in ("objective", "seed")}
+METHODS: Dict[str, Method] = {
+    "none": Method(None),
+    "ft_partial": Method("finetune.cfg", "partial", tuned=True),
+    "ft_full": Method("finetune.cfg", "full"),
+    "an_ls": Method("finetune.cfg", "partial", {"label_smoothing": 0.1}, tuned=True),
+    "wan": Method("finetune.cfg", "partial", {"negative_weighting": "wan"}, tuned=True),
+    "aad": Method("aad", settings=AAD_SETTINGS),
+    "dallmi": Method("adapt.cfg", "partial"),
+    "dallmi_lambda0": Method("adapt.cfg", "partial", {"mixup_lambda": 0.0}),
+    "dallmi_paper": Method("adapt.cfg", "partial", _PAPER, PAPER_TRAINING["learn_rate"]),
+}
+
+
+def parse_args(argv: List[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="emotions", choices=sorted(SIZES))
+    parser.add_argument("--seeds", default="0,1,2,3,4")
+    parser.add_argument("--ratios", default="0.7")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--source-epochs", type=int, default=3)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    parser.add_argument("--tuned", type=Path, help="default: tuned_<dataset>.json beside --results")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 epochs: a smoke run")
+    parser.add_argument("--results", type=Path, help="default: results/paired_<dataset>[_quick]")
+    parser.add_argument("--work", type=Path, help="corpora and source models; default /tmp/...")
+    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT.parent / "shared" / "datasets")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.epochs, args.source_epochs, args.max_length, args.batch_size = 2, 1, 32, 16
+    name = f"paired_{args.dataset}" + ("_quick" if args.quick else "")
+    args.results = args.results or RESULTS / name
+    args.work = args.work or Path("/tmp/dallmi_paired") / name
+    unknown = set(args.methods.split(",")) - set(METHODS)
+    if unknown:
+        parser.error(f"unknown methods {sorted(unknown)}; use {list(METHODS)}")
+    return args
+
+
+class Protocol:
+    """One dataset's protocol: shared settings, the seed's corpora and source model, results."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.sizes = QUICK_SIZES if args.quick else SIZES[args.dataset]
+        default = args.results.parent / f"{args.results.name.replace('paired_', 'tuned_')}.json"
+        tuned_path = args.tuned or default
+        self.tuned = srsly.read_json(tuned_path)["chosen"] if tuned_path.exists() else {}
+        self.tuned_from = tuned_path.name if self.tuned else None
+
+    def shared(self) -> Dict[str, Any]:
+        """What every run of a results folder must share to be compared (checked on resume)."""
+        a = self.args
+        return {
+            "dataset": a.dataset,
+            "epochs": a.epochs,
+            "source_epochs": a.source_epochs,
+            "max_length": a.max_length,
+            "batch_size": a.batch_size,
+            "backbone": Path(a.backbone).name,
+            "sizes": self.sizes.__dict__,
+            "quick": a.quick,
+        }
+
+    def corpora(self, seed: int) -> SeedCorpora:
+        a = self.args
+        return prepare_seed(a.dataset, a.data_dir, a.work, seed, self.sizes)
+
+    def source_model(self, seed: int, corpora: SeedCorpora) -> Path:
+        """Train the seed's source model once; a finished one is reused (renamed into place
+        only when complete, so a killed run never leaves a half-written model)."""
+        folder = self.args.work / f"s{seed}" / "source"
+        if folder.exists():
+            return folder
+        a = self.args
+        overrides = {
+            "paths.train": str(corpora.source_train),
+            "paths.dev": str(corpora.source_dev),
+            "paths.backbone": a.backbone,
+            "system.seed": seed,
+            "components.textcat.model.max_length": a.max_length,
+            "training.batcher.size": a.batch_size,
+        }
+        config = str(CONFIGS / "source.cfg")
+        run = train_run(config, overrides, a.source_epochs)
+        partial = folder.with_name("source.partial")
+        run["nlp"].to_disk(partial)
+        learn_rate = load_config(config, interpolate=True)["training"]["optimizer"]["learn_rate"]
+        info = {k: v for k, v in run.items() if k not in ("nlp", "records", "overrides")}
+        info["learn_rate"] = learn_rate["initial_rate"]
+        info["overrides"] = {k: relative(v, a.work) for k, v in run["overrides"].items()}
+        srsly.write_json(partial / SOURCE_INFO, info)
+        partial.rename(folder)
+        return folder
+
+    def method_overrides(
+        self, method: Method, seed: int, ratio: Optional[float], corpora: SeedCorpora
+    ) -> Dict[str, Any]:
+        train = corpora.fit(ratio) if method.labels == "partial" else corpora.fit_full
+        dev = corpora.val(ratio) if method.labels == "partial" else corpora.val_full
+        overrides: Dict[str, Any] = {
+            "paths.source": str(corpora.folder / "source"),
+            "paths.train": str(train),
+            "paths.dev": str(dev),
+            "system.seed": seed,
+            "training.batcher.size": self.args.batch_size,
+        }
+        overrides.update({f"{SETTINGS_KEY}.{k}": v for k, v in method.settings.items()})
+        return overrides
+
+    def learn_rate(self, name: str, method: Method) -> Optional[float]:
+        if method.learn_rate is not None:
+            return method.learn_rate
+        if method.tuned and name in self.tuned:
+            return self.tuned[name]["learn_rate"]
+        return None
+
+
+def relative(value: Any, work: Path) -> Any:
+    """Paths under the work folder as ``<work>/...``: no machine paths in committed files."""
+    if isinstance(value, str) and value.startswith(str(work)):
+        return "<work>" + value[len(str(work)) :]
+    return value
+
+
+def select(records: List[Dict[str, Any]], rname: str, criterion: str) -> Dict[str, Any]:
+    """The record with the best validation ``criterion`` at ratio ``rname``; ties go to the
+    earliest epoch (the source model first), so adaptation must earn its place."""
+    best = max(records, key=lambda r: (r["val"][rname][criterion], -r["epoch"]))
+    return {"epoch": best["epoch"], "val": best["val"][rname][criterion], "test": best["test"]}
+
+
+def summarise_records(records: List[Dict[str, Any]], ratios: Sequence[str]) -> Dict[str, Any]:
+    return {
+        "last": records[-1]["test"],
+        "selected": {r: {c: select(records, r, c) for c in CRITERIA} for r in ratios},
+    }
+
+
+def write_json(path: Path, payload: Dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.partial")
+    srsly.write_json(partial, payload)
+    partial.rename(path)
+
+
+def run_key(seed: int, ratio: Optional[float], method: str) -> str:
+    return f"s{seed}_{method}" if ratio is None else f"s{seed}_{ratio_name(ratio)}_{method}"
+
+
+def existing(path: Path, protocol: Dict[str, Any]) -> bool:
+    """Whether ``path`` holds a finished run of this protocol; a run of another is an error."""
+    if not path.exists():
+        return False
+    stored = srsly.read_json(path)["protocol"]
+    # Compared after the same JSON round trip, which does not keep every float's last digit.
+    if stored != srsly.json_loads(srsly.json_dumps(protocol)):
+        raise SystemExit(
+            f"{path.name} was made with other settings:\n  stored  {stored}\n  current {protocol}"
+            "\nUse another --results folder, or delete the file to re-run it."
+        )
+    return True
+
+
+def context() -> Dict[str, Any]:
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "versions": package_versions(),
+        "git": git_info(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
+
+
+def run_method(
+    protocol: Protocol,
+    path: Path,
+    name: str,
+    method: Method,
+    learn_rate: Optional[float],
+    seed: int,
+    ratio: Optional[float],
+    corpora: SeedCorpora,
+    source: Dict[str, Any],
+) -> Dict[str, Any]:
+    """Train one method into ``path`` unless it is there already; return its results.
+
+    The stored ``protocol`` holds the effective settings (config defaults filled in), so a
+    finished run is reused only if it was trained exactly like this one would be.
+    """
+    if method.config == "aad":
+        overrides: Dict[str, Any] = {}
+        effective = {**AAD_SETTINGS, **method.settings}
+        if learn_rate is not None:
+            effective["learn_rate"] = learn_rate
+    else:
+        config = str(CONFIGS / method.config)
+        overrides = protocol.method_overrides(method, seed, ratio, corpora)
+        if learn_rate is not None:
+            overrides[LEARN_RATE_KEY] = learn_rate
+        effective = effective_settings(config, overrides)
+    spec = {
+        **protocol.shared(),
+        "method": name,
+        "settings": effective,
+        "tuned_from": protocol.tuned_from if method.tuned else None,
+    }
+    key = path.stem
+    if existing(path, spec):
+        print(f"[paired] {key}: done before, skipped", flush=True)
+        return srsly.read_json(path)
+    print(f"[paired] {key}: training", flush=True)
+    start = time.perf_counter()
+    evaluate = Evaluator(corpora)
+    if method.config == "aad":
+        run = train_aad(protocol, seed, corpora, effective, evaluate)
+    else:
+        run = train_run(config, overrides, protocol.args.epochs, evaluate)
+    records = [source["epochs"][0], *run["records"]]
+    ratios = list(source["selected"]) if ratio is None else [ratio_name(ratio)]
+    work = protocol.args.work
+    payload = {
+        "key": key,
+        "dataset": protocol.args.dataset,
+        "seed": seed,
+        "ratio": ratio,
+        "method": name,
+        "protocol": spec,
+        "run": {k: v for k, v in run.items() if k not in ("nlp", "records", "overrides")},
+        "overrides": {k: relative(v, work) for k, v in run.get("overrides", {}).items()},
+        "docs": prepared_counts(corpora),
+        "epochs": records,
+        **summarise_records(records, ratios),
+        "wall_seconds": time.perf_counter() - start,
+        **context(),
+    }
+    write_json(path, payload)
+    last = payload["last"]["macro_ap"]
+    print(
+        f"[paired] {key}: macro AP {100 * last:.1f} in {payload['wall_seconds']:.0f} s", flush=True
+    )
+    return payload
+
+
+def run_none(protocol: Protocol, seed: int, corpora: SeedCorpora, source: Path) -> Dict[str, Any]:
+    """Score the source model (epoch 0 of every run); written once per seed."""
+    path = protocol.args.results / f"{run_key(seed, None, 'none')}.json"
+    spec = {**protocol.shared(), "method": "none"}
+    if existing(path, spec):
+        return srsly.read_json(path)
+    start = time.perf_counter()
+    record = {"epoch": 0, "step": 0, **Evaluator(corpora)(spacy.load(source))}
+    ratios = [ratio_name(r) for r in RATIOS]
+    payload = {
+        "key": run_key(seed, None, "none"),
+        "dataset": protocol.args.dataset,
+        "seed": seed,
+        "ratio": None,
+        "method": "none",
+        "protocol": spec,
+        "docs": prepared_counts(corpora),
+        "source_training": srsly.read_json(source / SOURCE_INFO),
+        "epochs": [record],
+        **summarise_records([record], ratios),
+        "wall_seconds": time.perf_counter() - start,
+        **context(),
+    }
+    write_json(path, payload)
+    return payload
+
+
+def main(argv: List[str]) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    protocol = Protocol(args)
+    methods = args.methods.split(",")
+    ratios = [float(r) for r in args.ratios.split(",")]
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        corpora = protocol.corpora(seed)
+        source_path = protocol.source_model(seed, corpora)
+        source = run_none(protocol, seed, corpora, source_path)
+        for name in methods:
+            method = METHODS[name]
+            if name == "none":
+                continue
+            for ratio in [None] if method.per_seed else ratios:
+                path = args.results / f"{run_key(seed, ratio, name)}.json"
+                learn_rate = protocol.learn_rate(name, method)
+                run_method(protocol, path, name, method, learn_rate, seed, ratio, corpora, source)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

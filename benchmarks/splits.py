@@ -1,0 +1,160 @@
+"""The corpora of one seed of the paired protocol, prepared once and shared by every method.
+
+The project's own preparation (:func:`spacy_dallmi.experiments.corpus.prepare_domains`) makes
+the source and target splits and hides target labels; it draws each random step from its own
+stream, so the splits and the test set are the same at every ratio and only the hidden labels
+differ. This module adds what the protocol needs on top:
+
+- a seeded validation slice carved out of target train (the same documents at every ratio),
+  which keeps the hidden-label protocol of the ratio, so model selection on it sees partial
+  labels only, as a user's would; the target test split is never touched;
+- ``target_val_full``: the slice with all labels, for the analysis of how well a label-free
+  criterion tracks the truth (never for a choice);
+- a small ``source_dev`` slice, because spaCy evaluates its dev corpus during training and the
+  source model needs nothing more.
+
+Everything goes under a work folder outside the repository; ``prepared.json`` marks a seed as
+complete, so a resumed run reuses its files.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import spacy
+import srsly
+from spacy.tokens import DocBin
+
+from spacy_dallmi.experiments.corpus import prepare_domains
+from spacy_dallmi.experiments.datasets import load_dataset
+from spacy_dallmi.experiments.protocol import PrepareSettings
+
+#: The protocol's ratios; all three are prepared at every seed so that the label-free
+#: scores of the ratio-independent runs (none, ft_full, aad) exist for each.
+RATIOS = (0.5, 0.7, 0.9)
+VAL_FRACTION = 0.15
+SOURCE_DEV_DOCS = 300
+#: A stream id of our own (the project's streams are 0-7), so the carve moves nothing else.
+VAL_STREAM = 100
+MARKER = "prepared.json"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Caps per split (None = every document)."""
+
+    source: Optional[int]
+    target_train: Optional[int]
+    target_test: Optional[int]
+
+
+def ratio_name(ratio: float) -> str:
+    return f"r{round(100 * ratio):02d}"
+
+
+@dataclass(frozen=True)
+class SeedCorpora:
+    """Paths of one seed's DocBins. ``fit`` is target train minus the validation slice."""
+
+    folder: Path
+    labels: List[str]
+
+    @property
+    def source_train(self) -> Path:
+        return self.folder / "source_train.spacy"
+
+    @property
+    def source_dev(self) -> Path:
+        return self.folder / "source_dev.spacy"
+
+    @property
+    def fit_full(self) -> Path:
+        return self.folder / "target_fit_full.spacy"
+
+    @property
+    def val_full(self) -> Path:
+        return self.folder / "target_val_full.spacy"
+
+    @property
+    def test(self) -> Path:
+        return self.folder / "target_test.spacy"
+
+    def fit(self, ratio: float) -> Path:
+        return self.folder / ratio_name(ratio) / "target_fit.spacy"
+
+    def val(self, ratio: float) -> Path:
+        return self.folder / ratio_name(ratio) / "target_val.spacy"
+
+
+def _read(path: Path) -> List:
+    nlp = spacy.blank("en")
+    return list(DocBin().from_disk(path).get_docs(nlp.vocab))
+
+
+def _write(path: Path, docs: Sequence) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    DocBin(docs=list(docs), store_user_data=False).to_disk(path)
+
+
+def carve_validation(n_docs: int, seed: int, fraction: float = VAL_FRACTION) -> np.ndarray:
+    """Sorted indices of the validation slice: ``round(fraction · n)`` docs, at least one."""
+    n_val = min(max(int(round(fraction * n_docs)), 1), n_docs - 1)
+    rng = np.random.default_rng([seed, VAL_STREAM])
+    return np.sort(rng.choice(n_docs, size=n_val, replace=False))
+
+
+def prepare_seed(dataset: str, data_dir: Path, work: Path, seed: int, sizes: Sizes) -> SeedCorpora:
+    """Prepare (or reuse) every split of ``seed`` under ``work/s<seed>``."""
+    folder = work / f"s{seed}"
+    marker = folder / MARKER
+    if marker.exists():
+        return SeedCorpora(folder, srsly.read_json(marker)["labels"])
+    pair = load_dataset(dataset, data_dir, seed=seed)
+    counts: Dict[str, int] = {}
+    labels: List[str] = []
+    for ratio in RATIOS:
+        settings = PrepareSettings(
+            dataset,
+            ratio,
+            seed=seed,
+            max_source_docs=sizes.source,
+            max_target_docs=sizes.target_train,
+            max_target_test_docs=sizes.target_test,
+        )
+        raw = folder / "prepare" / ratio_name(ratio)
+        stats = prepare_domains(pair, raw, settings, quiet=True)
+        labels = stats["labels"]
+        partial = _read(raw / "target_train.spacy")
+        val = set(carve_validation(len(partial), seed).tolist())
+        _write(
+            folder / ratio_name(ratio) / "target_fit.spacy",
+            [d for i, d in enumerate(partial) if i not in val],
+        )
+        _write(
+            folder / ratio_name(ratio) / "target_val.spacy",
+            [d for i, d in enumerate(partial) if i in val],
+        )
+        counts[f"hidden_{ratio_name(ratio)}"] = stats["hiding"]["hidden"]
+    # Source, full target train and test do not depend on the ratio: take the last ones.
+    full = _read(raw / "target_train_full.spacy")
+    source_test = _read(raw / "source_test.spacy")
+    corpora = SeedCorpora(folder, labels)
+    _write(corpora.fit_full, [d for i, d in enumerate(full) if i not in val])
+    _write(corpora.val_full, [d for i, d in enumerate(full) if i in val])
+    _write(corpora.test, _read(raw / "target_test.spacy"))
+    _write(corpora.source_train, _read(raw / "source_train.spacy"))
+    _write(corpora.source_dev, source_test[:SOURCE_DEV_DOCS])
+    counts.update(
+        source_train=len(_read(corpora.source_train)),
+        target_fit=len(full) - len(val),
+        target_val=len(val),
+        target_test=len(_read(corpora.test)),
+    )
+    srsly.write_json(marker, {"labels": labels, "docs": counts, "sizes": sizes.__dict__})
+    return corpora
+
+
+def prepared_counts(corpora: SeedCorpora) -> Dict[str, int]:
+    """The document counts recorded when the seed was prepared."""
+    return srsly.read_json(corpora.folder / MARKER)["docs"]

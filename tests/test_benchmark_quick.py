@@ -1,0 +1,54 @@
+"""Smoke test of the paired benchmark: ``paired.py --quick`` with a tiny random BERT, every
+method, then a re-run that must skip every finished run, then the summary."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "datasets"
+METHODS = ("none", "ft_partial", "ft_full", "an_ls", "wan", "aad", "dallmi", "dallmi_lambda0")
+METHODS += ("dallmi_paper",)
+
+
+def _run(script: str, *args: str) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+@pytest.mark.skipif(not (DATA / "semeval2018_ec").exists(), reason="needs the shared datasets")
+def test_paired_quick_runs_resumes_and_summarises(tiny_bert, tmp_path):
+    results = tmp_path / "paired_emotions"
+    args = ("--quick", "--backbone", tiny_bert, "--results", str(results))
+    args += ("--work", str(tmp_path / "work"), "--seeds", "0", "--data-dir", str(DATA))
+    first = _run("paired.py", *args)
+    assert "training" in first
+    runs = {path.stem: json.loads(path.read_text()) for path in results.glob("*.json")}
+    assert {run["method"] for run in runs.values()} == set(METHODS)
+    for run in runs.values():
+        assert {"protocol", "epochs", "last", "selected", "wall_seconds", "git"} <= set(run)
+        assert str(tmp_path) not in json.dumps(run), "a machine path leaked into a result"
+    trained = runs["s0_r70_dallmi"]
+    assert [r["epoch"] for r in trained["epochs"]] == [0, 1, 2]
+    assert trained["selected"]["r70"]["pu_score"]["epoch"] in (0, 1, 2)
+    assert set(runs["s0_ft_full"]["selected"]) == {"r50", "r70", "r90"}
+
+    second = _run("paired.py", *args)
+    assert "training" not in second and second.count("skipped") == len(METHODS) - 1
+
+    _run("summarize.py", "--results", str(tmp_path))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {record["method"] for record in summary} == set(METHODS)
+    assert (tmp_path / "paired_emotions.md").exists()

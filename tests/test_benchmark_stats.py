@@ -1,0 +1,129 @@
+"""The paired benchmark's statistics, checked against hand computations and scipy."""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy
+import pytest
+from scipy import stats as scipy_stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from paired import select  # noqa: E402
+from stats import expected_calibration_error, paired_difference, recovery  # noqa: E402
+from summarize import load_dataset_runs, summary_records  # noqa: E402
+
+
+def test_paired_t_interval_by_hand():
+    # differences 1, 2, 3: mean 2, sd 1, t(0.975, 2) = 4.302653; half width 4.302653 / sqrt(3)
+    result = paired_difference([11.0, 12.0, 13.0], [10.0, 10.0, 10.0])
+    assert result.n == 3
+    assert result.mean_diff == pytest.approx(2.0)
+    assert result.ci_low == pytest.approx(2.0 - 4.302653 / math.sqrt(3), abs=1e-5)
+    assert result.ci_high == pytest.approx(2.0 + 4.302653 / math.sqrt(3), abs=1e-5)
+
+
+def test_paired_t_interval_matches_scipy_ttest_rel():
+    rng = numpy.random.default_rng(0)
+    baseline = rng.normal(50, 5, size=7)
+    method = baseline + rng.normal(1.5, 2.0, size=7)
+    result = paired_difference(list(method), list(baseline))
+    interval = scipy_stats.ttest_rel(method, baseline).confidence_interval(0.95)
+    assert result.ci_low == pytest.approx(interval.low)
+    assert result.ci_high == pytest.approx(interval.high)
+
+
+def test_wilcoxon_exact_p_values_by_hand():
+    # n = 5, all differences positive: W- = 0, exact two-sided p = 2 * 1/32.
+    assert paired_difference([2, 3, 4, 5, 6], [1, 1, 1, 1, 1]).p_wilcoxon == pytest.approx(0.0625)
+    # The smallest |difference| negative: W- = 1, P(W <= 1) = 2/32, two-sided p = 0.125.
+    diffs = [-0.5, 1.0, 2.0, 3.0, 4.0]
+    result = paired_difference(diffs, [0.0] * 5)
+    assert result.p_wilcoxon == pytest.approx(0.125)
+
+
+def test_undefined_statistics_are_none():
+    single = paired_difference([3.0], [1.0])
+    assert (single.mean_diff, single.ci_low, single.ci_high, single.p_wilcoxon) == (
+        2.0,
+        None,
+        None,
+        None,
+    )
+    assert paired_difference([1.0, 2.0], [1.0, 2.0]).p_wilcoxon is None
+    with pytest.raises(ValueError, match="length"):
+        paired_difference([1.0], [1.0, 2.0])
+
+
+def test_recovery_needs_a_gap_of_three_points():
+    assert recovery(55.0, 50.0, 60.0) == pytest.approx(50.0)
+    assert recovery(40.0, 50.0, 60.0) == pytest.approx(-100.0)
+    assert recovery(33.4, 50.5, 52.2) == "n/a (gap 1.7)"
+
+
+def test_expected_calibration_error_by_hand():
+    # 0.1 twice (one positive): bin 1, |0.1 - 0.5| * 2/4; 0.9 twice (both positive): bin 13,
+    # |0.9 - 1.0| * 2/4.  ECE = 0.2 + 0.05.
+    probs = numpy.array([[0.1, 0.9], [0.1, 0.9]])
+    truth = numpy.array([[0, 1], [1, 1]])
+    assert expected_calibration_error(probs, truth) == pytest.approx(0.25)
+    # The edges 0 and 1 fall in the first and last bins; a calibrated set scores 0.
+    assert expected_calibration_error([0.0, 1.0, 0.5, 0.5], [0, 1, 0, 1]) == pytest.approx(0.0)
+
+
+def test_selection_keeps_the_source_model_and_prefers_earlier_ties():
+    def record(epoch, pu, ap):
+        return {"epoch": epoch, "val": {"r70": {"pu_score": pu, "partial_ap": ap}}, "test": {}}
+
+    records = [record(0, 0.30, 0.5), record(1, 0.20, 0.6), record(2, 0.30, 0.6)]
+    assert select(records, "r70", "pu_score")["epoch"] == 0
+    assert select(records, "r70", "partial_ap")["epoch"] == 1
+
+
+def _write_run(folder: Path, method: str, seed: int, ratio, macro_ap: float) -> None:
+    test = {"macro_ap": macro_ap, "macro_f": 0.5, "ece": 0.1, "macro_ap_rounded": 0.4}
+    selected = {
+        "r70": {c: {"epoch": 1, "val": 0.1, "test": test} for c in ("pu_score", "partial_ap")}
+    }
+    run = {
+        "key": f"s{seed}_{method}",
+        "method": method,
+        "seed": seed,
+        "ratio": ratio,
+        "last": test,
+        "selected": selected,
+        "epochs": [{"epoch": 0, "test": test}],
+    }
+    (folder / f"s{seed}_{method}.json").write_text(json.dumps(run), encoding="utf8")
+
+
+def test_summary_records_are_paired_by_seed(tmp_path):
+    folder = tmp_path / "paired_emotions"
+    folder.mkdir()
+    partial = [0.40, 0.45, 0.50]
+    dallmi = [0.44, 0.46, 0.58]
+    for seed in range(3):
+        _write_run(folder, "ft_partial", seed, 0.7, partial[seed])
+        _write_run(folder, "dallmi", seed, 0.7, dallmi[seed])
+        _write_run(folder, "none", seed, None, 0.30)
+    records = summary_records("emotions", load_dataset_runs(folder))
+    by_method = {r["method"]: r for r in records}
+    assert set(by_method) == {"none", "ft_partial", "dallmi"}
+    row = by_method["dallmi"]
+    keys = {"dataset", "ratio", "method", "baseline", "n_seeds", "mean", "mean_diff"}
+    assert set(row) == keys | {"ci_low", "ci_high", "p_wilcoxon"}
+    assert (row["dataset"], row["ratio"], row["baseline"], row["n_seeds"]) == (
+        "emotions",
+        0.7,
+        "ft_partial",
+        3,
+    )
+    diffs = 100 * (numpy.array(dallmi) - numpy.array(partial))
+    assert row["mean"] == pytest.approx(100 * numpy.mean(dallmi), abs=0.01)
+    assert row["mean_diff"] == pytest.approx(diffs.mean(), abs=0.01)
+    interval = scipy_stats.ttest_1samp(diffs, 0.0).confidence_interval(0.95)
+    assert row["ci_low"] == pytest.approx(interval.low, abs=0.01)
+    assert row["ci_high"] == pytest.approx(interval.high, abs=0.01)
+    assert by_method["none"]["mean"] == pytest.approx(30.0)
