@@ -18,12 +18,13 @@ PU score, and AP against the partial labels), where the source model (epoch 0) i
 
 import argparse
 import datetime
+import fcntl
 import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import spacy
 import srsly
@@ -135,9 +136,19 @@ class Protocol:
             "quick": a.quick,
         }
 
-    def corpora(self, seed: int) -> SeedCorpora:
+    def setup_seed(self, seed: int) -> Tuple[SeedCorpora, Dict[str, Any]]:
+        """The seed's corpora and its source model's results (``none``), made once.
+
+        Two processes (say the tune grid and the paired runs) may start the same seed
+        together; a lock file makes the second one wait and then reuse the first one's work.
+        """
         a = self.args
-        return prepare_seed(a.dataset, a.data_dir, a.work, seed, self.sizes)
+        a.work.mkdir(parents=True, exist_ok=True)
+        with open(a.work / f"s{seed}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            corpora = prepare_seed(a.dataset, a.data_dir, a.work, seed, self.sizes)
+            source = run_none(self, seed, corpora, self.source_model(seed, corpora))
+        return corpora, source
 
     def source_model(self, seed: int, corpora: SeedCorpora) -> Path:
         """Train the seed's source model once; a finished one is reused (renamed into place
@@ -349,9 +360,7 @@ def main(argv: List[str]) -> None:
     methods = args.methods.split(",")
     ratios = [float(r) for r in args.ratios.split(",")]
     for seed in [int(s) for s in args.seeds.split(",")]:
-        corpora = protocol.corpora(seed)
-        source_path = protocol.source_model(seed, corpora)
-        source = run_none(protocol, seed, corpora, source_path)
+        corpora, source = protocol.setup_seed(seed)
         for name in methods:
             method = METHODS[name]
             if name == "none":

@@ -49,13 +49,19 @@ TEST_KEYS = {
 
 
 def predict(nlp: Language, texts: Sequence[str]) -> np.ndarray:
-    """Probabilities (docs × labels) of the pipeline's classifier."""
+    """Probabilities (docs × labels) of the pipeline's classifier, in the order of ``texts``.
+
+    Batches are made of texts of similar length (a batch is padded to its longest text), which
+    changes no probability and saves a good part of the evaluation time.
+    """
     textcat = find_textcat(nlp)
-    rows = []
-    for start in range(0, len(texts), PREDICT_BATCH):
-        docs = [nlp.make_doc(text) for text in texts[start : start + PREDICT_BATCH]]
-        rows.append(textcat.model.ops.to_numpy(textcat.predict(docs)))
-    return np.concatenate(rows).astype(float)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    probabilities = np.zeros((len(texts), len(textcat.labels)))
+    for start in range(0, len(order), PREDICT_BATCH):
+        batch = order[start : start + PREDICT_BATCH]
+        docs = [nlp.make_doc(texts[i]) for i in batch]
+        probabilities[batch] = textcat.model.ops.to_numpy(textcat.predict(docs))
+    return probabilities
 
 
 class LabelledSet:

@@ -37,7 +37,6 @@ from paired import (
     Protocol,
     parse_args,
     run_method,
-    run_none,
 )
 from scipy import stats as scipy_stats
 from splits import ratio_name
@@ -98,8 +97,7 @@ def main(argv: List[str]) -> None:
     folder = args.results.parent / args.results.name.replace("paired_", "tune_")
     methods = [m for m in args.methods.split(",") if m in (*BASELINES, "dallmi")]
     start = time.perf_counter()
-    corpora = protocol.corpora(seed)
-    source = run_none(protocol, seed, corpora, protocol.source_model(seed, corpora))
+    corpora, source = protocol.setup_seed(seed)
     points: List[Dict[str, Any]] = []
 
     def run_point(method: str, lr: float, extra: Dict[str, Any]) -> Dict[str, Any]:
