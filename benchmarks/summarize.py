@@ -158,9 +158,19 @@ def recovery_text(runs: Runs, rname: str, method: str, model: str) -> str:
     return value if isinstance(value, str) else f"{value:.0f}%"
 
 
+def mixed_settings(runs: Runs, method: str) -> bool:
+    """Whether the seeds of a method were trained with different settings (e.g. a default
+    changed between runs): their mean would then describe no single configuration."""
+    specs = {srsly.json_dumps(runs[(method, s)]["protocol"]) for s in seeds_of(runs, method)}
+    return len(specs) > 1
+
+
 def ratio_section(runs: Runs, rname: str) -> List[str]:
     methods = [m for m in METHOD_ORDER if seeds_of(runs, m)]
     lines = [f"## {int(rname[1:])}% of target positives removed", ""]
+    mixed = [m for m in methods if mixed_settings(runs, m)]
+    if mixed:
+        lines += [f"**Warning: seeds trained with different settings: {mixed}.**", ""]
     rows = []
     for m in methods:
         found = cell(runs, rname, m, "last")
