@@ -127,3 +127,16 @@ def test_summary_records_are_paired_by_seed(tmp_path):
     assert row["ci_low"] == pytest.approx(interval.low, abs=0.01)
     assert row["ci_high"] == pytest.approx(interval.high, abs=0.01)
     assert by_method["none"]["mean"] == pytest.approx(30.0)
+
+
+def test_aad_distillation_is_a_bernoulli_kl():
+    import torch
+    from aad import bernoulli_distillation
+
+    teacher = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
+    assert bernoulli_distillation(teacher, teacher, 20.0).item() == pytest.approx(0.0, abs=1e-6)
+    student = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    p, q = torch.sigmoid(teacher / 2.0), torch.tensor(0.5)
+    kl = p * torch.log(p / q) + (1 - p) * torch.log((1 - p) / (1 - q))
+    expected = 4.0 * kl.mean().item()
+    assert bernoulli_distillation(student, teacher, 2.0).item() == pytest.approx(expected, rel=1e-5)
