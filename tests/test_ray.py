@@ -1,0 +1,102 @@
+"""Ray Data batch inference: two local actors give single-process ``nlp.pipe``'s results."""
+
+import json
+import random
+
+import pytest
+import spacy
+import typer
+from typer.testing import CliRunner
+
+from .util import CUES, FILLER, LABELS, make_examples, make_nlp, toy_texts
+
+ray = pytest.importorskip("ray")
+pyarrow_parquet = pytest.importorskip("pyarrow.parquet")
+
+from spacy_dallmi.classify import STATUS_COLUMN, ClassifyError, classify_command  # noqa: E402
+from spacy_dallmi.ray import classify_with_ray  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:.*were truncated")]
+
+N_ROWS = 120
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def model(tiny_bert, tmp_path_factory):
+    nlp = make_nlp(tiny_bert)
+    examples = make_examples(nlp, toy_texts(24))
+    optimizer = nlp.initialize(lambda: examples)
+    nlp.update(examples, sgd=optimizer)
+    path = tmp_path_factory.mktemp("ray") / "model"
+    nlp.to_disk(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    rng = random.Random(0)
+    words = FILLER + sum(CUES.values(), [])
+    rows = []
+    for i in range(N_ROWS):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 40)))
+        rows.append({"id": i, "text": "" if i % 17 == 5 else text})
+    rows[7]["text"] = None
+    folder = tmp_path_factory.mktemp("corpus")
+    for part in range(2):
+        lines = [json.dumps(row) for row in rows[part * 60 : (part + 1) * 60]]
+        (folder / f"part{part}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf8")
+    return folder, rows
+
+
+def test_two_actors_equal_single_process(ray_session, model, corpus, tmp_path):
+    folder, rows = corpus
+    summary = classify_with_ray(
+        model, [folder], tmp_path / "out", "text", workers=2, batch_size=8, rows_per_call=16
+    )
+    assert summary.rows == N_ROWS
+    assert summary.statuses == {"ok": N_ROWS - 8, "empty": 7, "missing": 1}
+    table = pyarrow_parquet.read_table(tmp_path / "out")
+    out = table.to_pylist()
+    assert [row["id"] for row in out] == list(range(N_ROWS))
+    nlp = spacy.load(model)
+    texts = [row["text"] or "" for row in rows]
+    for row, doc in zip(out, nlp.pipe(texts, batch_size=8)):
+        probs = [row[f"prob_{label}"] for label in LABELS]
+        if row[STATUS_COLUMN] == "ok":
+            assert probs == pytest.approx([doc.cats[k] for k in LABELS], abs=1e-6)
+        else:
+            assert probs == [None] * len(LABELS)
+    assert str(table.schema.field("prob_joy").type) == "float"
+
+
+def test_errors_name_the_problem(ray_session, model, corpus, tmp_path):
+    folder, _ = corpus
+    with pytest.raises(ClassifyError, match=r"no column 'body'.*\['id', 'text'\]"):
+        classify_with_ray(model, [folder], tmp_path / "out", "body", workers=1)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x.parquet").write_text("")
+    with pytest.raises(ClassifyError, match="not empty"):
+        classify_with_ray(model, [folder], tmp_path / "busy", "text", workers=1)
+
+
+def test_command_with_ray_and_threshold(ray_session, model, corpus, tmp_path):
+    folder, _ = corpus
+    app = typer.Typer()
+    app.command("classify")(classify_command)
+    app.command("other")(lambda: None)
+    args = ["classify", str(model), str(folder / "part0.jsonl"), str(tmp_path / "out")]
+    args += ["--text-column", "text", "--ray", "--workers", "2", "--threshold", "0.5"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = pyarrow_parquet.read_table(tmp_path / "out").to_pylist()
+    assert len(out) == 60
+    for row in out:
+        if row[STATUS_COLUMN] == "ok":
+            assert row["labels"] == [k for k in LABELS if row[f"prob_{k}"] >= 0.5]
