@@ -7,7 +7,8 @@ Reads every ``results/paired_<dataset>/*.json`` written by :mod:`paired` and wri
 - ``results/paired_<dataset>.md``: per ratio, every method's mean ± std, the paired difference
   to ``ft_partial`` with its 95% CI and Wilcoxon p, Δ to ``none``, the recovery, the last epoch
   beside the epochs chosen by each label-free criterion, and the other metrics;
-- ``results/paired_<dataset>_curve.png``: test macro AP per epoch, ``ft_partial`` vs ``dallmi``.
+- ``results/paired_<dataset>_curve.png``: test macro AP per epoch, ``ft_partial`` vs ``dallmi``;
+- ``results/tuned_<dataset>.md``: the tune grid and which criterion tracks test AP.
 
 Nothing here reads anything but the result files, so the summary can be rebuilt at any time
 while runs are still going (cells then show how many seeds they hold).
@@ -282,6 +283,41 @@ def render(dataset: str, per_ratio: Dict[str, Runs], curve: Optional[str]) -> st
     return "\n".join(lines)
 
 
+def render_tuned(tuned: Dict[str, Any]) -> str:
+    """The tune grid: every point's label-free scores and (for the analysis) its test AP."""
+    lines = [
+        f"# Tune grid on `{tuned['dataset']}` (seed {tuned['seed']}, "
+        f"{100 * tuned['ratio']:g}% removed)",
+        "",
+        f"Each point's epoch is chosen on the validation slice by each criterion; the grid "
+        f"choice is the best `{tuned['criterion']}`. Test macro AP (points) is shown for the "
+        "analysis only; no choice reads it.",
+        "",
+    ]
+    rows = []
+    for point in tuned["points"]:
+        scores = point["scores"]
+        row = [f"`{point['name']}`"]
+        for criterion in ("pu_score", "partial_ap"):
+            chosen = scores[criterion]
+            row.append(f"{chosen['val']:.4f} (ep {chosen['epoch']})")
+            row.append(f"{100 * chosen['test_macro_ap']:.1f}")
+        rows.append(row + [f"{100 * scores['last_test_macro_ap']:.1f}"])
+    header = ["point", "val PU score", "test AP", "val partial AP", "test AP", "test AP, last"]
+    lines += table(header, rows)
+    lines += ["Chosen:", ""]
+    for method, values in tuned["chosen"].items():
+        shown = (f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
+        lines.append(f"- `{method}`: " + ", ".join(shown))
+    lines += ["", "Spearman correlation of each criterion with the test AP over grid points:", ""]
+    rows = [
+        [group, *("–" if v is None else f"{v:+.2f}" for v in rhos.values())]
+        for group, rhos in tuned["spearman_with_test_ap"].items()
+    ]
+    lines += table(["points", "PU score", "partial AP"], rows)
+    return "\n".join(lines)
+
+
 def main(argv: List[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=REPO_ROOT / "benchmarks" / "results")
@@ -301,6 +337,9 @@ def main(argv: List[str]) -> None:
         (args.results / f"paired_{dataset}.md").write_text(markdown + "\n", encoding="utf8")
         print(markdown)
     srsly.write_json(args.results / "summary.json", records)
+    for path in sorted(args.results.glob("tuned_*.json")):
+        markdown = render_tuned(srsly.read_json(path))
+        path.with_suffix(".md").write_text(markdown + "\n", encoding="utf8")
 
 
 if __name__ == "__main__":
