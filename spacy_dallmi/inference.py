@@ -76,8 +76,14 @@ class BucketedPipeMixin:
             yield from (doc for i, doc in enumerate(docs) if i not in failed)
 
     def length_order(self, docs: List[Doc]) -> List[int]:
-        """Indices of ``docs`` by increasing word-piece length (stable for ties)."""
+        """Indices of ``docs`` by increasing word-piece length (stable for ties).
+
+        Before ``initialize`` there is no tokenizer: the docs keep their order, so that
+        ``predict`` raises its own error about the missing weights.
+        """
         tokenizer = get_hf_objects(self.model).tokenizer
+        if tokenizer is None:
+            return list(range(len(docs)))
         max_length = self.model.attrs["max_length"]
         encoded = tokenizer(
             [doc.text for doc in docs],

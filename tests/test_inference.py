@@ -3,6 +3,7 @@
 from typing import List
 
 import pytest
+import spacy
 
 from spacy_dallmi.architecture import get_hf_objects
 from spacy_dallmi.component import DallmiTextCategorizer
@@ -18,29 +19,23 @@ TEXTS[3] = ""
 TEXTS[17] = "scared of the day " * 12  # longer than max_length: truncated
 
 
-class _Bucketed(BucketedPipeMixin, DallmiTextCategorizer):
-    """The component with the mixin, for as long as the component lacks it."""
-
-
 @pytest.fixture(scope="module")
 def nlp(tiny_bert):
     nlp = make_nlp(tiny_bert)
     examples = make_examples(nlp, toy_texts(24))
     optimizer = nlp.initialize(lambda: examples)
     nlp.update(examples, sgd=optimizer)
-    textcat = nlp.get_pipe("textcat")
-    if not isinstance(textcat, BucketedPipeMixin):
-        textcat.__class__ = _Bucketed
     return nlp
 
 
 def run(nlp, texts: List[str], window, batch_size: int):
     textcat = nlp.get_pipe("textcat")
+    default = textcat.cfg["bucket_window"]
     textcat.cfg["bucket_window"] = window
     try:
         return list(nlp.pipe(texts, batch_size=batch_size))
     finally:
-        textcat.cfg["bucket_window"] = 0
+        textcat.cfg["bucket_window"] = default
 
 
 def record_batches(textcat, monkeypatch) -> List[List[str]]:
@@ -128,13 +123,22 @@ def test_failing_batch_goes_to_the_error_handler(nlp, monkeypatch):
     assert kept == [text for text in texts if text not in failed]
 
 
-def test_component_round_trip_keeps_window(nlp, tmp_path):
-    textcat = nlp.get_pipe("textcat")
-    textcat.cfg["bucket_window"] = 64
-    try:
-        textcat.to_disk(tmp_path / "textcat")
-    finally:
-        textcat.cfg["bucket_window"] = 0
-    textcat.from_disk(tmp_path / "textcat")
-    assert textcat.cfg["bucket_window"] == 64
-    textcat.cfg["bucket_window"] = 0
+def with_window(backbone: str, window: int):
+    nlp = spacy.blank("en")
+    config = {"model": {"name": backbone, "max_length": 32}, "bucket_window": window}
+    nlp.add_pipe("dallmi_textcat", name="textcat", config=config)
+    return nlp
+
+
+def test_the_component_buckets_and_keeps_its_window(tiny_bert, tmp_path):
+    assert issubclass(DallmiTextCategorizer, BucketedPipeMixin)
+    nlp = with_window(tiny_bert, 64)
+    nlp.initialize(lambda: make_examples(nlp, toy_texts(8)))
+    nlp.to_disk(tmp_path / "pipeline")
+    assert spacy.load(tmp_path / "pipeline").get_pipe("textcat").cfg["bucket_window"] == 64
+
+
+def test_piping_before_initialize_reaches_predicts_error(tiny_bert):
+    nlp = with_window(tiny_bert, 8)
+    with pytest.raises(ValueError, match=r"no model weights yet"):
+        list(nlp.pipe(["happy day", "sad"]))
