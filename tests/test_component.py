@@ -412,13 +412,6 @@ def test_calling_before_initialize_is_a_clear_error(tiny_bert):
         nlp("happy day")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="BUG in inference.py: BucketedPipeMixin.length_order calls the tokenizer, which "
-    "is None before initialize, so nlp.pipe raises TypeError ('NoneType' object is not "
-    "callable) instead of predict's clear ValueError (issue 10)",
-)
 def test_piping_before_initialize_is_a_clear_error(tiny_bert):
     nlp = make_nlp(tiny_bert)
     with pytest.raises(ValueError, match=r"no model weights yet: call nlp.initialize\(\)"):
