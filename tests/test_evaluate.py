@@ -4,6 +4,7 @@ Scores are checked against scikit-learn computed independently of the package, o
 made here from the texts alone.
 """
 
+import shutil
 import statistics
 from pathlib import Path
 
@@ -16,7 +17,12 @@ from spacy.cli.train import train
 from spacy.util import registry
 
 from spacy_dallmi.callbacks import make_epoch_eval_callback
-from spacy_dallmi.experiments.evaluate import evaluate_pipeline, write_metrics
+from spacy_dallmi.experiments.evaluate import (
+    evaluate_pipeline,
+    evaluate_run,
+    expected_calibration_error,
+    write_metrics,
+)
 from spacy_dallmi.experiments.figures import curve_points
 from spacy_dallmi.experiments.report import build_report
 from spacy_dallmi.experiments.runs import load_runs
@@ -105,9 +111,9 @@ def test_evaluate_pipeline_reads_the_epoch_log(saved_pipeline, tmp_path):
 
 def test_evaluate_pipeline_errors(saved_pipeline, tmp_path):
     model, test = saved_pipeline["model"], saved_pipeline["test"]
-    with pytest.raises(FileNotFoundError, match=r"nowhere.*spacy train"):
+    with pytest.raises(FileNotFoundError, match=r"nowhere.*spacy_dallmi train.*partial"):
         evaluate_pipeline(tmp_path / "nowhere", test, method="none", settings={})
-    with pytest.raises(FileNotFoundError, match=r"model-last"):
+    with pytest.raises(FileNotFoundError, match=r"model-best"):
         evaluate_pipeline(saved_pipeline["folder"], test, method="none", settings={})
     with pytest.raises(FileNotFoundError, match=r"missing\.spacy.*prepare"):
         evaluate_pipeline(model, tmp_path / "missing.spacy", method="none", settings={})
@@ -248,17 +254,23 @@ def fake_result(method, ratio, seed, macro_ap):
         "method": method,
         "settings": {"dataset": "toy", "ratio": ratio, "seed": seed, "backbone": "tiny"},
         "n_docs": 30,
-        "metrics": {
-            "cats_macro_ap": macro_ap,
-            "cats_macro_ap_rounded": macro_ap / 2,
-            "cats_micro_ap": macro_ap,
-            "cats_macro_auc": 0.8,
-            "cats_macro_f": 0.4,
-            "cats_ap_per_type": {"anger": macro_ap, "fear": macro_ap - 0.1, "joy": macro_ap},
-            "cats_ap_skipped_labels": ["sadness"],
-        },
+        "metrics": metrics(macro_ap),
+        "metrics_last": metrics(macro_ap - 0.05),
         "epochs": epochs,
         "wall_seconds": 1.5,
+    }
+
+
+def metrics(macro_ap):
+    return {
+        "cats_macro_ap": macro_ap,
+        "cats_macro_ap_rounded": macro_ap / 2,
+        "cats_micro_ap": macro_ap,
+        "cats_macro_auc": 0.8,
+        "cats_macro_f": 0.4,
+        "cats_ece": 0.1,
+        "cats_ap_per_type": {"anger": macro_ap, "fear": macro_ap - 0.1, "joy": macro_ap},
+        "cats_ap_skipped_labels": ["sadness"],
     }
 
 
@@ -278,7 +290,7 @@ def table_rows(markdown: str, heading: str):
     section = markdown.split(heading, 1)[1]
     rows = {}
     for line in section.splitlines():
-        if line.startswith("| ") and not line.startswith("| method"):
+        if line.startswith("| ") and not line.startswith(("| method", "| ---")):
             cells = [cell.strip() for cell in line.strip("|").split("|")]
             rows[cells[0]] = cells[1:]
         elif rows and not line.startswith("|"):
@@ -295,18 +307,24 @@ def test_report_tables_recovery_and_figures(tmp_path):
     assert markdown.startswith("# Toy results")
 
     macro = table_rows(markdown, "(`cats_macro_ap`)")
-    # Hand-computed: mean and sample standard deviation (ddof = 1), in percent.
-    assert macro["`dallmi`"] == ["62.0 ± 2.0 (n=3)", "57.0 ± 1.4 (n=2)"]
-    assert macro["`ft_partial`"] == ["52.0 ± 2.0 (n=3)", "42.0 ± 2.6 (n=3)"]
-    assert macro["`ft_full`"] == ["71.0 ± 1.7 (n=3)", "–"]
-    assert macro["`none`"] == ["55.0 ± 0.0 (n=3)", "57.0 (n=1)"]
-    # (62 - 52) / (71 - 52) = 10 / 19; no ft_full run at 0.9.
-    assert macro["recovery"] == ["52.6%", "–"]
+    # Hand-computed: mean and sample standard deviation (ddof = 1), in percent; per ratio the
+    # selected model and the last epoch (here 5 points lower) side by side.
+    assert macro["`dallmi`"] == ["62.0 ± 2.0 (n=3)", "57.0 ± 2.0 (n=3)", "57.0 ± 1.4 (n=2)"] + [
+        "52.0 ± 1.4 (n=2)"
+    ]
+    assert macro["`ft_partial`"][0::2] == ["52.0 ± 2.0 (n=3)", "42.0 ± 2.6 (n=3)"]
+    assert macro["`ft_full`"][0::2] == ["71.0 ± 1.7 (n=3)", "–"]
+    assert macro["`none`"][0::2] == ["55.0 ± 0.0 (n=3)", "57.0 (n=1)"]
+    gains = table_rows(markdown, "Against no adaptation")
+    # Δ none: 62 - 55 and 57 - 57; recovery (62 - 52) / (71 - 52) = 10 / 19; no ft_full at 0.9.
+    assert gains["`dallmi`"] == ["+7.0", "52.6%", "+0.0", "–"]
+    assert gains["`ft_partial`"] == ["-3.0", "–", "-15.0", "–"]
 
     rounded = table_rows(markdown, "(`cats_macro_ap_rounded`)")
     assert rounded["`dallmi`"][0] == "31.0 ± 1.0 (n=3)"
-    assert rounded["`ft_full`"][1] == "–"
-    assert "recovery" not in rounded
+    assert rounded["`ft_full`"][2] == "–"
+    ece = table_rows(markdown, "(`cats_ece`)")
+    assert ece["`dallmi`"][0] == "10.0 ± 0.0 (n=3)"
 
     values = [0.70, 0.70, 0.73]
     expected = f"{100 * statistics.mean(values):.1f} ± {100 * statistics.stdev(values):.1f} (n=3)"
@@ -328,9 +346,9 @@ def test_report_recovery_with_no_gap(tmp_path):
     paths = write_fake_metrics(tmp_path, table)
     build_report(paths, tmp_path / "r.md", tmp_path / "figures", title="gap")
     markdown = (tmp_path / "r.md").read_text(encoding="utf8")
-    assert table_rows(markdown, "(`cats_macro_ap`)")["recovery"] == ["n/a †"]
-    assert "† `ft_full` does not beat `ft_partial`" in markdown
-    assert table_rows(markdown, "(`cats_macro_ap`)")["`none`"] == ["–"]
+    # full - partial = -5 points: below the 3-point minimum, so no recovery is printed
+    assert table_rows(markdown, "Against no adaptation")["`dallmi`"] == ["–", "n/a (gap -5.0)"]
+    assert "`none`" not in table_rows(markdown, "(`cats_macro_ap`)")
 
 
 def test_report_without_epoch_records_skips_the_curve(tmp_path):
@@ -386,3 +404,80 @@ def test_curve_points_end_with_the_scored_model(tmp_path):
     assert points[3] == [pytest.approx(0.6)]
     assert len(points[2]) == 2
     assert curve_points(runs, "ft_full", 0.5) == ({}, 0)
+
+
+def test_report_groups_settings_and_reuses_ratio_free_runs(tmp_path):
+    """Two MixUp weights make two settings; the ratio-free `none` and `ft_full` runs and the
+    lambda-free `ft_partial` run fit both and appear in each; no absolute path is printed."""
+    common = {"dataset": "toy", "seed": 0, "backbone": str(tmp_path / "bert")}
+    files = {
+        "none": ("none", {**common}, 0.50),
+        "ft_full": ("ft_full", {**common, "learn_rate": 1e-4}, 0.70),
+        "ft_partial": ("ft_partial", {**common, "learn_rate": 1e-4, "ratio": 0.5}, 0.55),
+        "dallmi_a": ("dallmi", {**common, "learn_rate": 1e-4, "ratio": 0.5, "lam": 0.1}, 0.65),
+        "dallmi_b": ("dallmi", {**common, "learn_rate": 1e-4, "ratio": 0.5, "lam": 0.3}, 0.60),
+    }
+    paths = []
+    for name, (method, settings, value) in files.items():
+        result = fake_result(method, 0.5, 0, value)
+        result["settings"] = settings
+        paths.append(tmp_path / "metrics" / f"{name}.json")
+        paths[-1].parent.mkdir(exist_ok=True)
+        srsly.write_json(paths[-1], result)
+    srsly.write_json(
+        tmp_path / "metrics" / "wan.json",
+        {"method": "wan", "settings": common, "skipped": "no labelled target test set"},
+    )
+    paths.append(tmp_path / "metrics" / "wan.json")
+    output = tmp_path / "reports" / "toy.md"
+    build_report(paths, output, tmp_path / "figs", title="t", group_settings=True, root=tmp_path)
+    markdown = output.read_text(encoding="utf8")
+    assert str(tmp_path) not in markdown
+    assert "`metrics/none.json`" in markdown and "`bert`" in markdown
+    first, second = markdown.split("## Setting 2")
+    assert "lam=0.1" in first and "lam=0.3" in second
+    for section, dallmi in ((first, "65.0"), (second, "60.0")):
+        macro = table_rows(section, "(`cats_macro_ap`)")
+        assert set(macro) == {"`none`", "`ft_partial`", "`ft_full`", "`dallmi`"}
+        assert macro["`dallmi`"][0] == f"{dallmi} (n=1)"
+        assert macro["`none`"][0] == "50.0 (n=1)"
+    # recovery (65 - 55) / (70 - 55) = 66.7%; delta against none +15.0
+    assert table_rows(first, "Against no adaptation")["`dallmi`"] == ["+15.0", "66.7%"]
+    assert "Runs without test metrics" in markdown and "no labelled target test set" in markdown
+    assert (tmp_path / "figs" / "setting1" / "ap_per_label.png").is_file()
+
+
+def test_report_of_runs_without_test_metrics_says_so(tmp_path):
+    path = tmp_path / "dallmi.json"
+    reason = "no labelled target test set: no test metrics are computed"
+    srsly.write_json(path, {"method": "dallmi", "settings": {"seed": 0}, "skipped": reason})
+    build_report([path], tmp_path / "r.md", tmp_path / "f", title="t", group_settings=True)
+    markdown = (tmp_path / "r.md").read_text(encoding="utf8")
+    assert reason in markdown and "Macro mAP" not in markdown
+
+
+def test_expected_calibration_error_by_hand():
+    probs = np.array([[0.05, 0.95], [0.15, 0.55], [0.95, 0.05]])
+    gold = np.array([[0, 1], [1, 1], [0, 0]])
+    # bins of width 1/15: {0.05, 0.05} -> |0.05 - 0| ; {0.15} -> |0.15 - 1| ; {0.55} -> |0.55 - 1|;
+    # {0.95, 0.95} -> |0.95 - 0.5|; weighted by 2, 1, 1, 2 of 6 pairs
+    expected = (2 * 0.05 + 0.85 + 0.45 + 2 * 0.45) / 6
+    assert expected_calibration_error(probs, gold) == pytest.approx(expected)
+    assert expected_calibration_error(np.ones((2, 2)), np.ones((2, 2))) == pytest.approx(0.0)
+    assert expected_calibration_error(np.zeros((0, 3)), np.zeros((0, 3))) is None
+
+
+def test_evaluate_run_scores_selected_and_last_models(saved_pipeline, tmp_path):
+    run = tmp_path / "run"
+    for name in ("model-best", "model-last"):
+        shutil.copytree(saved_pipeline["model"], run / name)
+    result = evaluate_run(run, saved_pipeline["test"], method="dallmi", settings={"seed": 0})
+    assert result["metrics"]["cats_macro_ap"] == pytest.approx(
+        result["metrics_last"]["cats_macro_ap"]
+    )
+    assert 0.0 <= result["metrics"]["cats_ece"] <= 1.0
+    assert result["model_path"].endswith("model-best")
+    plain = evaluate_run(
+        saved_pipeline["model"], saved_pipeline["test"], method="none", settings={}
+    )
+    assert plain["metrics_last"] == plain["metrics"] and plain["selection"] is None

@@ -200,7 +200,7 @@ def test_report_without_matplotlib_is_one_clear_line(tmp_path: Path) -> None:
 
 
 def test_table_with_an_unknown_dataset_is_one_clear_line(tmp_path: Path) -> None:
-    result = run(["table", tmp_path, "--dataset", "emotion"])
+    result = run(["table", tmp_path, "--var", "dataset=emotion"])
     assert result.exit_code == 1
     assert "Unknown dataset 'emotion'" in result.text and one_message(result.output)
 
@@ -241,12 +241,15 @@ commands:
 def test_table_runs_the_workflows_in_process_and_stops_cleanly(tmp_path: Path) -> None:
     (tmp_path / "project.yml").write_text(FAKE_PROJECT, encoding="utf8")
     (tmp_path / "fake_run.py").write_text(FAKE_RUN, encoding="utf8")
-    result = run(["table", tmp_path, "--ratios", "0.5,0.7", "--seeds", "0,1"])
+    args = ["table", tmp_path, "--ratios", "0.5,0.7", "--seeds", "0,1", "--var", "dataset=emotions"]
+    result = run(args)
     assert result.exit_code == 0, result.output
     folders = sorted(p.name for p in (tmp_path / "metrics" / "emotions").iterdir())
-    assert folders == ["s0_0.5", "s0_0.7", "s1_0.5", "s1_0.7"]  # ratios keep their spelling
+    # ratios are read as `--vars.ratio 0.7` is, so a table and a single run share folders
+    assert folders == ["s0_0.5", "s0_0.7000000000000001", "s1_0.5", "s1_0.7000000000000001"]
     report = (tmp_path / "reports" / "emotions.md").read_text(encoding="utf8")
-    assert "| recovery | 50.0% | 50.0% |" in report
-    failed = run(["table", tmp_path, "--var", "fail=yes"])
+    assert "| `dallmi` | – | 50.0% | – | 50.0% |" in report
+    assert str(tmp_path) not in report
+    failed = run(["table", tmp_path, "--var", "dataset=emotions", "--var", "fail=yes"])
     assert failed.exit_code == 1
     assert "the adapt workflow failed at ratio 0.5, seed 0 (exit code 3)" in failed.text

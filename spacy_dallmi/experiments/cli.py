@@ -17,6 +17,7 @@ from wasabi import msg
 
 from . import INSTALL_HINT
 from .datasets import DATASETS
+from .methods import ALL_METHODS
 from .prepare import MAX_DROP_SHARE, prepare_dataset, prepare_files
 from .protocol import REMOVAL_MODES
 from .readers import DEFAULT_ENCODING, DataFileNotFoundError, DataPreparationError
@@ -28,10 +29,23 @@ app = typer.Typer(
     add_completion=False,
 )
 
+#: Written instead of a model into a training output folder when the run cannot be made.
+SKIPPED_FILE = "skipped.json"
 REMOVAL_HELP = f"How positives are hidden: {' or '.join(REMOVAL_MODES)}."
 # The domain splits are drawn from the seed alone, so these files are the same at every ratio.
-RATIO_INDEPENDENT = ("source_train", "source_test", "target_train_full", "target_test")
+RATIO_INDEPENDENT = (
+    "source_train",
+    "source_test",
+    "target_train_full",
+    "target_valid_full",
+    "target_test",
+)
 MAX_DOCS_HELP = "Keep at most this many docs per split (a seeded sample), e.g. for a quick run."
+CAP_HELP = "Keep at most this many docs in this domain's split (0 or absent: no cap)."
+VALID_HELP = (
+    "Carve this share of target train out as target_valid.spacy (labelled like target train), "
+    "the dev set of label-free model selection."
+)
 SHARED_DIR_HELP = (
     "Also copy the files that do not depend on ratio/removal (source splits, full target train, "
     "target test) here, so runs at other ratios can reuse what they feed."
@@ -92,36 +106,102 @@ def _copy_shared(stats: Dict[str, Any], output_dir: Path, shared_dir: Optional[P
     msg.good(f"Copied {', '.join(names)} to {shared_dir}")
 
 
+def _count(value: Optional[int]) -> Optional[int]:
+    """A cap from the command line: 0 (the project's "no cap") means None."""
+    return value or None
+
+
+def _text(value: Optional[str]) -> Optional[str]:
+    """An option the project may pass as an empty string, which means "not given"."""
+    return value if value else None
+
+
 @app.command("prepare")
 def prepare_command(
-    dataset: str = typer.Argument(..., help=f"Built-in dataset: {' or '.join(DATASETS)}."),
+    dataset: str = typer.Argument(
+        ..., help=f"Built-in dataset ({' or '.join(DATASETS)}), or custom for your own files."
+    ),
     data_dir: Path = typer.Argument(
-        ..., help="Folder holding goemotions/, semeval2018_ec/ and pubmed/."
+        ..., help="Folder holding goemotions/, semeval2018_ec/ and pubmed/ (built-ins only)."
     ),
     output_dir: Path = typer.Argument(..., help="Folder to write the corpora and stats to."),
     ratio: float = typer.Option(
-        ..., "--ratio", help="Share of target train positives to hide, strictly in (0, 1)."
+        0.0,
+        "--ratio",
+        help="Share of target train positives to hide, in (0, 1); 0 (custom only): the "
+        "target's labels are already partial.",
     ),
     removal: str = typer.Option("per_sample", "--removal", help=REMOVAL_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
     max_docs: Optional[int] = typer.Option(None, "--max-docs", help=MAX_DOCS_HELP),
+    max_source_docs: Optional[int] = typer.Option(None, "--max-source-docs", help=CAP_HELP),
+    max_target_docs: Optional[int] = typer.Option(None, "--max-target-docs", help=CAP_HELP),
+    max_target_test_docs: Optional[int] = typer.Option(
+        None, "--max-target-test-docs", help=CAP_HELP
+    ),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Test share per domain."),
+    target_test_fraction: Optional[float] = typer.Option(None, "--target-test-fraction"),
+    valid_fraction: Optional[float] = typer.Option(None, "--valid-fraction", help=VALID_HELP),
+    source_file: Optional[str] = typer.Option(None, "--source-file", help="custom: source file."),
+    target_file: Optional[str] = typer.Option(None, "--target-file", help="custom: target file."),
+    target_test_file: Optional[str] = typer.Option(
+        None, "--target-test-file", help="custom: a fully labelled target test file."
+    ),
+    text_column: str = typer.Option("text", "--text-column", help="custom: the text column."),
+    labels_column: Optional[str] = typer.Option(
+        None, "--labels-column", help="custom: the column listing each row's labels."
+    ),
+    label_columns: Optional[str] = typer.Option(
+        None, "--label-columns", help="custom: comma-separated 0/1 label columns."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary."),
     shared_dir: Optional[Path] = typer.Option(None, "--shared-dir", help=SHARED_DIR_HELP),
 ) -> None:
-    """Write source/target train/test corpora of a built-in dataset, with target labels hidden."""
+    """Write source/target train/test corpora (and a validation slice) of a built-in dataset,
+    with target labels hidden, or of your own files (dataset custom): the project's one
+    preparation step. Empty options and caps of 0 count as not given."""
+    caps = {
+        "max_docs": _count(max_docs),
+        "max_source_docs": _count(max_source_docs),
+        "max_target_docs": _count(max_target_docs),
+        "max_target_test_docs": _count(max_target_test_docs),
+        "test_fraction": test_fraction,
+        "target_test_fraction": target_test_fraction,
+        "valid_fraction": valid_fraction or None,
+    }
     try:
-        stats = prepare_dataset(
-            dataset,
-            data_dir,
-            output_dir,
-            ratio=ratio,
-            removal=removal,
-            seed=seed,
-            max_docs=max_docs,
-            test_fraction=test_fraction,
-            quiet=quiet,
-        )
+        if dataset == "custom":
+            if not (source_file and target_file):
+                raise DataPreparationError(
+                    "dataset custom needs --source-file and --target-file (the project's vars "
+                    "source_file and target_file)."
+                )
+            test_file = _text(target_test_file)
+            stats = prepare_files(
+                source_file,
+                target_file,
+                output_dir,
+                text_column=text_column,
+                label_columns=_split_names(_text(label_columns)),
+                labels_column=_text(labels_column),
+                target_test_path=test_file,
+                ratio=ratio,
+                removal=removal,
+                seed=seed,
+                quiet=quiet,
+                **caps,
+            )
+        else:
+            stats = prepare_dataset(
+                dataset,
+                data_dir,
+                output_dir,
+                ratio=ratio,
+                removal=removal,
+                seed=seed,
+                quiet=quiet,
+                **caps,
+            )
     except (DataFileNotFoundError, DataPreparationError) as error:
         msg.fail(str(error), exits=1)
     _copy_shared(stats, output_dir, shared_dir)
@@ -184,6 +264,7 @@ def prepare_files_command(
     max_target_test_docs: Optional[int] = typer.Option(None, "--max-target-test-docs"),
     test_fraction: float = typer.Option(0.2, "--test-fraction", help="Test share per domain."),
     target_test_fraction: Optional[float] = typer.Option(None, "--target-test-fraction"),
+    valid_fraction: Optional[float] = typer.Option(None, "--valid-fraction", help=VALID_HELP),
     max_drop_share: float = typer.Option(
         MAX_DROP_SHARE, "--max-drop-share", help="Fail when a file loses more of its rows."
     ),
@@ -221,6 +302,7 @@ def prepare_files_command(
             max_target_docs=max_target_docs,
             max_target_test_docs=max_target_test_docs,
             target_test_fraction=target_test_fraction,
+            valid_fraction=valid_fraction,
             max_drop_share=max_drop_share,
             quiet=quiet,
         )
@@ -231,52 +313,59 @@ def prepare_files_command(
 
 @app.command("evaluate")
 def evaluate_command(
-    model: Path = typer.Argument(..., help="Trained pipeline folder (e.g. .../model-last)."),
+    run: Path = typer.Argument(
+        ..., help="Training output folder (model-best and model-last), or a pipeline folder."
+    ),
     test: Path = typer.Argument(..., help="DocBin with the fully labelled target test split."),
     output: Path = typer.Argument(..., help="Metrics JSON file to write."),
-    method: str = typer.Option(..., "--method", help="none, ft_partial, ft_full or dallmi."),
+    method: str = typer.Option(..., "--method", help=f"One of {', '.join(ALL_METHODS)}."),
     epoch_log: Optional[Path] = typer.Option(
-        None, "--epoch-log", help="JSONL written by spacy_dallmi.epoch_eval.v1 during training."
+        None, "--epoch-log", help="JSONL of spacy_dallmi.epoch_eval.v1, used if it exists."
     ),
-    dataset: str = typer.Option("", "--dataset"),
-    ratio: Optional[float] = typer.Option(None, "--ratio"),
-    removal: str = typer.Option("", "--removal"),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    max_docs: Optional[int] = typer.Option(None, "--max-docs"),
-    epochs: Optional[int] = typer.Option(None, "--epochs"),
-    backbone: str = typer.Option("", "--backbone"),
+    setting: Optional[List[str]] = typer.Option(
+        None, "--set", help="A setting of the run, NAME=VALUE (JSON or text); repeatable."
+    ),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to predict on; -1 for the CPU."),
 ) -> None:
-    """Score a pipeline on the target test split and write metrics with the run's settings."""
-    import spacy
+    """Score a run's selected model (model-best) and last epoch (model-last) on the target
+    test split; write metrics with the run's settings. Without a test split (a partially
+    labelled target and no test file) or for a run that was skipped, the metrics file says
+    why instead."""
+    from .evaluate import evaluate_run, skipped_result, write_metrics
 
-    from .evaluate import evaluate_pipeline, write_metrics
-
-    if gpu_id >= 0:
-        spacy.require_gpu(gpu_id)
-    settings = {
-        "dataset": dataset,
-        "ratio": ratio,
-        "removal": removal,
-        "seed": seed,
-        "max_docs": max_docs,
-        "epochs": epochs,
-        "backbone": backbone,
-        "gpu_id": gpu_id,
-    }
-    try:
-        result = evaluate_pipeline(
-            model, test, method=method, settings=settings, epoch_log=epoch_log
+    settings = {}
+    for item in setting or []:
+        name, _, value = item.partition("=")
+        settings[name] = _var_value(value)
+    marker = run / SKIPPED_FILE
+    reason = None
+    if marker.is_file():
+        reason = srsly.read_json(marker)["reason"]
+    elif not test.is_file():
+        reason = (
+            f"no labelled target test set ({test} does not exist): the target's labels are "
+            "partial and no fully labelled target test file was given (--vars.target_test_file), "
+            "so no test metrics are computed"
         )
+    try:
+        if reason is not None:
+            write_metrics(skipped_result(method, settings, reason), output)
+            msg.info(f"{method}: {reason}. -> {output}")
+            return
+        if gpu_id >= 0:
+            import spacy
+
+            spacy.require_gpu(gpu_id)
+        log = epoch_log if epoch_log is not None and epoch_log.is_file() else None
+        result = evaluate_run(run, test, method=method, settings=settings, epoch_log=log)
     except (FileNotFoundError, ValueError) as error:
         msg.fail(str(error), exits=1)
     write_metrics(result, output)
-    metrics = result["metrics"]
-    scores = ", ".join(
-        f"{name} {'n/a' if metrics[key] is None else format(metrics[key], '.4f')}"
-        for name, key in (("macro AP", "cats_macro_ap"), ("micro AP", "cats_micro_ap"))
-    )
-    msg.good(f"{method}: {scores} on {result['n_docs']} docs -> {output}")
+    scores = []
+    for name, metrics in (("selected", result["metrics"]), ("last", result["metrics_last"])):
+        value = metrics["cats_macro_ap"]
+        scores.append(f"{name} {'n/a' if value is None else format(value, '.4f')}")
+    msg.good(f"{method}: macro AP {', '.join(scores)} on {result['n_docs']} docs -> {output}")
 
 
 def _build_report() -> Any:
@@ -298,7 +387,8 @@ def report_command(
         None, "--figures-dir", help="Where the PNGs go (default: next to the report)."
     ),
 ) -> None:
-    """Write a Table-2-style report with figures from every metrics file under a folder."""
+    """Write a Table-2-style report with figures from every metrics file under a folder, one
+    section per setting (file paths in it are relative to the working directory)."""
     build_report = _build_report()
     paths = sorted(metrics_dir.rglob("*.json"))
     if not paths:
@@ -307,7 +397,7 @@ def report_command(
         )
     figures = figures_dir or output.parent / f"{output.stem}_figures"
     try:
-        build_report(paths, output, figures, title=title)
+        build_report(paths, output, figures, title=title, group_settings=True)
     except (FileNotFoundError, ValueError) as error:
         msg.fail(str(error), exits=1)
     msg.good(f"Report from {len(paths)} metrics files -> {output} (figures in {figures})")
@@ -321,74 +411,6 @@ def _var_value(text: str) -> Any:
         return text
 
 
-@app.command("table")
-def table_command(
-    project_dir: Path = typer.Argument(Path("."), help="The spaCy project folder."),
-    dataset: str = typer.Option("emotions", "--dataset"),
-    ratios: str = typer.Option("0.5,0.7,0.9", "--ratios"),
-    seeds: str = typer.Option("0,1", "--seeds"),
-    extra_vars: Optional[List[str]] = typer.Option(
-        None, "--var", help="More project vars as NAME=VALUE (repeatable)."
-    ),
-    removal: str = typer.Option("per_sample", "--removal"),
-    max_docs: int = typer.Option(1000, "--max-docs"),
-    epochs: int = typer.Option(3, "--epochs"),
-    source_epochs: int = typer.Option(2, "--source-epochs"),
-    batch_size: int = typer.Option(32, "--batch-size"),
-    max_length: int = typer.Option(64, "--max-length"),
-    backbone: str = typer.Option("all-MiniLM-L6-v2", "--backbone"),
-    gpu_id: int = typer.Option(-1, "--gpu-id"),
-    data_dir: str = typer.Option("../shared/datasets", "--data-dir"),
-) -> None:
-    """Run the `adapt` and `baselines` workflows for every seed and ratio, then the report.
-
-    Seeds form the outer loop: the source model and the all-labels baseline depend on the
-    seed only, so the project runner skips them for the second and third ratio.
-    """
-    from weasel.cli.run import project_run
-
-    if dataset not in DATASETS:
-        msg.fail(f"Unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}.", exits=1)
-    build_report = _build_report()
-    common: Dict[str, Any] = {
-        "dataset": dataset,
-        "removal": removal,
-        "max_docs": max_docs,
-        "epochs": epochs,
-        "source_epochs": source_epochs,
-        "batch_size": batch_size,
-        "max_length": max_length,
-        "backbone": backbone,
-        "gpu_id": gpu_id,
-        "data_dir": data_dir,
-    }
-    for item in extra_vars or []:
-        name, _, value = item.partition("=")
-        common[name] = _var_value(value)
-    for seed in _split_names(seeds) or []:
-        # A ratio stays a string, so folder names keep its spelling (0.7, not 0.7000000000000001).
-        for ratio in _split_names(ratios) or []:
-            run_vars = {**common, "seed": int(seed), "ratio": ratio}
-            overrides = {f"vars.{name}": value for name, value in run_vars.items()}
-            for workflow in ("adapt", "baselines"):
-                msg.divider(f"{workflow}: {dataset}, ratio {ratio}, seed {seed}")
-                try:
-                    project_run(project_dir, workflow, overrides=overrides)
-                except SystemExit as stop:
-                    if stop.code:
-                        msg.fail(
-                            f"table: the {workflow} workflow failed at ratio {ratio}, seed "
-                            f"{seed} (exit code {stop.code}); its error is printed above.",
-                            exits=1,
-                        )
-    metrics = sorted((project_dir / "metrics" / dataset).rglob("*.json"))
-    output = project_dir / "reports" / f"{dataset}.md"
-    try:
-        build_report(metrics, output, output.parent / f"{dataset}_figures", title=dataset)
-    except (FileNotFoundError, ValueError) as error:
-        msg.fail(f"table: the report failed: {error}", exits=1)
-    msg.good(f"Report from {len(metrics)} metrics files -> {output}")
-
-
-# Registers `train` and `find-thresholds` on `app`; imported last because it imports `app`.
-from . import model_commands  # noqa: E402, F401
+# Register `train`, `find-thresholds`, `check`, `table`, `tune` and `ablate` on `app`;
+# imported last because they import `app`.
+from . import grid, model_commands, project_commands  # noqa: E402, F401

@@ -11,12 +11,19 @@ its outcome written, for the built-in datasets and users' files alike. It writes
 - ``target_train_full.spacy``: the same documents with all labels, only when labels were
   hidden (the upper-bound baseline needs them);
 - ``target_test.spacy``: fully labelled target docs for evaluation, carved from the target
-  when its labels are complete, or read from a separate file; absent otherwise,
+  when its labels are complete, or read from a separate file; absent otherwise;
+- with ``valid_fraction`` set: ``target_valid.spacy``, a seeded slice carved out of target
+  train for label-free model selection. It is labelled like target train (hidden by the same
+  protocol, or partial as given), so selecting on it needs no true target label; and
+  ``target_valid_full.spacy``, the slice with all labels, when labels were hidden. The slice is
+  drawn from its own stream, so it is the same documents at every ratio, and the test split
+  never moves.
 
-plus ``labels.json`` and ``stats.json`` (counts per split, everything dropped or changed and
-why, and the settings used).
+plus ``labels.json`` and ``stats.json`` (counts per split, the MD5 of every file written,
+everything dropped or changed and why, and the settings used).
 """
 
+import hashlib
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -36,9 +43,13 @@ OUTPUT_FILES = {
     "source_train": "source_train.spacy",
     "source_test": "source_test.spacy",
     "target_train": "target_train.spacy",
+    "target_valid": "target_valid.spacy",
     "target_train_full": "target_train_full.spacy",
+    "target_valid_full": "target_valid_full.spacy",
     "target_test": "target_test.spacy",
 }
+#: The partially labelled target splits, each with the hiding stream of its own.
+PARTIAL_SPLITS = {"target_train": "hiding", "target_valid": "valid_hiding"}
 LABELS_FILE = "labels.json"
 STATS_FILE = "stats.json"
 
@@ -100,6 +111,26 @@ def _split_domains(
     return splits, capped, domains
 
 
+def _carve_valid(
+    splits: Dict[str, Corpus], capped: Dict[str, int], fraction: float, seed: int
+) -> None:
+    """Move a seeded ``fraction`` of target train into ``target_valid`` (in place).
+
+    The slice is drawn from the target train docs alone, with its own stream, so it does not
+    depend on the ratio and leaves the test split where it is.
+    """
+    train = splits["target_train"]
+    if len(train) < 2:
+        raise DataPreparationError(
+            f"The target train split has {len(train)} document(s) (from {train.report.origin}): "
+            "at least 2 are needed to carve a validation slice (valid_fraction)."
+        )
+    fit, valid = split_train_test(len(train), fraction, random_stream(seed, "target_valid"))
+    splits["target_train"] = train.subset(fit)
+    splits["target_valid"] = train.subset(valid)
+    capped["target_valid"] = 0
+
+
 def _remove_stale(out: Path, written: Sequence[str]) -> List[str]:
     """Delete output files of an earlier run that this run does not write, so that a stale
     ``target_test.spacy`` is never taken for this run's; return their names."""
@@ -140,18 +171,27 @@ def prepare_domains(
             )
     splits, capped, domains = _split_domains(pair, settings, target_test)
     domains["target"].update(label_info)
+    if settings.valid_fraction is not None:
+        _carve_valid(splits, capped, settings.valid_fraction, settings.seed)
     label_names = list(pair.source.labels)
     train = splits["target_train"]
     matrices = {name: corpus.matrix for name, corpus in splits.items()}
-    hiding = None
+    hidings: Dict[str, Any] = {}
     if settings.hides:
-        hiding = hide_labels(
-            train.matrix, settings.ratio, settings.removal, random_stream(settings.seed, "hiding")
-        )
-        matrices["target_train"] = hiding.partial
-        matrices["target_train_full"] = train.matrix
-        splits["target_train_full"] = train
-        capped["target_train_full"] = capped["target_train"]
+        for name, stream_name in PARTIAL_SPLITS.items():
+            if name not in splits:
+                continue
+            full = splits[name]
+            hidings[name] = hide_labels(
+                full.matrix,
+                settings.ratio,
+                settings.removal,
+                random_stream(settings.seed, stream_name),
+            )
+            matrices[name] = hidings[name].partial
+            matrices[f"{name}_full"] = full.matrix
+            splits[f"{name}_full"] = full
+            capped[f"{name}_full"] = capped[name]
     elif not train.matrix.any():
         raise DataPreparationError(
             f"The target data ({train.report.origin}) has no known positive for any label: "
@@ -164,18 +204,17 @@ def prepare_domains(
     removed = _remove_stale(out, written)
     nlp = spacy.blank("en")
     split_stats: Dict[str, Dict[str, Any]] = {}
+    checksums: Dict[str, str] = {}
     for name in written:
-        _docbin(nlp, splits[name], matrices[name]).to_disk(out / OUTPUT_FILES[name])
+        path = out / OUTPUT_FILES[name]
+        _docbin(nlp, splits[name], matrices[name]).to_disk(path)
+        checksums[OUTPUT_FILES[name]] = hashlib.md5(path.read_bytes()).hexdigest()
         split_stats[name] = _split_stats(
             matrices[name], label_names, capped[name], settings.cap(name)
         )
-    if hiding is not None:
-        split_stats["target_train"]["hidden"] = dict(
-            zip(label_names, hiding.hidden_per_label.tolist())
-        )
-        split_stats["target_train"]["restored"] = dict(
-            zip(label_names, hiding.restored_per_label.tolist())
-        )
+    for name, hiding in hidings.items():
+        split_stats[name]["hidden"] = dict(zip(label_names, hiding.hidden_per_label.tolist()))
+        split_stats[name]["restored"] = dict(zip(label_names, hiding.restored_per_label.tolist()))
     stats: Dict[str, Any] = {
         "settings": {
             **settings.to_dict(),
@@ -189,11 +228,12 @@ def prepare_domains(
             "labels": LABELS_FILE,
             "stats": STATS_FILE,
         },
+        "checksums": checksums,
         "removed_stale_files": removed,
         "target_labels": "hidden by ratio" if settings.hides else "partial as given",
         "target_test": _target_test_origin(settings, target_test),
         "splits": split_stats,
-        "hiding": _hiding_stats(settings, hiding),
+        "hiding": _hiding_stats(settings, hidings.get("target_train")),
         "reads": {name: report.to_dict() for name, report in pair.reports.items()},
         "domains": domains,
         "dataset": dict(pair.details),

@@ -16,14 +16,18 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from wasabi import MarkdownRenderer
 
-from .evaluate import METHODS
+from .methods import ALL_METHODS
 from .runs import Run, ratio_header
 
 # The paper's Fig. 5 colours: fine-tuning with partial labels blue, DALLMi green, full red.
 METHOD_COLOURS = {
     "none": "tab:gray",
     "ft_partial": "tab:blue",
+    "an_ls": "tab:cyan",
+    "wan": "tab:purple",
     "dallmi": "tab:green",
+    "dallmi_lambda0": "tab:olive",
+    "dallmi_paper": "tab:brown",
     "ft_full": "tab:red",
 }
 CURVE_METHODS = ("ft_partial", "dallmi", "ft_full")
@@ -41,7 +45,7 @@ def _first_ratio(runs: Sequence[Run], has_data: Callable[[Run], bool]) -> Option
 
     The figures show one ratio; the smallest is the paper's Fig. 5 setting (50% removed).
     """
-    ratios = [run.ratio for run in runs if has_data(run)]
+    ratios = [run.ratio for run in runs if run.ratio is not None and has_data(run)]
     return min(ratios) if ratios else None
 
 
@@ -57,7 +61,7 @@ def curve_points(
     per_epoch: Dict[int, List[float]] = {}
     seeds = 0
     for run in runs:
-        if run.method != method or run.ratio != ratio or not run.result.get("epochs"):
+        if run.method != method or run.ratio not in (None, ratio) or not run.result.get("epochs"):
             continue
         seeds += 1
         recorded = set()
@@ -107,11 +111,11 @@ def plot_learning_curve(runs: Sequence[Run], ratio: float, path: Path) -> None:
 
 def plot_ap_per_label(runs: Sequence[Run], ratio: float, path: Path) -> None:
     """Grouped bars of each method's AP per label at `ratio`, mean over seeds."""
-    methods = [m for m in METHODS if any(r.method == m and r.ratio == ratio for r in runs)]
+    at_ratio = [run for run in runs if run.ratio in (None, ratio)]
+    methods = [m for m in ALL_METHODS if any(r.method == m for r in at_ratio)]
     labels: List[str] = []
-    for run in runs:
-        if run.ratio == ratio:
-            labels.extend(label for label in run.metrics["cats_ap_per_type"] if label not in labels)
+    for run in at_ratio:
+        labels.extend(label for label in run.metrics["cats_ap_per_type"] if label not in labels)
     figure = Figure(
         figsize=(max(6.4, min(24.0, 1.0 + 0.6 * len(labels))), 4.2), layout="constrained"
     )
@@ -123,10 +127,8 @@ def plot_ap_per_label(runs: Sequence[Run], ratio: float, path: Path) -> None:
         for label in labels:
             values = [
                 run.metrics["cats_ap_per_type"][label]
-                for run in runs
-                if run.method == method
-                and run.ratio == ratio
-                and run.metrics["cats_ap_per_type"].get(label) is not None
+                for run in at_ratio
+                if run.method == method and run.metrics["cats_ap_per_type"].get(label) is not None
             ]
             heights.append(100 * numpy.mean(values) if values else math.nan)
         axes.bar(

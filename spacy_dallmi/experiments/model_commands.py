@@ -1,17 +1,58 @@
-"""Commands that train or tune a pipeline: ``train`` and ``find-thresholds``.
+"""Commands that train a pipeline or fit its thresholds: ``train`` and ``find-thresholds``.
 
 They sit beside the data and report commands on the same ``python -m spacy_dallmi`` app
 (:mod:`.cli` imports this module to register them) but need nothing from the experiment
 kit's extra: only spaCy, the library and typer, which spaCy itself installs.
 """
 
+import shutil
 from pathlib import Path
+from typing import Any, Dict, Optional
 
+import srsly
 import typer
 from spacy.cli._util import parse_config_overrides
 from wasabi import msg
 
-from .cli import app
+from .cli import SKIPPED_FILE, app
+
+#: The per-epoch learning-curve records, inside the training output folder.
+CURVE_FILE = "curve.jsonl"
+
+
+def parse_flag(value: str, option: str) -> bool:
+    """A true/false option as a project var spells it (``true``, ``false``, ``1``, ``0``)."""
+    text = value.strip().lower()
+    if text not in ("true", "false", "1", "0", "yes", "no"):
+        msg.fail(f"{option} must be true or false, got {value!r}", exits=1)
+    return text in ("true", "1", "yes")
+
+
+def read_overrides(path: Path) -> Dict[str, Any]:
+    """A JSON object of dotted config overrides, e.g. ``{"training.optimizer.learn_rate.
+    initial_rate": 0.0001}`` (what the `tune` workflow writes)."""
+    if not path.is_file():
+        msg.fail(f"Overrides file not found: {path}", exits=1)
+    try:
+        overrides = srsly.read_json(path)
+    except ValueError as error:
+        msg.fail(f"{path} is not valid JSON: {error}", exits=1)
+    if not isinstance(overrides, dict) or not all("." in key for key in overrides):
+        msg.fail(
+            f"{path} must hold a JSON object of dotted config overrides, e.g. "
+            '{"training.optimizer.learn_rate.initial_rate": 0.0001}',
+            exits=1,
+        )
+    return overrides
+
+
+def write_skipped(output: Path, reason: str) -> None:
+    """Put a marker saying why there is no model where the run's output would be, so the
+    evaluation step can say so too instead of failing on a missing model."""
+    if output.exists():
+        shutil.rmtree(output)
+    output.mkdir(parents=True)
+    srsly.write_json(output / SKIPPED_FILE, {"reason": reason})
 
 
 @app.command(
@@ -29,15 +70,52 @@ def train_command(
         "--keep-source/--no-keep-source",
         help="For a sourced config: model-best may be the starting pipeline if it scores best.",
     ),
+    overrides_file: Optional[Path] = typer.Option(
+        None,
+        "--overrides-file",
+        help="JSON object of dotted config overrides, applied after the --section.key ones "
+        "(so tuned values replace them).",
+    ),
+    curve_docs: Optional[Path] = typer.Option(
+        None,
+        "--curve-docs",
+        help="Held-out labelled docs scored after every epoch for the learning-curve figure "
+        "only (never for selection); written to OUTPUT/curve.jsonl. Skipped if missing.",
+    ),
+    curve: str = typer.Option("true", "--curve", help="false: no per-epoch curve."),
+    skip_if_missing: Optional[Path] = typer.Option(
+        None,
+        "--skip-if-missing",
+        help="Do not train, and leave OUTPUT/skipped.json saying why, when this file does not "
+        "exist (e.g. fully labelled target train for a partially labelled target).",
+    ),
 ) -> None:
     """`spacy train` for E epochs: linear LR decay over exactly that run, one evaluation per
     epoch, output renamed into place only when finished. Extra --section.key value
     options override the config, as with `spacy train`."""
-    from ..training import train_epochs
+    from ..training import PARTIAL_SUFFIX, train_epochs
 
     if not config.is_file():
         msg.fail(f"Config file not found: {config}", exits=1)
+    if skip_if_missing is not None and not skip_if_missing.exists():
+        reason = (
+            f"not trained: {skip_if_missing} does not exist (the upper bound needs fully "
+            "labelled target train, which exists only when labels are hidden for a study, "
+            "ratio > 0)"
+        )
+        write_skipped(output, reason)
+        msg.info(f"{output}: {reason}")
+        return
     overrides = parse_config_overrides(ctx.args)
+    if overrides_file is not None:
+        overrides.update(read_overrides(overrides_file))
+    if parse_flag(curve, "--curve") and curve_docs is not None:
+        if curve_docs.is_file():
+            partial = output.with_name(output.name + PARTIAL_SUFFIX)
+            overrides["paths.curve_docs"] = str(curve_docs)
+            overrides["paths.curve_output"] = str(partial / CURVE_FILE)
+        else:
+            msg.info(f"No per-epoch test curve: {curve_docs} does not exist.")
     try:
         train_epochs(
             config, output, epochs, overrides=overrides, use_gpu=gpu_id, keep_source=keep_source

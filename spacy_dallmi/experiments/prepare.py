@@ -54,16 +54,34 @@ def prepare_dataset(
     max_docs: Optional[int] = None,
     test_fraction: float = 0.2,
     quiet: bool = False,
+    max_source_docs: Optional[int] = None,
+    max_target_docs: Optional[int] = None,
+    max_target_test_docs: Optional[int] = None,
+    target_test_fraction: Optional[float] = None,
+    valid_fraction: Optional[float] = None,
 ) -> Dict[str, Any]:
     """Build the corpora of a built-in layout (``emotions`` or ``pubmed``) from ``data_dir``.
 
     ``data_dir`` holds ``goemotions/``, ``semeval2018_ec/`` and ``pubmed/`` as described in the
     datasets README. The built-in targets are fully labelled, so ``ratio`` must be in (0, 1).
-    Settings are checked before anything is read. Returns the stats also written to
+    The per-domain caps and ``valid_fraction`` are :class:`PrepareSettings`'. Settings are
+    checked before anything is read. Returns the stats also written to
     ``output_dir/stats.json``.
     """
     check_ratio(ratio)
-    settings = PrepareSettings(dataset, ratio, removal, seed, max_docs, test_fraction)
+    settings = PrepareSettings(
+        dataset,
+        ratio,
+        removal,
+        seed,
+        max_docs,
+        test_fraction,
+        max_source_docs,
+        max_target_docs,
+        max_target_test_docs,
+        target_test_fraction,
+        valid_fraction,
+    )
     pair = load_dataset(dataset, data_dir, seed=seed)
     inputs = {"data_dir": str(data_dir)}
     return prepare_domains(pair, output_dir, settings, inputs=inputs, quiet=quiet)
@@ -96,6 +114,7 @@ def prepare_files(
     target_test_fraction: Optional[float] = None,
     max_drop_share: float = MAX_DROP_SHARE,
     quiet: bool = False,
+    valid_fraction: Optional[float] = None,
 ) -> Dict[str, Any]:
     """Build the corpora from a user's own source and target files (CSV, TSV or JSONL).
 
@@ -123,6 +142,7 @@ def prepare_files(
         max_target_docs,
         max_target_test_docs,
         target_test_fraction,
+        valid_fraction,
     )
     if not 0.0 <= max_drop_share <= 1.0:
         raise DataPreparationError(f"max_drop_share must be in [0, 1], got {max_drop_share!r}")

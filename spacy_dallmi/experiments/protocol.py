@@ -29,6 +29,8 @@ STREAMS = {
     "target_train_cap": 5,
     "target_test_cap": 6,
     "hiding": 7,
+    "target_valid": 8,
+    "valid_hiding": 9,
 }
 
 
@@ -68,6 +70,8 @@ class PrepareSettings:
 
     ``ratio`` 0 means the target's labels are already partial: nothing is hidden. ``max_docs``
     caps every split; the per-domain caps, when set, take its place for their splits.
+    ``valid_fraction`` carves a validation slice of that share out of target train (None: no
+    slice, the target train is written whole).
     """
 
     dataset: str
@@ -80,6 +84,7 @@ class PrepareSettings:
     max_target_docs: Optional[int] = None
     max_target_test_docs: Optional[int] = None
     target_test_fraction: Optional[float] = None
+    valid_fraction: Optional[float] = None
 
     def __post_init__(self) -> None:
         check_ratio(self.ratio, allow_zero=True)
@@ -90,7 +95,7 @@ class PrepareSettings:
             raise DataPreparationError(f"seed must be >= 0, got {self.seed!r}")
         for name in ("max_docs", "max_source_docs", "max_target_docs", "max_target_test_docs"):
             _check_count(name, getattr(self, name))
-        for name in ("test_fraction", "target_test_fraction"):
+        for name in ("test_fraction", "target_test_fraction", "valid_fraction"):
             value = getattr(self, name)
             if (value is not None or name == "test_fraction") and not _is_unit(value):
                 raise DataPreparationError(

@@ -2,7 +2,9 @@
 them: per-seed values of a metric, ``mean ± std`` cells and DALLMi's recovery.
 
 Each metrics file is one :func:`spacy_dallmi.experiments.evaluate.evaluate_pipeline` result:
-one method at one share of hidden positives (``settings.ratio``) with one seed.
+one method at one share of hidden positives (``settings.ratio``) with one seed. The methods
+that read no hidden labels (``none``, ``ft_full``) may have no ratio: one run then counts at
+every ratio.
 """
 
 import statistics
@@ -12,13 +14,12 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import srsly
 
-from .evaluate import METHODS
+from .methods import ALL_METHODS, RATIO_FREE_METHODS
 
 MISSING = "–"
 
 REQUIRED_KEYS = (
     "method",
-    "settings.ratio",
     "settings.seed",
     "n_docs",
     "wall_seconds",
@@ -35,7 +36,7 @@ class Run:
 
     path: Path
     method: str
-    ratio: float
+    ratio: Optional[float]
     seed: Any
     result: Dict[str, Any]
 
@@ -86,17 +87,20 @@ def load_runs(metrics_paths: Iterable[Path]) -> List[Run]:
         if missing:
             raise ValueError(
                 f"{path} lacks the required key(s) {missing}. Metrics files are written by "
-                "`python -m spacy_dallmi evaluate`, with --ratio and --seed set."
+                "`python -m spacy_dallmi evaluate`, with --set ratio=R --set seed=S."
             )
         method = result["method"]
-        if method not in METHODS:
-            raise ValueError(f"{path}: unknown method {method!r}; use one of {METHODS}.")
-        ratio = result["settings"]["ratio"]
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
+        if method not in ALL_METHODS:
+            raise ValueError(f"{path}: unknown method {method!r}; use one of {ALL_METHODS}.")
+        ratio = result["settings"].get("ratio")
+        if not (ratio is None and method in RATIO_FREE_METHODS) and (
+            isinstance(ratio, bool) or not isinstance(ratio, (int, float))
+        ):
             raise ValueError(f"{path}: settings.ratio must be a number, got {ratio!r}.")
         if result["settings"]["seed"] is None:
             raise ValueError(f"{path}: settings.seed is null; evaluate with --seed set.")
-        run = Run(path, method, _ratio_key(ratio), result["settings"]["seed"], result)
+        key_ratio = None if ratio is None else _ratio_key(ratio)
+        run = Run(path, method, key_ratio, result["settings"]["seed"], result)
         key = (run.method, run.ratio, srsly.json_dumps(run.seed))
         if key in seen:
             raise ValueError(
@@ -108,12 +112,18 @@ def load_runs(metrics_paths: Iterable[Path]) -> List[Run]:
     return runs
 
 
-def metric_values(runs: Sequence[Run], method: str, ratio: float, metric: str) -> List[float]:
-    """The metric of every seed of `method` at `ratio` (runs where it is null are left out)."""
+def metric_values(
+    runs: Sequence[Run], method: str, ratio: float, metric: str, last: bool = False
+) -> List[float]:
+    """The metric of every seed of `method` at `ratio` (runs where it is null are left out; a
+    run without a ratio counts at every ratio). ``last``: the last epoch's metrics
+    (``metrics_last``) instead of the selected model's, where a run has them."""
     values = []
     for run in runs:
-        value = run.metrics.get(metric)
-        if run.method == method and run.ratio == ratio and value is not None:
+        metrics = run.result.get("metrics_last", run.metrics) if last else run.metrics
+        value = metrics.get(metric)
+        at_ratio = run.ratio is None or run.ratio == ratio
+        if run.method == method and at_ratio and value is not None:
             values.append(float(value))
     return values
 
@@ -145,6 +155,9 @@ def recovery(dallmi: float, ft_partial: float, ft_full: float) -> Optional[float
     return (dallmi - ft_partial) / gap
 
 
-def ratio_header(ratio: float) -> str:
-    """The column heading of a ratio, e.g. ``50% removed``."""
-    return f"{ratio * 100:g}% removed"
+def ratio_header(ratio: Optional[float]) -> str:
+    """The column heading of a ratio, e.g. ``50% removed``; ratio 0 is a target whose labels
+    were partial as given, None a column of runs that do not depend on the ratio."""
+    if ratio is None:
+        return "any ratio"
+    return f"{ratio * 100:g}% removed" if ratio else "labels as given"

@@ -30,6 +30,26 @@ def _read_changes(name: str, read: Dict[str, Any]) -> List[str]:
     return lines
 
 
+def _valid_changes(stats: Dict[str, Any]) -> List[str]:
+    """What carving the validation slice did, and the labels it has no known positive for."""
+    valid = stats["splits"].get("target_valid")
+    if valid is None:
+        return []
+    fraction = stats["settings"]["valid_fraction"]
+    lines = [
+        f"target_valid: {valid['docs']} doc(s) ({fraction:g} of target train) carved out for "
+        "label-free model selection; labelled like target_train, so it holds no true label "
+        "that training could not see."
+    ]
+    unknown = [label for label, n in valid["positives"].items() if not n]
+    if unknown:
+        lines.append(
+            f"target_valid: label(s) {', '.join(unknown)} have no known positive in the "
+            "validation slice; the selection score leaves them out."
+        )
+    return lines
+
+
 def describe_changes(stats: Dict[str, Any]) -> List[str]:
     """One plain sentence per thing that was left out or changed, with its count and reason."""
     lines: List[str] = []
@@ -52,7 +72,7 @@ def describe_changes(stats: Dict[str, Any]) -> List[str]:
             f"(unlabeled/negative) in every target doc."
         )
     for split, numbers in stats["splits"].items():
-        if numbers["capped"] and split != "target_train_full":
+        if numbers["capped"] and not split.endswith("_full"):
             also = " (the same docs in target_train_full)" if split == "target_train" else ""
             lines.append(
                 f"{split}: {numbers['capped']} doc(s) left out by a cap of "
@@ -65,6 +85,7 @@ def describe_changes(stats: Dict[str, Any]) -> List[str]:
             f"target_train: 1 hidden positive restored for label(s) {names}, so that every "
             f"label keeps at least one known positive."
         )
+    lines.extend(_valid_changes(stats))
     if stats["hiding"] is None:
         unknown = [k for k, n in stats["splits"]["target_train"]["positives"].items() if not n]
         lines.append(

@@ -79,6 +79,7 @@ def write_thresholds(fitted: Dict[str, Dict[str, float]], path: Union[str, Path]
     """Write ``{label: threshold}`` (what ``classify --thresholds`` reads) to ``path`` and
     the per-label F1 and positive counts beside it, as ``<stem>.details.json``."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_json(path, {label: values["threshold"] for label, values in fitted.items()})
     details = path.with_name(f"{path.stem}.details.json")
     srsly.write_json(details, fitted)
