@@ -487,17 +487,20 @@ def _counted(rows: Iterator[Dict[str, Any]], counts: Counts) -> Iterator[Dict[st
         yield row
 
 
+def print_statuses(statuses: Dict[str, int]) -> None:
+    msg.info(
+        f"Texts classified: {statuses['ok']}; empty: {statuses['empty']}; missing: "
+        f"{statuses['missing']} (kept, null probabilities, see column {STATUS_COLUMN})."
+    )
+
+
 def print_summary(counts: Counts, output: Path) -> None:
     rate = counts.rows_out / counts.seconds if counts.seconds else 0.0
     msg.good(
         f"Wrote {counts.rows_out} rows to {output} ({counts.rows_in} read) in "
         f"{counts.seconds:.1f} s, {rate:.1f} docs/s."
     )
-    statuses = counts.statuses
-    msg.info(
-        f"Texts classified: {statuses['ok']}; empty: {statuses['empty']}; missing: "
-        f"{statuses['missing']} (kept, null probabilities, see column {STATUS_COLUMN})."
-    )
+    print_statuses(counts.statuses)
     if counts.blank_lines:
         msg.info(f"Blank lines skipped (not rows): {counts.blank_lines}.")
     if counts.short_rows:
@@ -505,7 +508,9 @@ def print_summary(counts: Counts, output: Path) -> None:
 
 
 def classify_command(
-    model: Path = typer.Argument(..., help="A saved pipeline (folder or package name)."),
+    model: str = typer.Argument(
+        ..., metavar="MODEL", help="A saved pipeline (folder or package name)."
+    ),
     input_path: Path = typer.Argument(
         ..., metavar="INPUT", help="CSV, TSV, JSONL or Parquet file (a folder with --ray)."
     ),
@@ -529,7 +534,7 @@ def classify_command(
     ),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to run on; -1 for CPU."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    use_ray: bool = typer.Option(False, "--ray", help="Run on Ray Data (extra [ray])."),
+    use_ray: bool = typer.Option(False, "--ray", help="Run on Ray Data (the ray extra)."),
     workers: int = typer.Option(1, "--workers", help="With --ray: pipeline copies (actors)."),
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="With --ray."),
     ray_address: Optional[str] = typer.Option(
@@ -572,7 +577,7 @@ def classify_command(
 
 
 def _run_local(
-    model: Path,
+    model: str,
     input_path: Path,
     output_path: Path,
     text_column: str,
@@ -607,7 +612,7 @@ def _run_local(
 
 
 def _run_ray(
-    model: Path,
+    model: str,
     input_path: Path,
     output_dir: Path,
     text_column: str,
@@ -648,8 +653,4 @@ def _run_ray(
         f"Wrote {summary.rows} rows as {len(summary.files)} Parquet file(s) to {output_dir} "
         f"in {summary.seconds:.1f} s."
     )
-    statuses = summary.statuses
-    msg.info(
-        f"Texts classified: {statuses['ok']}; empty: {statuses['empty']}; missing: "
-        f"{statuses['missing']} (kept, null probabilities, see column {STATUS_COLUMN})."
-    )
+    print_statuses(summary.statuses)
