@@ -70,7 +70,8 @@ def check_columns(path: Path, required: List[str], var_of: Dict[str, str]) -> No
         records = iter_records(path, detect_format(path), required, encoding=DEFAULT_ENCODING)
         next(records, None)
     except MissingColumnError as error:
-        missing = [column for column in required if f"'{column}'" in str(error)]
+        named = str(error).split(" not found")[0]
+        missing = [column for column in required if repr(column) in named]
         vars_ = sorted({f"--vars.{var_of[column]}" for column in missing})
         raise CheckError(f"{error} Set {' / '.join(vars_)}.") from None
     except DataPreparationError as error:

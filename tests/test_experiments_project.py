@@ -1,0 +1,256 @@
+"""The spaCy project without training: its keyed run folders, the `check` step, the
+validation slice, and the rule that no training or selection step is given the test split."""
+
+import shlex
+from pathlib import Path
+from typing import Dict, List
+
+import numpy
+import pytest
+import spacy
+import srsly
+from spacy.tokens import DocBin
+from typer.testing import CliRunner
+from weasel.util import load_project_config
+
+from spacy_dallmi.experiments.cli import app
+from spacy_dallmi.experiments.prepare import prepare_files
+
+REPO = Path(__file__).resolve().parents[1]
+TRAINING_COMMANDS = (
+    "train-source",
+    "train-dallmi",
+    "train-dallmi-lambda0",
+    "train-dallmi-paper",
+    "finetune-partial",
+    "finetune-an-ls",
+    "finetune-wan",
+    "finetune-full",
+    "tune-grid",
+    "ablate",
+    "thresholds",
+)
+STUDY = {"vars.dataset": "emotions", "vars.ratio": 0.7000000000000001}
+
+
+def commands(overrides: Dict[str, object]) -> Dict[str, dict]:
+    config = load_project_config(REPO, overrides=overrides)
+    return {command["name"]: command for command in config["commands"]}
+
+
+def outputs(overrides: Dict[str, object]) -> Dict[str, List[str]]:
+    return {name: c.get("outputs", []) for name, c in commands(overrides).items()}
+
+
+def run_folders(overrides: Dict[str, object]) -> Dict[str, str]:
+    """Training and metrics outputs by command (the report's own file aside)."""
+    found = {}
+    for name, paths in outputs(overrides).items():
+        for path in paths:
+            if path.startswith(("training/", "metrics/")):
+                found[name] = path
+    return found
+
+
+def test_no_dependency_or_output_list_collapses_into_one_string() -> None:
+    """confection can join a list of interpolated strings into one "a, b" string; weasel would
+    then look for a file of that name."""
+    for overrides in ({}, STUDY, {**STUDY, "vars.tuned": True, "vars.learn_rate": 0.0003}):
+        for name, command in commands(overrides).items():
+            for key in ("deps", "outputs"):
+                joined = [path for path in command.get(key, []) if ", " in path]
+                assert not joined, (name, key, joined)
+
+
+@pytest.mark.parametrize(
+    "var,value",
+    [
+        ("dataset", "pubmed"),
+        ("max_source_docs", 500),
+        ("max_target_docs", 500),
+        ("max_target_test_docs", 500),
+        ("valid_fraction", 0.2),
+        ("seed", 1),
+        ("ratio", 0.9),
+        ("removal", "per_label"),
+        ("learn_rate", 0.0003),
+        ("mixup_lambda", 0.3),
+        ("mixup_warmup_steps", 10),
+        ("loss_form", "log"),
+        ("epochs", 6),
+        ("backbone_key", "bert"),
+        ("max_length", 128),
+        ("batch_size", 64),
+        ("tuned", True),
+    ],
+)
+def test_every_setting_that_changes_a_result_changes_the_dallmi_run_folder(var, value) -> None:
+    base = run_folders(STUDY)
+    changed = run_folders({**STUDY, f"vars.{var}": value})
+    assert changed["train-dallmi"] != base["train-dallmi"]
+    assert changed["evaluate-dallmi"] != base["evaluate-dallmi"]
+
+
+@pytest.mark.parametrize(
+    "var,value", [("learn_rate", 0.0003), ("mixup_lambda", 0.3), ("ratio", 0.9)]
+)
+def test_runs_a_setting_does_not_affect_are_shared(var, value) -> None:
+    """A new DALLMi setting reuses the source model and the ratio-free baselines."""
+    base = run_folders(STUDY)
+    changed = run_folders({**STUDY, f"vars.{var}": value})
+    for name in ("train-source", "evaluate-source"):
+        assert changed[name] == base[name]
+    if var != "learn_rate":
+        assert changed["finetune-full"] == base["finetune-full"]
+    if var == "mixup_lambda":
+        assert changed["finetune-partial"] == base["finetune-partial"]
+
+
+def test_training_and_selection_never_receive_the_test_split() -> None:
+    """The test split reaches a training command only as the per-epoch curve's docs, which
+    `--vars.curve false` turns off and which spaCy's selection never reads (the slow test
+    shows that poisoning it changes nothing)."""
+    for curve in (True, False):
+        found = commands({**STUDY, "vars.curve": curve})
+        for name in TRAINING_COMMANDS:
+            args = shlex.split(found[name]["script"][0])
+            tests = [i for i, arg in enumerate(args) if "target_test" in arg]
+            if curve and name.startswith(("train-dallmi", "finetune")):
+                assert [args[i - 1] for i in tests] == ["--curve-docs"], name
+                assert args[args.index("--curve") + 1] == "true"
+            elif name.startswith(("train-dallmi", "finetune")):
+                assert args[args.index("--curve") + 1] == "false", name
+            else:
+                assert not tests, name
+            dev = args[args.index("--paths.dev") + 1] if "--paths.dev" in args else ""
+            assert "target_test" not in dev
+            assert name == "train-source" or not dev or "target_valid" in dev
+
+
+def run(args: List[str]):
+    result = CliRunner().invoke(app, [str(arg) for arg in args])
+    result.text = " ".join(result.output.split())
+    return result
+
+
+def write_csv(path: Path, rows: List[List[object]], header=("text", "labels")) -> Path:
+    lines = [",".join(header)] + [",".join(str(cell) for cell in row) for row in rows]
+    path.write_text("\n".join(lines) + "\n", encoding="utf8")
+    return path
+
+
+@pytest.fixture()
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    write_csv(tmp_path / "s.csv", [["a b", "x|y"], ["c d", "y"], ["e", "[]"]])
+    write_csv(tmp_path / "t.csv", [["f g", "x"], ["h", "[]"]])
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["emotion"], "Unknown dataset 'emotion': set --vars.dataset"),
+        (["custom", "--source-file", "nope.csv"], "not found: nope.csv (set --vars.source_file)"),
+        (["custom", "--source-file", "s.csv"], "set --vars.target_file"),
+        (["custom", "--source-file", "s.csv", "--target-file", "t.csv"], "set --vars.labels_col"),
+        (
+            ["custom", "--source-file", "s.csv", "--target-file", "t.csv", "--labels-column", "y"],
+            "Column(s) 'y' not found in s.csv. Columns found: 'text', 'labels'. Set "
+            "--vars.labels_column.",
+        ),
+        (
+            ["custom", "--source-file", "s.csv", "--target-file", "t.csv", "--text-column", "tx"]
+            + ["--labels-column", "labels"],
+            "Set --vars.text_column.",
+        ),
+        (["pubmed", "--data-dir", "nowhere"], "Set --vars.data_dir"),
+        (["pubmed", "--ratio", "0"], "set --vars.ratio to the share"),
+        (["custom", "--backbone", "/models/bert"], "set --vars.backbone_key to a short name"),
+        (["custom", "--tuned", "true"], "No tuned values for dallmi"),
+    ],
+)
+def test_check_names_the_var_to_set_in_one_line(in_tmp: Path, args, expected) -> None:
+    defaults = ["--source-file", "s.csv", "--target-file", "t.csv", "--labels-column", "labels"]
+    if args[0] == "custom" and len(args) > 1 and args[1] in ("--backbone", "--tuned"):
+        args = [*args, *defaults, "--overrides-dir", "overrides/custom/tunedtrue"]
+    if args[0] == "pubmed" and "--data-dir" not in args:
+        args = [*args, "--data-dir", str(REPO.parent / "shared" / "datasets")]
+    result = run(["check", *args])
+    assert result.exit_code == 1, result.output
+    assert expected in result.text
+    assert result.output.count("✘") == 1 and "Traceback" not in result.output
+
+
+def test_check_writes_the_input_fingerprint_and_guards_the_data_name(in_tmp: Path) -> None:
+    args = ["check", "custom", "--source-file", "s.csv", "--target-file", "t.csv"]
+    args += ["--labels-column", "labels", "--overrides-dir", "overrides/custom/tunedfalse"]
+    first = run(args)
+    assert first.exit_code == 0, first.output
+    assert "no test metrics are computed" in first.text
+    inputs = srsly.read_json(in_tmp / "corpus" / "custom" / "inputs.json")
+    assert sorted(inputs["files"]) == ["s.csv", "t.csv"]
+    assert srsly.read_json(in_tmp / "overrides" / "custom" / "tunedfalse" / "dallmi.json") == {}
+    write_csv(in_tmp / "t2.csv", [["k", "x"]])
+    other = run([*args[:5], "t2.csv", *args[6:]])
+    assert other.exit_code == 1 and "set --vars.data_name to a new name" in other.text
+    renamed = run([*args[:5], "t2.csv", *args[6:], "--data-name", "mine"])
+    assert renamed.exit_code == 0, renamed.output
+    bert = run([*args, "--backbone", "bert-base-uncased", "--backbone-key", "all-MiniLM-L6-v2"])
+    assert bert.exit_code == 1 and "already names the backbone" in bert.text
+
+
+def test_tuned_values_become_the_method_overrides(in_tmp: Path) -> None:
+    tuned = {"overrides": {"training.optimizer.learn_rate.initial_rate": 0.0003}}
+    (in_tmp / "tuned" / "custom").mkdir(parents=True)
+    for method in ("dallmi", "ft_partial", "an_ls", "wan"):
+        srsly.write_json(in_tmp / "tuned" / "custom" / f"{method}.json", tuned)
+    args = ["check", "custom", "--source-file", "s.csv", "--target-file", "t.csv"]
+    args += ["--labels-column", "labels", "--tuned", "true"]
+    result = run([*args, "--overrides-dir", "overrides/custom/tunedtrue"])
+    assert result.exit_code == 0, result.output
+    written = srsly.read_json(in_tmp / "overrides" / "custom" / "tunedtrue" / "wan.json")
+    assert written == pytest.approx(tuned["overrides"])
+
+
+def docs(path: Path) -> List[spacy.tokens.Doc]:
+    return list(DocBin().from_disk(path).get_docs(spacy.blank("en").vocab))
+
+
+def full_target(path: Path, n: int) -> Path:
+    rng = numpy.random.default_rng(3)
+    rows = []
+    for i in range(n):
+        labels = [label for label in ("x", "y", "z") if rng.random() < 0.5] or ["x"]
+        rows.append([f"doc {i}", "|".join(labels)])
+    return write_csv(path, rows)
+
+
+def test_validation_slice_is_carved_from_target_train_and_leaves_the_test_split(
+    tmp_path: Path,
+) -> None:
+    source, target = full_target(tmp_path / "s.csv", 30), full_target(tmp_path / "t.csv", 60)
+    common = {"text_column": "text", "labels_column": "labels", "quiet": True}
+    splits = {}
+    for ratio in (0.5, 0.9):
+        out = tmp_path / f"r{ratio}"
+        stats = prepare_files(source, target, out, ratio=ratio, valid_fraction=0.2, **common)
+        splits[ratio] = {
+            name: docs(out / filename)
+            for name, filename in stats["files"].items()
+            if filename.endswith(".spacy")
+        }
+        assert stats["splits"]["target_valid"]["hidden"], "the slice hides labels too"
+    plain = prepare_files(source, target, tmp_path / "plain", ratio=0.5, **common)
+    assert "target_valid" not in plain["splits"]
+    first, second = splits[0.5], splits[0.9]
+    texts = {name: [doc.text for doc in split] for name, split in first.items()}
+    assert texts["target_test"] == [
+        doc.text for doc in docs(tmp_path / "plain" / "target_test.spacy")
+    ]
+    assert texts["target_valid"] == [doc.text for doc in second["target_valid"]]
+    assert not set(texts["target_valid"]) & set(texts["target_train"])
+    assert len(texts["target_valid"]) == 10  # 0.2 of the 48 target train docs, rounded
+    partial_positives = sum(sum(doc.cats.values()) for doc in first["target_valid"])
+    full_positives = sum(sum(doc.cats.values()) for doc in first["target_valid_full"])
+    assert partial_positives < full_positives
