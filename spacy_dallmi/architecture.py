@@ -156,15 +156,9 @@ def init(model: Model, X: Optional[List[Doc]] = None, Y: Optional[Floats2d] = No
     head.initialize()
 
 
-def tokenize(model: Model, docs: List[Doc]) -> Tokens:
-    """Word-piece the documents' texts, truncating to ``max_length`` and padding.
-
-    Truncation keeps the sequence's final special token (``[SEP]`` for BERT), so a
-    truncated document looks to the encoder like a complete, shorter one.
-    """
-    tokenizer = get_hf_objects(model).tokenizer
-    max_length = model.attrs["max_length"]
-    encoded = tokenizer(
+def word_piece_ids(tokenizer: Any, docs: List[Doc]) -> List[List[int]]:
+    """The docs' word-piece ids with special tokens, untruncated and unpadded."""
+    return tokenizer(
         [doc.text for doc in docs],
         add_special_tokens=True,
         truncation=False,
@@ -173,6 +167,17 @@ def tokenize(model: Model, docs: List[Doc]) -> Tokens:
         return_token_type_ids=False,
         verbose=False,
     )["input_ids"]
+
+
+def tokenize(model: Model, docs: List[Doc]) -> Tokens:
+    """Word-piece the documents' texts, truncating to ``max_length`` and padding.
+
+    Truncation keeps the sequence's final special token (``[SEP]`` for BERT), so a
+    truncated document looks to the encoder like a complete, shorter one.
+    """
+    tokenizer = get_hf_objects(model).tokenizer
+    max_length = model.attrs["max_length"]
+    encoded = word_piece_ids(tokenizer, docs)
     n_truncated = 0
     rows = []
     for ids in encoded:

@@ -30,7 +30,7 @@ import numpy
 from spacy.tokens import Doc
 from spacy.util import minibatch
 
-from .architecture import get_hf_objects
+from .architecture import get_hf_objects, word_piece_ids
 
 
 class BucketedPipeMixin:
@@ -85,14 +85,5 @@ class BucketedPipeMixin:
         if tokenizer is None:
             return list(range(len(docs)))
         max_length = self.model.attrs["max_length"]
-        encoded = tokenizer(
-            [doc.text for doc in docs],
-            add_special_tokens=True,
-            truncation=False,
-            padding=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            verbose=False,
-        )["input_ids"]
-        lengths = numpy.minimum([len(ids) for ids in encoded], max_length)
+        lengths = numpy.minimum([len(ids) for ids in word_piece_ids(tokenizer, docs)], max_length)
         return numpy.argsort(lengths, kind="stable").tolist()
