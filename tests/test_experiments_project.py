@@ -254,3 +254,47 @@ def test_validation_slice_is_carved_from_target_train_and_leaves_the_test_split(
     partial_positives = sum(sum(doc.cats.values()) for doc in first["target_valid"])
     full_positives = sum(sum(doc.cats.values()) for doc in first["target_valid_full"])
     assert partial_positives < full_positives
+
+
+def test_tune_grid_gives_every_baseline_the_same_learning_rates() -> None:
+    from spacy_dallmi.experiments.grid import LEARN_RATE, SETTINGS, tune_points
+
+    rates = [3e-5, 1e-4]
+    dallmi = tune_points("dallmi", rates, [0.0, 0.1], [0, 1])
+    # lambda 0 has no warm-up variant: 2 rates x (1 + 2) points
+    assert len(dallmi) == 6
+    assert {p[LEARN_RATE] for p in dallmi} == set(rates)
+    assert {(p[f"{SETTINGS}.mixup_lambda"], p["warmup_epochs"]) for p in dallmi} == {
+        (0.0, 0),
+        (0.1, 0),
+        (0.1, 1),
+    }
+    for method in ("ft_partial", "an_ls", "wan"):
+        assert tune_points(method, rates, [0.0, 0.1], [0, 1]) == [{LEARN_RATE: r} for r in rates]
+
+
+def test_ablations_cover_the_papers_tables_without_repeating_the_default() -> None:
+    from spacy_dallmi.experiments.grid import SETTINGS, ablation_variants
+
+    variants = dict(ablation_variants([0.0, 0.1, 1.0]))
+    locations = {
+        (v[f"{SETTINGS}.mixup_location"], v[f"{SETTINGS}.loss_form"])
+        for v in variants.values()
+        if f"{SETTINGS}.mixup_location" in v
+    }
+    assert len(locations) == 5  # 3 locations x 2 loss forms, less the default
+    assert "lambda 0.1" not in variants and {"lambda 0", "lambda 1"} <= set(variants)
+    assert "positive term l2" in variants and "plain shuffled batches" in variants
+    assert next(iter(variants)).startswith("default")
+
+
+def test_train_skips_with_a_marker_and_reads_an_overrides_file(tmp_path: Path) -> None:
+    config = REPO / "configs" / "finetune.cfg"
+    output = tmp_path / "ft_full"
+    skipped = run(["train", config, output, "--epochs", "1", "--skip-if-missing", "none.spacy"])
+    assert skipped.exit_code == 0, skipped.output
+    reason = srsly.read_json(output / "skipped.json")["reason"]
+    assert "none.spacy does not exist" in reason
+    (tmp_path / "bad.json").write_text('{"learn_rate": 1}', encoding="utf8")
+    bad = run(["train", config, output, "--epochs", "1", "--overrides-file", tmp_path / "bad.json"])
+    assert bad.exit_code == 1 and "dotted config overrides" in bad.text

@@ -15,6 +15,7 @@ whose folder holds a finished run (``python -m spacy_dallmi train`` renames it i
 only at the end) is read back instead of trained again, so an interrupted grid resumes.
 """
 
+import re
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -24,6 +25,7 @@ import typer
 from spacy.util import load_config
 from wasabi import MarkdownRenderer, msg
 
+from ..settings import LOSS_FORMS, MIXUP_LOCATIONS, DallmiSettings
 from .cli import _split_names, app
 
 SETTINGS = "initialize.before_init.settings"
@@ -150,15 +152,25 @@ def tune_command(
 
 def ablation_variants(lambdas: List[float]) -> List[Tuple[str, Dict[str, Any]]]:
     """The paper's ablations as (name, settings overrides): MixUp location x loss form
-    (Table 3), the positive term, the MixUp weight and the batching (Table 4)."""
-    variants: List[Tuple[str, Dict[str, Any]]] = [("default", {})]
-    for location in ("word_embeddings", "encoder", "sentence"):
-        for loss in ("norm", "log"):
-            settings = {f"{SETTINGS}.mixup_location": location, f"{SETTINGS}.loss_form": loss}
-            variants.append((f"mixup at {location}, {loss} loss", settings))
+    (Table 3), the positive term, the MixUp weight and the batching (Table 4). A variant
+    equal to the defaults is the default row, not trained twice."""
+    default = DallmiSettings()
+    variants: List[Tuple[str, Dict[str, Any]]] = [
+        (
+            f"default ({default.mixup_location}, {default.loss_form} loss, lambda "
+            f"{default.mixup_lambda:g}, cycle batches)",
+            {},
+        )
+    ]
+    for location in MIXUP_LOCATIONS:
+        for loss in LOSS_FORMS:
+            if (location, loss) != (default.mixup_location, default.loss_form):
+                settings = {f"{SETTINGS}.mixup_location": location, f"{SETTINGS}.loss_form": loss}
+                variants.append((f"mixup at {location}, {loss} loss", settings))
     variants.append(("positive term l2", {f"{SETTINGS}.positive_term": "l2"}))
     for lam in lambdas:
-        variants.append((f"lambda {lam:g}", {f"{SETTINGS}.mixup_lambda": lam}))
+        if lam != default.mixup_lambda:
+            variants.append((f"lambda {lam:g}", {f"{SETTINGS}.mixup_lambda": lam}))
     variants.append(("plain shuffled batches", {"batcher": "spacy.batch_by_sequence.v1"}))
     return variants
 
@@ -220,7 +232,7 @@ def ablate_command(
         overrides = dict(settings)
         if overrides.pop("batcher", None):
             config = _plain_batches_config(config, work, batch_size)
-        folder = work / name.replace(" ", "_").replace(",", "")
+        folder = work / re.sub(r"[^\w.-]+", "_", name).strip("_")
         msg.divider(f"ablation: {name}")
         result = train_point(config, folder, epochs, {**base, **overrides}, gpu_id)
         rows.append((name, result, _test_score(folder, test)))
