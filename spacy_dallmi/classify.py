@@ -19,8 +19,9 @@ A missing text column, duplicate column names, and output columns that already e
 the input are errors that name the columns.
 
 spaCy, torch and pyarrow are imported when a command runs, not when this module is, so
-``--help`` stays fast. :func:`predict_rows` and :func:`load_thresholds` are shared with the
-Ray path (``spacy_dallmi.ray``).
+``--help`` stays fast; the command has a plain signature that typer turns into options, so
+this core module does not import typer. :func:`predict_rows` and :func:`load_thresholds`
+are shared with the Ray path (``spacy_dallmi.ray``).
 """
 
 import csv
@@ -34,7 +35,6 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar
 
 import numpy
-import typer
 from wasabi import msg
 
 PROB_PREFIX = "prob_"
@@ -508,51 +508,50 @@ def print_summary(counts: Counts, output: Path) -> None:
 
 
 def classify_command(
-    model: str = typer.Argument(
-        ..., metavar="MODEL", help="A saved pipeline (folder or package name)."
-    ),
-    input_path: Path = typer.Argument(
-        ..., metavar="INPUT", help="CSV, TSV, JSONL or Parquet file (a folder with --ray)."
-    ),
-    output_path: Path = typer.Argument(
-        ...,
-        metavar="OUTPUT",
-        help="Output file; the format follows its suffix. With --ray, a folder of Parquet.",
-    ),
-    text_column: str = typer.Option(..., "--text-column", help="Column holding the text."),
-    threshold: Optional[float] = typer.Option(
-        None, "--threshold", help="Add a labels column: labels with probability >= this."
-    ),
-    thresholds_path: Optional[Path] = typer.Option(
-        None,
-        "--thresholds",
-        help='JSON {"label": threshold} per label (--threshold covers labels it leaves out).',
-    ),
-    batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", help="Docs per batch."),
-    bucket_window: Optional[int] = typer.Option(
-        None, "--bucket-window", help="Docs sorted by length at a time (0: off). Default: model's."
-    ),
-    gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to run on; -1 for CPU."),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    use_ray: bool = typer.Option(False, "--ray", help="Run on Ray Data (the ray extra)."),
-    workers: int = typer.Option(1, "--workers", help="With --ray: pipeline copies (actors)."),
-    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker", help="With --ray."),
-    ray_address: Optional[str] = typer.Option(
-        None, "--ray-address", help="With --ray: cluster address (e.g. auto); default local."
-    ),
+    model: str,
+    input: Path,
+    output: Path,
+    text_column: Optional[str] = None,
+    threshold: Optional[float] = None,
+    thresholds: Optional[Path] = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    bucket_window: Optional[int] = None,
+    gpu_id: int = -1,
+    progress: bool = True,
+    ray: bool = False,
+    workers: int = 1,
+    gpus_per_worker: float = 0.0,
+    ray_address: Optional[str] = None,
 ) -> None:
-    """Add a probability column per label to every row of a CSV, TSV, JSONL or Parquet file."""
+    """Add a probability column per label to every row of a CSV, TSV, JSONL or Parquet file.
+
+    MODEL: a saved pipeline (folder or package name).
+    INPUT: a CSV, TSV, JSONL or Parquet file (with --ray, also a folder of them).
+    OUTPUT: a file whose suffix names its format (with --ray, a folder for Parquet).
+
+    --text-column NAME (required): the column holding the text.
+    --threshold X: add a labels column, the labels with probability >= X.
+    --thresholds FILE: per-label thresholds, a JSON object {"label": threshold}.
+    --batch-size N: docs per batch; --bucket-window N: docs sorted by length at once.
+    --gpu-id N: GPU to run on (-1: CPU).
+    --ray: run on Ray Data (the ray extra): --workers actors, --gpus-per-worker each,
+    on the cluster at --ray-address (default: a local Ray).
+    """
+    # A plain signature, so this module needs no typer: the core package stays lean, and
+    # typer turns the parameters into the options above when the command is registered.
+    if not text_column:
+        msg.fail("Missing option --text-column: the column that holds the text.", exits=1)
     if batch_size < 1:
         msg.fail("--batch-size must be at least 1.", exits=1)
     try:
-        if use_ray:
+        if ray:
             _run_ray(
                 model,
-                input_path,
-                output_path,
+                input,
+                output,
                 text_column,
                 threshold,
-                thresholds_path,
+                thresholds,
                 batch_size,
                 bucket_window,
                 workers,
@@ -562,11 +561,11 @@ def classify_command(
         else:
             _run_local(
                 model,
-                input_path,
-                output_path,
+                input,
+                output,
                 text_column,
                 threshold,
-                thresholds_path,
+                thresholds,
                 batch_size,
                 bucket_window,
                 gpu_id,

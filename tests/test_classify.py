@@ -197,3 +197,5 @@ def test_command(model, tmp_path):
     args[-1] = "body"
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1 and "no column 'body'" in " ".join(result.output.split())
+    result = CliRunner().invoke(app, args[:4])
+    assert result.exit_code == 1 and "Missing option --text-column" in result.output
