@@ -162,7 +162,13 @@ def recovery_text(runs: Runs, rname: str, method: str, model: str) -> str:
 def mixed_settings(runs: Runs, method: str) -> bool:
     """Whether the seeds of a method were trained with different settings (e.g. a default
     changed between runs): their mean would then describe no single configuration."""
-    specs = {srsly.json_dumps(runs[(method, s)]["protocol"]) for s in seeds_of(runs, method)}
+    specs = set()
+    for seed in seeds_of(runs, method):
+        protocol = dict(runs[(method, seed)]["protocol"])
+        # the component's seed follows the run's seed by design; it is not a setting change
+        settings = protocol.get("settings") or {}
+        protocol["settings"] = {k: v for k, v in settings.items() if k != "seed"}
+        specs.add(srsly.json_dumps(protocol))
     return len(specs) > 1
 
 
