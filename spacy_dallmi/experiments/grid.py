@@ -264,7 +264,7 @@ def ablate_command(
                 f"{result['seconds_per_epoch']:.1f}",
             ]
         )
-    header = ["variant", "macro mAP", "vs default", "last epoch", "dev score", "s / epoch"]
+    header = ["variant", "macro mAP", "vs default", "last epoch", "dev score", "wall s / epoch"]
     md.add(md.table(table, header))
     md.add(
         "Not run: the reference code's one-random-positive-per-label sampler (Table 4), which "
