@@ -298,3 +298,28 @@ def test_train_skips_with_a_marker_and_reads_an_overrides_file(tmp_path: Path) -
     (tmp_path / "bad.json").write_text('{"learn_rate": 1}', encoding="utf8")
     bad = run(["train", config, output, "--epochs", "1", "--overrides-file", tmp_path / "bad.json"])
     assert bad.exit_code == 1 and "dotted config overrides" in bad.text
+
+
+def test_prepare_custom_as_the_project_calls_it(tmp_path: Path) -> None:
+    """Empty options and caps of 0 are "not given"; label_columns wins over labels_column."""
+    header = ("text", "x", "y", "labels")
+    rows = [[f"doc {i}", i % 2, 1 - i % 2, "x"] for i in range(30)]
+    write_csv(tmp_path / "s.csv", rows, header)
+    write_csv(tmp_path / "t.csv", [[f"t {i}", int(i % 3 == 0), 0, "x"] for i in range(20)], header)
+    out = tmp_path / "out"
+    args = ["prepare", "custom", "unused", out, "--source-file", tmp_path / "s.csv"]
+    args += ["--target-file", tmp_path / "t.csv", "--target-test-file", "", "--label-columns"]
+    args += ["x,y", "--labels-column", "labels", "--max-source-docs", "0", "--valid-fraction"]
+    args += ["0.25", "--shared-dir", tmp_path / "shared", "--quiet"]
+    result = run(args)
+    assert result.exit_code == 0, result.output
+    stats = srsly.read_json(out / "stats.json")
+    assert stats["labels"] == ["x", "y"]
+    assert stats["splits"]["target_valid"]["docs"] == 5
+    assert stats["splits"]["target_train"]["docs"] == 15
+    assert stats["splits"]["source_train"]["cap"] is None
+    assert "target_test" not in stats["splits"] and "target_train_full" not in stats["splits"]
+    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == [
+        "source_test.spacy",
+        "source_train.spacy",
+    ]

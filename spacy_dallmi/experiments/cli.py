@@ -176,15 +176,16 @@ def prepare_command(
                     "dataset custom needs --source-file and --target-file (the project's vars "
                     "source_file and target_file)."
                 )
-            test_file = _text(target_test_file)
+            columns = _split_names(_text(label_columns))
             stats = prepare_files(
                 source_file,
                 target_file,
                 output_dir,
                 text_column=text_column,
-                label_columns=_split_names(_text(label_columns)),
-                labels_column=_text(labels_column),
-                target_test_path=test_file,
+                label_columns=columns,
+                # one 0/1 column per label, when given, takes precedence over a label list
+                labels_column=None if columns else _text(labels_column),
+                target_test_path=_text(target_test_file),
                 ratio=ratio,
                 removal=removal,
                 seed=seed,
