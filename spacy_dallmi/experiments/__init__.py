@@ -9,9 +9,13 @@ extra dependencies (matplotlib for the figures) with ``pip install "spacy-dallmi
 - :mod:`.protocol`: label-set alignment, train/test splits, caps and label hiding;
 - :mod:`.prepare`, :mod:`.corpus` and :mod:`.summary`: the DocBins, ``stats.json`` and the
   printed account of what was dropped or changed;
-- :mod:`.evaluate`, :mod:`.runs`, :mod:`.report`, :mod:`.figures`: metrics files and the
-  Markdown report;
-- :mod:`.cli`: the command line.
+- :mod:`.methods`, :mod:`.evaluate`, :mod:`.runs`, :mod:`.report`, :mod:`.figures`: the
+  compared methods, metrics files (selected and last model, calibration) and the Markdown
+  report;
+- :mod:`.thresholds`: per-label decision thresholds fitted on the validation slice;
+- :mod:`.cli` (data, evaluation, report), :mod:`.model_commands` (``train``,
+  ``find-thresholds``), :mod:`.project_commands` (the spaCy project's ``check`` and
+  ``table``) and :mod:`.grid` (``tune`` and ``ablate``): the command line.
 """
 
 #: The one line a missing optional dependency of the kit is reported with.
