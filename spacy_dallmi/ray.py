@@ -5,7 +5,7 @@ needs a scheduler. Ray Data already reads CSV, JSONL and Parquet in blocks, stre
 through a pool of actors with backpressure, places actors on GPUs (``num_gpus``) and runs
 the same code on a laptop or a cluster, so this module only says what an actor does: load
 the pipeline once, then add the same columns as ``classify`` to each batch
-(:func:`spacy_dallmi.classify.predict_rows`), so both paths give the same values.
+(:func:`spacy_dallmi.prediction.predict_rows`), so both paths give the same values.
 
 Needs the extra: ``pip install 'spacy-dallmi[ray]'``. The caller owns the Ray session:
 ``ray.init()`` locally, ``ray.init(address="auto")`` on a cluster, where the model path must
@@ -23,19 +23,21 @@ import pyarrow.csv
 import pyarrow.parquet
 import ray
 
-from .classify import (
+from .prediction import (
     DEFAULT_BATCH_SIZE,
+    cats_labels,
+    load_thresholds,
+    predict_rows,
+    set_bucket_window,
+)
+from .tables import (
     LABELS_COLUMN,
     STATUS_COLUMN,
     STATUSES,
     ClassifyError,
-    cats_labels,
     check_columns,
     file_format,
-    load_thresholds,
     output_columns,
-    predict_rows,
-    set_bucket_window,
 )
 
 PathLike = Union[str, Path]

@@ -23,7 +23,7 @@ import typer.main
 from spacy.language import Language
 from spacy.util import load_config
 
-from spacy_dallmi.experiments.cli import app as kit_app
+from spacy_dallmi.__main__ import app as kit_app  # every registered command, classify too
 from spacy_dallmi.experiments.corpus import OUTPUT_FILES
 from spacy_dallmi.settings import DallmiSettings
 
