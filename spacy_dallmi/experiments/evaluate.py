@@ -20,10 +20,7 @@ from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 
 from ..callbacks import check_gold, find_textcat
-from .methods import (
-    ALL_METHODS,
-    METHODS,  # noqa: F401  (imported from here by benchmarks/quality.py)
-)
+from .methods import ALL_METHODS
 from .readers import PathLike, require_file
 
 #: Equal-width probability bins of the expected calibration error.
