@@ -1,12 +1,12 @@
 """How strongly does each term of DALLMi's step loss pull on the model, and in which direction?
 
 The diagnosis (``diagnose_dallmi.py``, since replaced by ``tune.py``) found that with the
-paper's MixUp weight (lambda = 1) a short adaptation barely moves macro mAP, while
-lambda = 0.1 or no MixUp learns. This script measures why, on the real starting point: a trained source model and the partially labelled
-target train split. For label-balanced batches (the cycle batcher) it computes, separately,
-the gradient of the variational PU term ``sum_l Lvar_l`` and of the MixUp term
-``sum_l M_l`` with respect to every backbone parameter (encoder and word embeddings) and the
-linear head, and reports their norms and the cosine between them.
+paper's MixUp weight (lambda = 1) a short adaptation barely moves macro mAP, while lambda = 0.1
+or no MixUp learns. This script measures why, on the real starting point: a trained source
+model and the partially labelled target train split. For label-balanced batches (the cycle
+batcher) it computes, separately, the gradient of the variational PU term ``sum_l Lvar_l`` and
+of the MixUp term ``sum_l M_l`` with respect to every backbone parameter (encoder and word
+embeddings) and the linear head, and reports their norms and the cosine between them.
 
 Dropout is switched off so that the two backward passes see the same network; the MixUp pairs
 and weights come from the component's sampler, ``plan_mixup`` (seeded).
