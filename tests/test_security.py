@@ -1,0 +1,53 @@
+"""A saved pipeline that carries pickled code is refused, not executed.
+
+spacy-transformers stores the encoder's weights with ``torch.save`` and reads them back
+with ``torch.load``; from torch 2.6 (the floor in setup.cfg) ``torch.load`` only unpickles
+tensors and plain containers by default. This test plants a payload whose unpickling would
+create a file, and checks that ``spacy.load`` fails and the file never appears.
+"""
+
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+import spacy
+import srsly
+
+from .util import make_examples, make_nlp, toy_texts
+
+
+class Payload:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def plant(model_bytes: bytes, payload: bytes) -> bytes:
+    """Replace the state of every shim (the HF weights) in a thinc model's bytes."""
+    msg = srsly.msgpack_loads(model_bytes)
+    planted = 0
+    for shim_bytes in msg["shims"]:
+        for j, data in enumerate(shim_bytes):
+            shim = srsly.msgpack_loads(data)
+            if isinstance(shim, dict) and "state" in shim:
+                shim["state"] = payload
+                shim_bytes[j] = srsly.msgpack_dumps(shim)
+                planted += 1
+    assert planted, "no transformer weights found in the model bytes"
+    return srsly.msgpack_dumps(msg)
+
+
+def test_a_pipeline_with_a_pickled_payload_is_refused(tiny_bert, tmp_path):
+    nlp = make_nlp(tiny_bert)
+    examples = make_examples(nlp, toy_texts(8, seed=1))
+    nlp.initialize(lambda: examples)
+    nlp.to_disk(tmp_path / "pipeline")
+    model_file = tmp_path / "pipeline" / "textcat" / "model"
+    marker = tmp_path / "payload-ran"
+    model_file.write_bytes(plant(model_file.read_bytes(), pickle.dumps(Payload(str(marker)))))
+    with pytest.raises(pickle.UnpicklingError):
+        spacy.load(tmp_path / "pipeline")
+    assert not Path(marker).exists()
