@@ -161,8 +161,7 @@ def build_pipeline(
     nlp.add_pipe(
         "dallmi_textcat",
         config={
-            "objective": objective,
-            "mixup": mixup,
+            "settings": {"objective": objective, "mixup": mixup},
             "model": {
                 "@architectures": "spacy_dallmi.TransformerClassifier.v1",
                 "name": settings.backbone,
