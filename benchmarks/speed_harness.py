@@ -22,8 +22,6 @@ from environment import (
 )
 from thinc.api import set_gpu_allocator
 
-from spacy_dallmi.architecture import resolve_backbone
-
 ALL_PARTS = ("training", "inference", "scaling", "memory")
 MEMORY_PHASES = ("train-bce", "train-dallmi-mixup", "infer-spacy", "infer-transformers")
 # spaCy's default [training.optimizer], with the paper's learning rate.
@@ -91,10 +89,8 @@ def build_context(settings: Settings) -> Dict[str, Any]:
         "device": settings.device,
         "machine": machine_info(settings.gpu_id if settings.use_gpu else None),
         "versions": package_versions(),
-        "backbone": {
-            "name": settings.backbone,
-            "path": resolve_backbone(settings.backbone),
-        },
+        # the name only: the package's folder is a machine path, and versions records it
+        "backbone": {"name": settings.backbone},
         "git": git_info(),
         "settings": {
             "warmup": settings.warmup,
