@@ -18,7 +18,7 @@ from spacy_dallmi.classify import (
     load_thresholds,
 )
 
-from .util import LABELS, make_examples, make_nlp, toy_texts
+from .util import LABELS, save_trained_pipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*were truncated")
 
@@ -37,13 +37,7 @@ FORMATS = ["csv", "tsv", "jsonl", "parquet"]
 
 @pytest.fixture(scope="module")
 def model(tiny_bert, tmp_path_factory) -> Path:
-    nlp = make_nlp(tiny_bert)
-    examples = make_examples(nlp, toy_texts(24))
-    optimizer = nlp.initialize(lambda: examples)
-    nlp.update(examples, sgd=optimizer)
-    path = tmp_path_factory.mktemp("classify") / "model"
-    nlp.to_disk(path)
-    return path
+    return save_trained_pipeline(tiny_bert, tmp_path_factory.mktemp("classify") / "model")
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import spacy
 import typer
 from typer.testing import CliRunner
 
-from .util import CUES, FILLER, LABELS, make_examples, make_nlp, toy_texts
+from .util import CUES, FILLER, LABELS, save_trained_pipeline
 
 ray = pytest.importorskip("ray")
 pyarrow_parquet = pytest.importorskip("pyarrow.parquet")
@@ -30,13 +30,7 @@ def ray_session():
 
 @pytest.fixture(scope="module")
 def model(tiny_bert, tmp_path_factory):
-    nlp = make_nlp(tiny_bert)
-    examples = make_examples(nlp, toy_texts(24))
-    optimizer = nlp.initialize(lambda: examples)
-    nlp.update(examples, sgd=optimizer)
-    path = tmp_path_factory.mktemp("ray") / "model"
-    nlp.to_disk(path)
-    return path
+    return save_trained_pipeline(tiny_bert, tmp_path_factory.mktemp("ray") / "model")
 
 
 @pytest.fixture(scope="module")

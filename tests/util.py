@@ -71,3 +71,13 @@ def write_docbin(path: Path, rows: Sequence[Tuple[str, Dict[str, float]]]) -> Pa
         docs.append(doc)
     DocBin(docs=docs).to_disk(path)
     return path
+
+
+def save_trained_pipeline(backbone: str, path: Path) -> Path:
+    """A tiny pipeline after one update on toy data, saved to ``path`` (for load tests)."""
+    nlp = make_nlp(backbone)
+    examples = make_examples(nlp, toy_texts(24))
+    optimizer = nlp.initialize(lambda: examples)
+    nlp.update(examples, sgd=optimizer)
+    nlp.to_disk(path)
+    return path
