@@ -28,9 +28,10 @@ from spacy.training.initialize import init_nlp
 from spacy.training.loop import train
 from spacy.util import load_config, registry
 from splits import RATIOS, SeedCorpora, ratio_name
-from stats import expected_calibration_error
+from stats import expected_calibration_error, macro_f1
 
 from spacy_dallmi.callbacks import find_textcat
+from spacy_dallmi.experiments.thresholds import fit_threshold_columns
 from spacy_dallmi.scorer import score_cats_map
 from spacy_dallmi.training import batches_per_epoch
 
@@ -100,7 +101,11 @@ class Evaluator:
     Validation: against each ratio's partial labels (``pu_score`` and AP against the known
     positives: the label-free criteria) and against the full labels (for the analysis of how
     well a criterion tracks the truth). Test: macro AP on probabilities (primary), micro AP,
-    macro F1 at 0.5, the paper's rounded-prediction AP and the calibration error.
+    macro F1 at 0.5, the paper's rounded-prediction AP and the calibration error; and
+    macro F1 at per-label thresholds fitted on the validation slice as the ``thresholds``
+    project command fits them: ``macro_f_thresholds`` per ratio's partial labels, and
+    ``macro_f_full_thresholds`` on the full labels (for the analysis of what the partial
+    labels cost; never a choice).
     """
 
     def __init__(self, corpora: SeedCorpora, ratios: Sequence[float] = RATIOS) -> None:
@@ -125,7 +130,20 @@ class Evaluator:
         scores = self.test.score(test_probs)
         test = {key: scores[name] for key, name in TEST_KEYS.items()}
         test["ece"] = expected_calibration_error(test_probs, self.test.matrix)
+        test["macro_f_thresholds"] = {
+            name: self.thresholded_f1(labelled, val_probs, test_probs)
+            for name, labelled in self.val_partial.items()
+        }
+        test["macro_f_full_thresholds"] = self.thresholded_f1(self.val_full, val_probs, test_probs)
         return {"val": val, "test": test}
+
+    def thresholded_f1(
+        self, val: LabelledSet, val_probs: np.ndarray, test_probs: np.ndarray
+    ) -> float:
+        """Test macro F1 at the per-label thresholds that maximise F1 on ``val``'s labels."""
+        fitted = fit_threshold_columns(val.matrix, val_probs, val.labels)
+        thresholds = [fitted[label]["threshold"] for label in val.labels]
+        return macro_f1(test_probs, self.test.matrix, thresholds)
 
 
 def effective_settings(config_path: str, overrides: Dict[str, Any]) -> Dict[str, Any]:

@@ -107,3 +107,26 @@ def expected_calibration_error(
         members = bins == b
         error += members.sum() / p.size * abs(p[members].mean() - y[members].mean())
     return float(error)
+
+
+def macro_f1(probabilities: np.ndarray, truth: np.ndarray, thresholds: Sequence[float]) -> float:
+    """Macro F1 of ``probabilities >= thresholds`` (one threshold per label column).
+
+    Per label ``2PR / (P + R)``, 0 where a label has no true or no predicted positive, as
+    spaCy's scorer computes ``cats_macro_f``: with every threshold 0.5 the two agree, so the
+    tuned and the 0.5 columns of a report differ only by the thresholds.
+    """
+    p = np.asarray(probabilities, dtype=float)
+    y = np.asarray(truth) == 1
+    cut = np.asarray(thresholds, dtype=float)
+    if p.shape != y.shape or p.ndim != 2 or cut.shape != (p.shape[1],):
+        raise ValueError(f"probabilities {p.shape}, truth {y.shape}, thresholds {cut.shape}")
+    predicted = p >= cut
+    tp = (predicted & y).sum(axis=0)
+    precision = tp / np.maximum(predicted.sum(axis=0), 1)
+    recall = tp / np.maximum(y.sum(axis=0), 1)
+    denominator = precision + recall
+    f1 = np.where(
+        denominator > 0, 2 * precision * recall / np.where(denominator > 0, denominator, 1), 0.0
+    )
+    return float(f1.mean())

@@ -38,6 +38,8 @@ MODELS = {
 }
 EXTRA_METRICS = {
     "macro_f": "macro F1 at 0.5",
+    "macro_f_thresholds": "macro F1 at per-label thresholds (val, partial labels)",
+    "macro_f_full_thresholds": "macro F1 at per-label thresholds (val, full labels; oracle)",
     "ece": "ECE (15 bins)",
     "macro_ap_rounded": "paper's rounded-prediction AP",
 }
@@ -66,31 +68,34 @@ def test_score(run: Dict[str, Any], rname: str, model: str, metric: str = "macro
     """A test metric of the last epoch or of the epoch a criterion selected, in points
     (ECE too, so all columns share a unit)."""
     test = run["last"] if model == "last" else run["selected"][rname][model]["test"]
-    return 100.0 * test[metric]
+    value = test[metric]
+    return 100.0 * (value[rname] if isinstance(value, dict) else value)
 
 
-def seeds_of(runs: Runs, method: str) -> List[int]:
-    return sorted(seed for m, seed in runs if m == method)
+def seeds_of(runs: Runs, method: str, metric: str = "macro_ap") -> List[int]:
+    """Seeds of ``method``, those whose runs hold ``metric`` (runs made before a metric was
+    added lack it)."""
+    return sorted(seed for (m, seed), run in runs.items() if m == method and metric in run["last"])
 
 
 def cell(
     runs: Runs, rname: str, method: str, model: str, metric: str = "macro_ap"
 ) -> Optional[Dict[str, Any]]:
     """Mean, std and the paired comparison to the baseline of one method at one ratio."""
-    seeds = seeds_of(runs, method)
+    seeds = seeds_of(runs, method, metric)
     if not seeds:
         return None
     values = [test_score(runs[(method, s)], rname, model, metric) for s in seeds]
     mean, std = mean_std(values)
     result: Dict[str, Any] = {"n": len(seeds), "mean": mean, "std": std, "seeds": seeds}
-    paired = [s for s in seeds if (BASELINE, s) in runs]
+    paired = [s for s in seeds if s in seeds_of(runs, BASELINE, metric)]
     if paired:
         diff = paired_difference(
             [test_score(runs[(method, s)], rname, model, metric) for s in paired],
             [test_score(runs[(BASELINE, s)], rname, model, metric) for s in paired],
         )
         result["paired"] = diff
-    with_none = [s for s in seeds if ("none", s) in runs]
+    with_none = [s for s in seeds if s in seeds_of(runs, "none", metric)]
     if with_none:
         result["vs_none"] = paired_difference(
             [test_score(runs[(method, s)], rname, model, metric) for s in with_none],

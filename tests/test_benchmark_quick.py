@@ -44,6 +44,9 @@ def test_paired_quick_runs_resumes_and_summarises(tiny_bert, tmp_path):
     assert [r["epoch"] for r in trained["epochs"]] == [0, 1, 2]
     assert trained["selected"]["r70"]["pu_score"]["epoch"] in (0, 1, 2)
     assert set(runs["s0_ft_full"]["selected"]) == {"r50", "r70", "r90"}
+    for record in trained["epochs"]:
+        assert set(record["test"]["macro_f_thresholds"]) == {"r50", "r70", "r90"}
+        assert 0.0 <= record["test"]["macro_f_full_thresholds"] <= 1.0
 
     second = _run("paired.py", *args)
     assert "training" not in second and second.count("skipped") == len(METHODS) - 1

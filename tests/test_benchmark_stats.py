@@ -140,3 +140,36 @@ def test_aad_distillation_is_a_bernoulli_kl():
     kl = p * torch.log(p / q) + (1 - p) * torch.log((1 - p) / (1 - q))
     expected = 4.0 * kl.mean().item()
     assert bernoulli_distillation(student, teacher, 2.0).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_macro_f1_at_one_half_is_spacys_macro_f():
+    from spacy.scorer import Scorer
+    from spacy.tokens import Doc
+    from spacy.training import Example
+    from spacy.vocab import Vocab
+    from stats import macro_f1
+
+    rng = numpy.random.default_rng(3)
+    labels = ["a", "b", "c", "d"]
+    probs = rng.random((40, 4))
+    probs[:5, 1] = 0.5  # on the threshold: counts as predicted positive in both
+    truth = (rng.random((40, 4)) < 0.3).astype(float)
+    truth[:, 3] = 0.0  # a label without a true positive scores 0 in both
+    examples = []
+    for row_p, row_t in zip(probs, truth):
+        predicted, reference = Doc(Vocab(), words=["x"]), Doc(Vocab(), words=["x"])
+        predicted.cats = dict(zip(labels, map(float, row_p)))
+        reference.cats = dict(zip(labels, map(float, row_t)))
+        examples.append(Example(predicted, reference))
+    spacy_f = Scorer.score_cats(examples, "cats", labels=labels, multi_label=True)["cats_macro_f"]
+    assert macro_f1(probs, truth, [0.5] * 4) == pytest.approx(spacy_f)
+    # a per-label cut: label a's threshold above every score gives it F1 0
+    by_hand = [0.0]
+    for column in (1, 2, 3):
+        predicted = probs[:, column] >= 0.5
+        tp = (predicted & (truth[:, column] == 1)).sum()
+        denominator = predicted.sum() + truth[:, column].sum()
+        by_hand.append(2 * tp / denominator if tp else 0.0)
+    assert macro_f1(probs, truth, [1.1, 0.5, 0.5, 0.5]) == pytest.approx(numpy.mean(by_hand))
+    with pytest.raises(ValueError, match="thresholds"):
+        macro_f1(probs, truth, [0.5] * 3)

@@ -64,3 +64,31 @@ def test_fit_thresholds_per_label_and_json(tmp_path):
         label: values["threshold"] for label, values in fitted.items()
     }
     assert srsly.read_json(details)["fear"]["positives"] == 1
+
+
+def test_fit_threshold_columns_matches_fit_thresholds_and_checks_shapes():
+    from spacy_dallmi.experiments.thresholds import fit_threshold_columns
+
+    rng = numpy.random.default_rng(0)
+    labels = ["joy", "fear", "anger"]
+    scores = rng.random((30, 3))
+    gold = (rng.random((30, 3)) < 0.4).astype(float)
+    gold[:, 2] = 0.0
+    nlp = spacy.blank("en")
+    predicted = [nlp.make_doc(str(i)) for i in range(30)]
+    reference = [nlp.make_doc(str(i)) for i in range(30)]
+    for doc, ref, row_s, row_g in zip(predicted, reference, scores, gold):
+        doc.cats = dict(zip(labels, map(float, row_s)))
+        ref.cats = dict(zip(labels, map(float, row_g)))
+    columns = fit_threshold_columns(gold, scores, labels)
+    assert columns == fit_thresholds(predicted, reference, labels)
+    for column, label in enumerate(labels[:2]):
+        threshold, f1 = best_f1_threshold(gold[:, column], scores[:, column])
+        assert columns[label] == {
+            "threshold": threshold,
+            "f1": f1,
+            "positives": gold[:, column].sum(),
+        }
+    assert columns["anger"]["threshold"] == DEFAULT_THRESHOLD
+    with pytest.raises(ValueError, match="3 labels"):
+        fit_threshold_columns(gold[:, :2], scores[:, :2], labels)

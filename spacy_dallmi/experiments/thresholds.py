@@ -49,21 +49,39 @@ def best_f1_threshold(gold: numpy.ndarray, scores: numpy.ndarray) -> Tuple[float
     return float((sorted_scores[best] + below) / 2), float(f1[best])
 
 
+def fit_threshold_columns(
+    gold: numpy.ndarray, scores: numpy.ndarray, labels: Sequence[str]
+) -> Dict[str, Dict[str, float]]:
+    """Per label (column): ``{"threshold", "f1", "positives"}`` from a docs × labels matrix of
+    ``scores`` and one of ``gold`` (1 = positive, anything else = negative). A label without a
+    positive keeps :data:`DEFAULT_THRESHOLD`."""
+    gold = numpy.asarray(gold) == 1
+    scores = numpy.asarray(scores, dtype="float64")
+    if gold.shape != scores.shape or gold.shape[1:] != (len(labels),):
+        raise ValueError(f"gold {gold.shape}, scores {scores.shape}, {len(labels)} labels differ")
+    result = {}
+    for column, label in enumerate(labels):
+        if not gold[:, column].any():
+            result[label] = {"threshold": DEFAULT_THRESHOLD, "f1": None, "positives": 0}
+            continue
+        threshold, f1 = best_f1_threshold(gold[:, column], scores[:, column])
+        positives = int(gold[:, column].sum())
+        result[label] = {"threshold": threshold, "f1": f1, "positives": positives}
+    return result
+
+
 def fit_thresholds(
     docs: Sequence[Doc], gold_docs: Sequence[Doc], labels: Iterable[str]
 ) -> Dict[str, Dict[str, float]]:
     """Per label: ``{"threshold", "f1", "positives"}`` from predicted ``docs`` and the
     reference ``gold_docs`` (1.0 = positive, anything else or absent = negative)."""
-    result = {}
-    for label in labels:
-        gold = numpy.asarray([doc.cats.get(label) == 1.0 for doc in gold_docs])
-        scores = numpy.asarray([doc.cats[label] for doc in docs])
-        if not gold.any():
-            result[label] = {"threshold": DEFAULT_THRESHOLD, "f1": None, "positives": 0}
-            continue
-        threshold, f1 = best_f1_threshold(gold, scores)
-        result[label] = {"threshold": threshold, "f1": f1, "positives": int(gold.sum())}
-    return result
+    labels = list(labels)
+    gold = [[float(doc.cats.get(label) == 1.0) for label in labels] for doc in gold_docs]
+    scores = [[doc.cats[label] for label in labels] for doc in docs]
+    shape = (len(gold_docs), len(labels))
+    return fit_threshold_columns(
+        numpy.asarray(gold).reshape(shape), numpy.asarray(scores).reshape(shape), labels
+    )
 
 
 def tune_pipeline_thresholds(
