@@ -42,13 +42,19 @@ batcher needs the whole epoch in memory, so streamed corpora (``max_epochs = -1`
 supported.
 """
 
-from typing import Callable, Iterable, Iterator, List, Sequence, Set
+from typing import Callable, Iterable, Iterator, List, Sequence, Set, Tuple
 
 import numpy
 import spacy
 from spacy.training import Example
 
-__all__ = ["configure_cycle_batcher", "cycle_batch_indices", "min_batch_size"]
+__all__ = [
+    "configure_cycle_batcher",
+    "configure_positive_sampling_batcher",
+    "cycle_batch_indices",
+    "min_batch_size",
+    "positive_sampling_indices",
+]
 
 Batcher = Callable[[Iterable[Example]], Iterator[List[Example]]]
 
@@ -192,13 +198,93 @@ def configure_cycle_batcher(size: int = 64, seed: int = 0) -> Batcher:
     def cycle_batcher(items: Iterable[Example]) -> Iterator[List[Example]]:
         """Batch one epoch of examples so every batch covers every label with a positive."""
         examples = list(items)
-        positive_names = [
-            [name for name, value in eg.reference.cats.items() if value == 1.0] for eg in examples
-        ]
-        labels = sorted({name for names in positive_names for name in names})
-        label_ids = {name: i for i, name in enumerate(labels)}
-        positives = [[label_ids[name] for name in names] for names in positive_names]
+        labels, positives = _known_positives(examples)
         batches = cycle_batch_indices(positives, len(labels), size, rng)
         return ([examples[i] for i in batch] for batch in batches)
 
     return cycle_batcher
+
+
+def _known_positives(examples: Sequence[Example]) -> Tuple[List[str], List[List[int]]]:
+    """The sorted names of the labels with a known positive (a value of exactly 1.0), and
+    each example's known positives as ids into them."""
+    positive_names = [
+        [name for name, value in eg.reference.cats.items() if value == 1.0] for eg in examples
+    ]
+    labels = sorted({name for names in positive_names for name in names})
+    label_ids = {name: i for i, name in enumerate(labels)}
+    return labels, [[label_ids[name] for name in names] for names in positive_names]
+
+
+def positive_sampling_indices(
+    positives: Sequence[Sequence[int]],
+    n_labels: int,
+    size: int,
+    rng: numpy.random.Generator,
+) -> Iterator[List[int]]:
+    """Yield one epoch of the reference code's sampling, for the batching ablation (Table 4).
+
+    The authors' trainers that balance labels draw, for each slot, one positive of the next
+    label in turn, uniformly *with replacement*, and an epoch has as many slots as there are
+    documents. The differences from :func:`cycle_batch_indices` are what the ablation
+    measures: a document without any known positive is never drawn (so the "unlabeled" side
+    of a label's loss holds only other labels' positives), a document may appear twice in a
+    batch, and an epoch need not visit every document. Each batch of at least ``len(required)``
+    slots holds a positive of every label that has one.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"Batch size must be a positive integer, got {size!r}.")
+    pools: List[List[int]] = [[] for _ in range(n_labels)]
+    for doc, labels in enumerate(positives):
+        for label in set(labels):
+            if not 0 <= label < n_labels:
+                raise ValueError(
+                    f"Document {doc} has positive label id {label}, outside range({n_labels})."
+                )
+            pools[label].append(doc)
+    required = [label for label in range(n_labels) if pools[label]]
+    return _sample_epoch(pools, required, len(positives), size, rng)
+
+
+def _sample_epoch(
+    pools: List[List[int]],
+    required: List[int],
+    n_docs: int,
+    size: int,
+    rng: numpy.random.Generator,
+) -> Iterator[List[int]]:
+    if not required:
+        return
+    start = int(rng.integers(len(required)))
+    draws = [
+        pools[label][int(rng.integers(len(pools[label])))]
+        for label in (required[(start + slot) % len(required)] for slot in range(n_docs))
+    ]
+    for begin in range(0, n_docs, size):
+        yield draws[begin : begin + size]
+
+
+@spacy.util.registry.batchers("spacy_dallmi.positive_sampling_batcher.v1")
+def configure_positive_sampling_batcher(size: int = 64, seed: int = 0) -> Batcher:
+    """The reference code's one-positive-per-label sampling as a spaCy batcher, for the
+    batching ablation only (see :func:`positive_sampling_indices`); DALLMi's default is
+    ``spacy_dallmi.cycle_batcher.v1``.
+
+    Raises:
+        ValueError: if ``size`` is not a positive int or ``seed`` is not an int.
+    """
+    name = "spacy_dallmi.positive_sampling_batcher.v1"
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"{name}: size must be a positive int, got {size!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"{name}: seed must be an int, got {seed!r}.")
+    rng = numpy.random.default_rng(seed)
+
+    def positive_sampling_batcher(items: Iterable[Example]) -> Iterator[List[Example]]:
+        """Batch one epoch by drawing a positive of each label in turn, with replacement."""
+        examples = list(items)
+        labels, positives = _known_positives(examples)
+        batches = positive_sampling_indices(positives, len(labels), size, rng)
+        return ([examples[i] for i in batch] for batch in batches)
+
+    return positive_sampling_batcher

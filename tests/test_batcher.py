@@ -1,4 +1,5 @@
-"""Tests for the label-balanced cycle batcher: the index-level core and the spaCy batcher."""
+"""Tests for the label-balanced cycle batcher (the index-level core and the spaCy batcher),
+and for the reference code's positive-sampling batcher of the batching ablation."""
 
 import math
 from typing import Dict, List, Sequence, Set, Tuple
@@ -16,6 +17,7 @@ from spacy_dallmi.batcher import (
     configure_cycle_batcher,
     cycle_batch_indices,
     min_batch_size,
+    positive_sampling_indices,
 )
 
 DENSITIES = (0.0, 0.0, 0.005, 0.02, 0.1, 0.3, 0.6, 0.95, 1.0)
@@ -281,3 +283,63 @@ def test_batcher_accepts_a_generator_and_empty_input(nlp: spacy.language.Languag
     examples = make_examples(nlp, random_cats(9, seed=2))
     batches = list(batcher(eg for eg in examples))
     assert {id(eg) for batch in batches for eg in batch} == {id(eg) for eg in examples}
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), matrix=label_matrices(), seed=st.integers(0, 2**32 - 1))
+def test_positive_sampling_draws_positives_of_labels_in_turn(
+    data: st.DataObject, matrix: Tuple[List[List[int]], int], seed: int
+) -> None:
+    positives, n_labels = matrix
+    size = data.draw(st.integers(1, 40))
+    required = sorted({label for labels in positives for label in labels})
+    batches = list(
+        positive_sampling_indices(positives, n_labels, size, numpy.random.default_rng(seed))
+    )
+    replay = positive_sampling_indices(positives, n_labels, size, numpy.random.default_rng(seed))
+    assert batches == list(replay)
+    if not required:
+        assert batches == []
+        return
+    # One slot per document, in batches of `size` (the last may be short).
+    assert [len(b) for b in batches[:-1]] == [size] * (len(batches) - 1)
+    slots = [doc for batch in batches for doc in batch]
+    assert len(slots) == len(positives)
+    # Slot k holds a positive of the k-th label of the cycle from some start, so a document
+    # without any known positive is never drawn...
+    n = len(required)
+    assert any(
+        all(required[(first + k) % n] in positives[doc] for k, doc in enumerate(slots))
+        for first in range(n)
+    ), "the slots do not follow the label cycle"
+    # ... and every full batch of at least len(required) slots holds each label.
+    for batch in batches:
+        if len(batch) >= len(required):
+            assert set(required) <= {lab for doc in batch for lab in positives[doc]}
+
+
+def test_positive_sampling_draws_with_replacement_and_skips_unlabeled_docs() -> None:
+    # 2 labels, one positive each, 40 unlabeled docs: every slot is doc 0 or doc 1.
+    positives = [[0], [1]] + [[] for _ in range(40)]
+    batches = list(positive_sampling_indices(positives, 2, 8, numpy.random.default_rng(0)))
+    assert len(batches) == math.ceil(42 / 8)
+    assert {doc for batch in batches for doc in batch} == {0, 1}
+    assert all(len(set(batch)) < len(batch) for batch in batches if len(batch) > 2)
+    with pytest.raises(ValueError, match="outside range"):
+        positive_sampling_indices([[2]], 2, 4, numpy.random.default_rng(0))
+
+
+def test_positive_sampling_batcher_resolves_from_a_config(nlp: spacy.language.Language) -> None:
+    examples = make_examples(nlp, random_cats(60, seed=2))
+    config = spacy.util.Config().from_str(
+        '[batcher]\n@batchers = "spacy_dallmi.positive_sampling_batcher.v1"\nsize = 10\nseed = 4\n'
+    )
+    batcher = spacy.util.registry.resolve(config)["batcher"]
+    batches = list(batcher(examples))
+    assert [len(b) for b in batches] == [10] * 6
+    required = {"anger", "fear", "joy", "surprise"}
+    for batch in batches:
+        assert all(positives_of(eg) for eg in batch)
+        assert set().union(*(positives_of(eg) for eg in batch)) == required
+    with pytest.raises(ValueError, match="positive_sampling_batcher.v1: size"):
+        spacy.util.registry.batchers.get("spacy_dallmi.positive_sampling_batcher.v1")(size=0)

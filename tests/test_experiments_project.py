@@ -286,6 +286,23 @@ def test_ablations_cover_the_papers_tables_without_repeating_the_default() -> No
     assert "lambda 0.1" not in variants and {"lambda 0", "lambda 1"} <= set(variants)
     assert "positive term l2" in variants and "plain shuffled batches" in variants
     assert next(iter(variants)).startswith("default")
+    batchers = [v["batcher"] for v in variants.values() if "batcher" in v]
+    assert batchers == ["spacy.batch_by_sequence.v1", "spacy_dallmi.positive_sampling_batcher.v1"]
+
+
+@pytest.mark.parametrize(
+    "batcher", ["spacy.batch_by_sequence.v1", "spacy_dallmi.positive_sampling_batcher.v1"]
+)
+def test_ablation_batcher_configs_resolve_with_size_and_seed(tmp_path: Path, batcher: str) -> None:
+    from spacy.util import load_config, registry
+
+    from spacy_dallmi.experiments.grid import _batcher_config
+
+    path = _batcher_config(REPO / "configs" / "adapt.cfg", tmp_path, batcher, 12, 3)
+    block = load_config(path)["training"]["batcher"]
+    assert block["@batchers"] == batcher and block["size"] == 12
+    assert block.get("seed", 3) == 3
+    assert callable(registry.resolve({"batcher": block})["batcher"])
 
 
 def test_train_skips_with_a_marker_and_reads_an_overrides_file(tmp_path: Path) -> None:

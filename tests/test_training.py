@@ -178,3 +178,35 @@ def test_project_defaults_match_the_settings_and_configs():
     assert project_vars["learn_rate"] == pytest.approx(
         config["training"]["optimizer"]["learn_rate"]["initial_rate"]
     )
+
+
+def test_ablate_trains_every_variant_including_both_other_batchers(source, corpus, tmp_path):
+    """The `ablations` workflow end to end: every variant trains from the source model and
+    the report has a row per variant, the batching rows among them."""
+    from typer.testing import CliRunner
+
+    from spacy_dallmi.experiments.cli import app
+    from spacy_dallmi.experiments.grid import ablation_variants
+
+    partial = Path(corpus["target_train"]).parent
+    report = tmp_path / "ablations.md"
+    args = [str(source), str(tmp_path), str(partial), str(report), "--work", str(tmp_path / "w")]
+    args += ["--epochs", "1", "--batch-size", "8", "--lambdas", "0", "--configs", str(CONFIGS)]
+    done = CliRunner().invoke(app, ["ablate", *args])
+    assert done.exit_code == 0, done.output
+    text = report.read_text(encoding="utf8")
+    variants = ablation_variants([0.0])
+    for name, _ in variants:
+        assert f"| {name} |" in text, name
+    runs = sorted((tmp_path / "w").glob("*/grid_point.json"))
+    assert len(runs) == len(variants)
+    batchers = set()
+    for run in runs:
+        assert json.loads(run.read_text())["seconds_per_epoch"] > 0
+        config = load_config(run.parent / "model-last" / "config.cfg")
+        batchers.add(config["training"]["batcher"]["@batchers"])
+    assert batchers == {
+        "spacy_dallmi.cycle_batcher.v1",
+        "spacy.batch_by_sequence.v1",
+        "spacy_dallmi.positive_sampling_batcher.v1",
+    }

@@ -172,20 +172,27 @@ def ablation_variants(lambdas: List[float]) -> List[Tuple[str, Dict[str, Any]]]:
         if lam != default.mixup_lambda:
             variants.append((f"lambda {lam:g}", {f"{SETTINGS}.mixup_lambda": lam}))
     variants.append(("plain shuffled batches", {"batcher": "spacy.batch_by_sequence.v1"}))
+    variants.append(
+        (
+            "reference's positive-per-label sampling",
+            {"batcher": "spacy_dallmi.positive_sampling_batcher.v1"},
+        )
+    )
     return variants
 
 
-def _plain_batches_config(config: Path, folder: Path, batch_size: int) -> Path:
-    """A copy of ``config`` with spaCy's plain batcher instead of the cycle batcher (the
-    batcher block's arguments differ, so an override cannot swap it)."""
+def _batcher_config(config: Path, folder: Path, batcher: str, batch_size: int, seed: int) -> Path:
+    """A copy of ``config`` with another batcher instead of the cycle batcher (the blocks'
+    arguments differ, so an override cannot swap it)."""
     loaded = load_config(config)
-    loaded["training"]["batcher"] = {
-        "@batchers": "spacy.batch_by_sequence.v1",
-        "size": batch_size,
-        "get_length": None,
-    }
+    block: Dict[str, Any] = {"@batchers": batcher, "size": batch_size}
+    if batcher == "spacy.batch_by_sequence.v1":
+        block["get_length"] = None
+    else:
+        block["seed"] = seed
+    loaded["training"]["batcher"] = block
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "adapt_plain_batches.cfg"
+    path = folder / f"adapt_{batcher.replace('.', '_')}.cfg"
     loaded.to_disk(path)
     return path
 
@@ -230,8 +237,9 @@ def ablate_command(
     for name, settings in ablation_variants([float(x) for x in _split_names(lambdas) or []]):
         config = configs / "adapt.cfg"
         overrides = dict(settings)
-        if overrides.pop("batcher", None):
-            config = _plain_batches_config(config, work, batch_size)
+        batcher = overrides.pop("batcher", None)
+        if batcher:
+            config = _batcher_config(config, work, batcher, batch_size, seed)
         folder = work / re.sub(r"[^\w.-]+", "_", name).strip("_")
         msg.divider(f"ablation: {name}")
         result = train_point(config, folder, epochs, {**base, **overrides}, gpu_id)
