@@ -142,3 +142,33 @@ def test_piping_before_initialize_reaches_predicts_error(tiny_bert):
     nlp = with_window(tiny_bert, 8)
     with pytest.raises(ValueError, match=r"no model weights yet"):
         list(nlp.pipe(["happy day", "sad"]))
+
+
+def test_length_order_tokenises_only_docs_below_the_cap(nlp, monkeypatch):
+    """Docs with at least max_length - 2 words are at the cap untokenised; the order is still
+    the order of the exact truncated lengths."""
+    import spacy_dallmi.inference as inference
+
+    textcat = nlp.get_pipe("textcat")
+    texts = [
+        "word " * 40,  # 40 words: at the cap, not tokenised
+        "a, b. c! " * 5,  # 15 words but 30 pieces with the punctuation: below, tokenised
+        "zebra quux " * 15,  # exactly 30 words: 30 + 2 special = 32, at the cap
+        "short",
+        "",
+        "x " * 29,  # 29 words: below the bound, tokenised
+    ]
+    seen: List[str] = []
+    word_piece_ids = inference.word_piece_ids
+
+    def spy(tokenizer, docs):
+        seen.extend(doc.text for doc in docs)
+        return word_piece_ids(tokenizer, docs)
+
+    monkeypatch.setattr(inference, "word_piece_ids", spy)
+    docs = [nlp.make_doc(text) for text in texts]
+    order = textcat.length_order(docs)
+    assert seen == [texts[i] for i in (1, 3, 4, 5)]
+    lengths = piece_lengths(textcat, texts)
+    assert lengths[0] == lengths[2] == 32
+    assert order == sorted(range(len(texts)), key=lambda i: lengths[i])
