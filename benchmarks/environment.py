@@ -132,3 +132,16 @@ def git_info() -> Dict[str, Any]:
         "dirty_outside_benchmarks": bool(outside),
         "dirty_paths": paths[:30],
     }
+
+
+#: The code this process runs: read when the module is first imported, which every benchmark
+#: script does at start. HEAD may move while a long run goes on (commits of other work); a
+#: result must name the commit it was made with, not the one current when it was written.
+GIT_AT_START = git_info()
+
+
+def git_provenance() -> Dict[str, Any]:
+    """:data:`GIT_AT_START`, plus the HEAD when the result is written and whether it moved
+    (then the commit at start is the one the result was made with)."""
+    head = git_info()["commit"]
+    return {**GIT_AT_START, "head_at_write": head, "head_moved": head != GIT_AT_START["commit"]}

@@ -26,7 +26,7 @@ import numpy
 import spacy
 import srsly
 import torch
-from environment import REPO_ROOT, git_info, machine_info
+from environment import REPO_ROOT, git_provenance, machine_info
 from spacy.tokens import DocBin
 from spacy.training import Example
 from thinc.api import set_dropout_rate
@@ -124,7 +124,7 @@ def main(argv: List[str]) -> None:
         "batch_size": args.batch_size,
         "batches": len(rows),
         "machine": machine_info(),
-        "git": git_info(),
+        "git": git_provenance(),
         "summary": summary,
         "batches_detail": rows,
     }

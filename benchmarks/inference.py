@@ -42,7 +42,7 @@ from typing import Any, Dict, Optional, Sequence
 
 import spacy
 import torch
-from environment import REPO_ROOT, git_info, load_average, machine_info, package_versions
+from environment import REPO_ROOT, git_provenance, load_average, machine_info, package_versions
 from inference_memory import run_classify_part, run_ray_part
 from inference_pipe import run_pipe_part
 from inference_report import markdown
@@ -98,7 +98,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "device": device,
             "machine": machine_info(args.gpu_id),
             "versions": package_versions(),
-            "git": git_info(),
+            "git": git_provenance(),
             "load_start": load_average(),
             "settings": {
                 key: value

@@ -30,7 +30,7 @@ import spacy
 import srsly
 import torch
 from aad import AAD_SETTINGS, train_aad
-from environment import REPO_ROOT, git_info, machine_info, package_versions
+from environment import REPO_ROOT, git_provenance, machine_info, package_versions
 from runner import Evaluator, effective_settings, train_run
 from spacy.util import load_config
 from splits import RATIOS, SeedCorpora, Sizes, prepare_seed, prepared_counts, ratio_name
@@ -251,7 +251,7 @@ def context() -> Dict[str, Any]:
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": machine_info(),
         "versions": package_versions(),
-        "git": git_info(),
+        "git": git_provenance(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
     }
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import spacy
 import torch
 from environment import (
-    git_info,
+    git_provenance,
     machine_info,
     package_versions,
 )
@@ -91,7 +91,7 @@ def build_context(settings: Settings) -> Dict[str, Any]:
         "versions": package_versions(),
         # the name only: the package's folder is a machine path, and versions records it
         "backbone": {"name": settings.backbone},
-        "git": git_info(),
+        "git": git_provenance(),
         "settings": {
             "warmup": settings.warmup,
             "steps": settings.steps,

@@ -17,8 +17,8 @@ from typing import Any, Dict, List, Tuple
 import numpy
 import torch
 from environment import (
+    GIT_AT_START,
     REPO_ROOT,
-    git_info,
     load_average,
     read_proc_status,
 )
@@ -293,7 +293,7 @@ def run_profile(settings: Settings, data: PubMed) -> Path:
         f"# cProfile of one training step per configuration; {now()}; "
         f"torch threads {torch.get_num_threads()}; load average {load_average()}; "
         f"backbone {settings.backbone}; batch {settings.batch_size}; "
-        f"max length {settings.max_length}; git {git_info()['commit']}\n\n"
+        f"max length {settings.max_length}; git {GIT_AT_START['commit']}\n\n"
     )
     settings.output_dir.mkdir(parents=True, exist_ok=True)
     suffix = f"_threads{settings.threads}" if settings.threads else ""
