@@ -113,8 +113,9 @@ def macro_f1(probabilities: np.ndarray, truth: np.ndarray, thresholds: Sequence[
     """Macro F1 of ``probabilities >= thresholds`` (one threshold per label column).
 
     Per label ``2PR / (P + R)``, 0 where a label has no true or no predicted positive, as
-    spaCy's scorer computes ``cats_macro_f``: with every threshold 0.5 the two agree, so the
-    tuned and the 0.5 columns of a report differ only by the thresholds.
+    spaCy's scorer computes ``cats_macro_f``: with every threshold 0.5 and 0/1 ``truth`` the
+    two agree (spaCy counts any gold value above 0 as positive, this only 1), so the tuned
+    and the 0.5 columns of a report differ only by the thresholds.
     """
     p = np.asarray(probabilities, dtype=float)
     y = np.asarray(truth) == 1

@@ -44,6 +44,8 @@ EXTRA_METRICS = {
     "macro_ap_rounded": "paper's rounded-prediction AP",
 }
 CURVE_METHODS = ("ft_partial", "dallmi")
+#: Test metrics with one value per ratio (thresholds fitted on that ratio's partial labels).
+PER_RATIO_METRICS = ("macro_f_thresholds",)
 
 Runs = Dict[Tuple[str, int], Dict[str, Any]]  # (method, seed) -> run, per ratio
 
@@ -68,8 +70,7 @@ def test_score(run: Dict[str, Any], rname: str, model: str, metric: str = "macro
     """A test metric of the last epoch or of the epoch a criterion selected, in points
     (ECE too, so all columns share a unit)."""
     test = run["last"] if model == "last" else run["selected"][rname][model]["test"]
-    value = test[metric]
-    return 100.0 * (value[rname] if isinstance(value, dict) else value)
+    return 100.0 * (test[metric][rname] if metric in PER_RATIO_METRICS else test[metric])
 
 
 def seeds_of(runs: Runs, method: str, metric: str = "macro_ap") -> List[int]:
@@ -88,14 +89,16 @@ def cell(
     values = [test_score(runs[(method, s)], rname, model, metric) for s in seeds]
     mean, std = mean_std(values)
     result: Dict[str, Any] = {"n": len(seeds), "mean": mean, "std": std, "seeds": seeds}
-    paired = [s for s in seeds if s in seeds_of(runs, BASELINE, metric)]
+    baseline_seeds = set(seeds_of(runs, BASELINE, metric))
+    paired = [s for s in seeds if s in baseline_seeds]
     if paired:
         diff = paired_difference(
             [test_score(runs[(method, s)], rname, model, metric) for s in paired],
             [test_score(runs[(BASELINE, s)], rname, model, metric) for s in paired],
         )
         result["paired"] = diff
-    with_none = [s for s in seeds if s in seeds_of(runs, "none", metric)]
+    none_seeds = set(seeds_of(runs, "none", metric))
+    with_none = [s for s in seeds if s in none_seeds]
     if with_none:
         result["vs_none"] = paired_difference(
             [test_score(runs[(method, s)], rname, model, metric) for s in with_none],

@@ -89,17 +89,9 @@ def cycle_batch_indices(
         ValueError: if ``size`` is not a positive int, a label id is out of range, or ``size``
             is too small to cover every label with a positive (see ``min_batch_size``).
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"Batch size must be a positive integer, got {size!r}.")
+    _check_size(size)
     doc_labels = [sorted(set(labels)) for labels in positives]
-    pools: List[List[int]] = [[] for _ in range(n_labels)]
-    for doc, labels in enumerate(doc_labels):
-        for label in labels:
-            if not 0 <= label < n_labels:
-                raise ValueError(
-                    f"Document {doc} has positive label id {label}, outside range({n_labels})."
-                )
-            pools[label].append(doc)
+    pools = _label_pools(doc_labels, n_labels)
     required = [label for label in range(n_labels) if pools[label]]
     needed = min_batch_size(doc_labels)
     if size < needed:
@@ -114,6 +106,24 @@ def cycle_batch_indices(
             f"at least {needed} or drop labels with few positives."
         )
     return _generate_epoch(doc_labels, pools, required, size, rng)
+
+
+def _check_size(size: int) -> None:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"Batch size must be a positive integer, got {size!r}.")
+
+
+def _label_pools(doc_labels: Sequence[Sequence[int]], n_labels: int) -> List[List[int]]:
+    """Per label id, the documents that have it as a known positive, in document order."""
+    pools: List[List[int]] = [[] for _ in range(n_labels)]
+    for doc, labels in enumerate(doc_labels):
+        for label in labels:
+            if not 0 <= label < n_labels:
+                raise ValueError(
+                    f"Document {doc} has positive label id {label}, outside range({n_labels})."
+                )
+            pools[label].append(doc)
+    return pools
 
 
 def _generate_epoch(
@@ -187,13 +197,7 @@ def configure_cycle_batcher(size: int = 64, seed: int = 0) -> Batcher:
         ValueError: if ``size`` is not a positive int or ``seed`` is not an int; calling the
             batcher raises it if ``size`` is too small for the labels to cover.
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(
-            f"spacy_dallmi.cycle_batcher.v1: size must be a positive int, got {size!r}."
-        )
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"spacy_dallmi.cycle_batcher.v1: seed must be an int, got {seed!r}.")
-    rng = numpy.random.default_rng(seed)
+    rng = _configured_rng("spacy_dallmi.cycle_batcher.v1", size, seed)
 
     def cycle_batcher(items: Iterable[Example]) -> Iterator[List[Example]]:
         """Batch one epoch of examples so every batch covers every label with a positive."""
@@ -203,6 +207,15 @@ def configure_cycle_batcher(size: int = 64, seed: int = 0) -> Batcher:
         return ([examples[i] for i in batch] for batch in batches)
 
     return cycle_batcher
+
+
+def _configured_rng(name: str, size: int, seed: int) -> numpy.random.Generator:
+    """Check a registered batcher's arguments and make its generator."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"{name}: size must be a positive int, got {size!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"{name}: seed must be an int, got {seed!r}.")
+    return numpy.random.default_rng(seed)
 
 
 def _known_positives(examples: Sequence[Example]) -> Tuple[List[str], List[List[int]]]:
@@ -229,20 +242,25 @@ def positive_sampling_indices(
     documents. The differences from :func:`cycle_batch_indices` are what the ablation
     measures: a document without any known positive is never drawn (so the "unlabeled" side
     of a label's loss holds only other labels' positives), a document may appear twice in a
-    batch, and an epoch need not visit every document. Each batch of at least ``len(required)``
-    slots holds a positive of every label that has one.
+    batch, and an epoch need not visit every document. A batch with at least as many slots
+    as there are labels with a known positive holds a positive of each.
+
+    Two details differ from the reference sampler, neither of which the ablation is about:
+    the cycle starts at a random label each epoch (the reference carries its position over
+    from the last epoch), and a label without any positive is skipped (the reference fails).
+
+    Raises:
+        ValueError: if ``size`` is not a positive int, a label id is out of range, or there
+            are documents but none with a known positive (nothing could be drawn).
     """
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"Batch size must be a positive integer, got {size!r}.")
-    pools: List[List[int]] = [[] for _ in range(n_labels)]
-    for doc, labels in enumerate(positives):
-        for label in set(labels):
-            if not 0 <= label < n_labels:
-                raise ValueError(
-                    f"Document {doc} has positive label id {label}, outside range({n_labels})."
-                )
-            pools[label].append(doc)
+    _check_size(size)
+    pools = _label_pools([sorted(set(labels)) for labels in positives], n_labels)
     required = [label for label in range(n_labels) if pools[label]]
+    if positives and not required:
+        raise ValueError(
+            f"None of the {len(positives)} documents has a known positive: the positive "
+            "sampling draws only positives. Use spacy_dallmi.cycle_batcher.v1 instead."
+        )
     return _sample_epoch(pools, required, len(positives), size, rng)
 
 
@@ -253,7 +271,9 @@ def _sample_epoch(
     size: int,
     rng: numpy.random.Generator,
 ) -> Iterator[List[int]]:
-    if not required:
+    """Draw the epoch's ``n_docs`` slots (slot k: a random positive of the k-th label of the
+    cycle) and cut them into batches of ``size``."""
+    if not n_docs:
         return
     start = int(rng.integers(len(required)))
     draws = [
@@ -271,14 +291,10 @@ def configure_positive_sampling_batcher(size: int = 64, seed: int = 0) -> Batche
     ``spacy_dallmi.cycle_batcher.v1``.
 
     Raises:
-        ValueError: if ``size`` is not a positive int or ``seed`` is not an int.
+        ValueError: if ``size`` is not a positive int or ``seed`` is not an int; calling the
+            batcher raises it if no example has a known positive.
     """
-    name = "spacy_dallmi.positive_sampling_batcher.v1"
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"{name}: size must be a positive int, got {size!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"{name}: seed must be an int, got {seed!r}.")
-    rng = numpy.random.default_rng(seed)
+    rng = _configured_rng("spacy_dallmi.positive_sampling_batcher.v1", size, seed)
 
     def positive_sampling_batcher(items: Iterable[Example]) -> Iterator[List[Example]]:
         """Batch one epoch by drawing a positive of each label in turn, with replacement."""

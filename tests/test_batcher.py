@@ -293,14 +293,15 @@ def test_positive_sampling_draws_positives_of_labels_in_turn(
     positives, n_labels = matrix
     size = data.draw(st.integers(1, 40))
     required = sorted({label for labels in positives for label in labels})
+    if not required:
+        with pytest.raises(ValueError, match="has a known positive"):
+            positive_sampling_indices(positives, n_labels, size, numpy.random.default_rng(seed))
+        return
     batches = list(
         positive_sampling_indices(positives, n_labels, size, numpy.random.default_rng(seed))
     )
     replay = positive_sampling_indices(positives, n_labels, size, numpy.random.default_rng(seed))
     assert batches == list(replay)
-    if not required:
-        assert batches == []
-        return
     # One slot per document, in batches of `size` (the last may be short).
     assert [len(b) for b in batches[:-1]] == [size] * (len(batches) - 1)
     slots = [doc for batch in batches for doc in batch]
@@ -319,14 +320,28 @@ def test_positive_sampling_draws_positives_of_labels_in_turn(
 
 
 def test_positive_sampling_draws_with_replacement_and_skips_unlabeled_docs() -> None:
-    # 2 labels, one positive each, 40 unlabeled docs: every slot is doc 0 or doc 1.
-    positives = [[0], [1]] + [[] for _ in range(40)]
-    batches = list(positive_sampling_indices(positives, 2, 8, numpy.random.default_rng(0)))
-    assert len(batches) == math.ceil(42 / 8)
-    assert {doc for batch in batches for doc in batch} == {0, 1}
-    assert all(len(set(batch)) < len(batch) for batch in batches if len(batch) > 2)
+    # Labels 0 and 1 with 10 positives each, 20 unlabeled docs: 40 slots, 20 per label. Drawn
+    # without replacement, a label's first 10 draws would be its 10 docs; with replacement all
+    # 10 distinct has probability 10!/10**10 < 0.0004.
+    positives = [[0]] * 10 + [[1]] * 10 + [[] for _ in range(20)]
+    for seed in range(5):
+        batches = list(positive_sampling_indices(positives, 2, 40, numpy.random.default_rng(seed)))
+        assert len(batches) == 1 and len(batches[0]) == 40
+        drawn = batches[0]
+        assert all(doc < 20 for doc in drawn), "a doc without a positive was drawn"
+        label0 = [doc for doc in drawn if doc < 10]
+        assert len(label0) == 20 and len(set(label0[:10])) < 10
+
+
+def test_positive_sampling_needs_a_known_positive() -> None:
+    rng = numpy.random.default_rng(0)
+    assert list(positive_sampling_indices([], 2, 4, rng)) == []
+    with pytest.raises(ValueError, match="None of the 3 documents has a known positive"):
+        positive_sampling_indices([[], [], []], 2, 4, rng)
     with pytest.raises(ValueError, match="outside range"):
-        positive_sampling_indices([[2]], 2, 4, numpy.random.default_rng(0))
+        positive_sampling_indices([[2]], 2, 4, rng)
+    with pytest.raises(ValueError, match="positive integer"):
+        positive_sampling_indices([[0]], 1, 0, rng)
 
 
 def test_positive_sampling_batcher_resolves_from_a_config(nlp: spacy.language.Language) -> None:
