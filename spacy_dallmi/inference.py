@@ -21,11 +21,14 @@ across runs of ``benchmarks/inference.py``); so it is not used.
 
 The lengths come from the component's own Hugging Face tokenizer, truncated to the model's
 ``max_length``. A document with at least ``max_length`` whitespace-separated words (less the
-special tokens) is at the cap without tokenising it, since every word is one word piece or
-more; long texts such as abstracts mostly are, and were otherwise tokenised whole for the
-sort (1.4% of MiniLM's forward time on PubMed abstracts before this shortcut, 0.3% on
-tweets). The model tokenises each batch again when it predicts: going through ``predict``
-keeps every subclass's prediction path intact.
+special tokens) is taken to be at the cap without tokenising it: a word is one word piece or
+more, except for words made only of characters the tokenizer's normaliser deletes (control
+and zero-width characters), and for those a wrong length only moves the document to another
+batch, which changes no probability beyond float rounding. Long texts such as abstracts
+mostly are at the cap: tokenising them whole for the sort cost 1.4% of MiniLM's forward time
+on PubMed abstracts, 0.4% with this shortcut (0.3% on tweets,
+``benchmarks/results/inference_cpu_pipe_*``). The model tokenises each batch again when it
+predicts: going through ``predict`` keeps every subclass's prediction path intact.
 """
 
 from typing import Any, Iterable, Iterator, List, Set
@@ -89,8 +92,8 @@ class BucketedPipeMixin:
         if tokenizer is None:
             return list(range(len(docs)))
         max_length = self.model.attrs["max_length"]
-        # Every whitespace-separated word is at least one word piece, so a doc with enough
-        # words is at max_length after truncation, and only the others need the tokenizer.
+        # A whitespace-separated word is almost always one word piece or more (see the module
+        # docstring), so a doc with enough words is taken to be at max_length.
         special = tokenizer.num_special_tokens_to_add()
         lengths = numpy.full(len(docs), max_length)
         short = [i for i, doc in enumerate(docs) if len(doc.text.split()) + special < max_length]

@@ -145,8 +145,8 @@ def test_piping_before_initialize_reaches_predicts_error(tiny_bert):
 
 
 def test_length_order_tokenises_only_docs_below_the_cap(nlp, monkeypatch):
-    """Docs with at least max_length - 2 words are at the cap untokenised; the order is still
-    the order of the exact truncated lengths."""
+    """Docs with at least max_length - 2 words are at the cap untokenised; for these texts
+    the order is still the order of the exact truncated lengths."""
     import spacy_dallmi.inference as inference
 
     textcat = nlp.get_pipe("textcat")
@@ -172,3 +172,18 @@ def test_length_order_tokenises_only_docs_below_the_cap(nlp, monkeypatch):
     lengths = piece_lengths(textcat, texts)
     assert lengths[0] == lengths[2] == 32
     assert order == sorted(range(len(texts)), key=lambda i: lengths[i])
+
+
+def test_words_the_tokenizer_deletes_move_a_doc_but_change_no_probability(nlp):
+    """Zero-width spaces and form feeds count as words for the shortcut but not as word
+    pieces, so such a doc sorts as if at the cap: the probabilities stay those of plain
+    prediction."""
+    texts = ["\u200b " * 40, "happy\x0csad " * 20, "happy sad", "\ufeff tears " * 16, "day"]
+    textcat = nlp.get_pipe("textcat")
+    lengths = piece_lengths(textcat, texts)
+    assert lengths[0] == 2  # 40 "words", no word piece: below the cap the shortcut assumes
+    plain = run(nlp, texts, 0, 2)
+    bucketed = run(nlp, texts, 16, 2)
+    assert [doc.text for doc in bucketed] == texts
+    for before, after in zip(plain, bucketed):
+        assert after.cats == pytest.approx(before.cats, abs=1e-5)
