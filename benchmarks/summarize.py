@@ -8,7 +8,9 @@ Reads every ``results/paired_<dataset>/*.json`` written by :mod:`paired` and wri
   to ``ft_partial`` with its 95% CI and Wilcoxon p, Δ to ``none``, the recovery, the last epoch
   beside the epochs chosen by each label-free criterion, and the other metrics;
 - ``results/paired_<dataset>_curve.png``: test macro AP per epoch, ``ft_partial`` vs ``dallmi``;
-- ``results/tuned_<dataset>.md``: the tune grid and which criterion tracks test AP.
+- ``results/tuned_<dataset>.md``: the tune grid and which criterion tracks test AP;
+- the overview section of ``benchmarks/README.md`` (between its two marker lines): one table
+  per dataset, methods × ratios, for the default ``--results`` folder only.
 
 Nothing here reads anything but the result files, so the summary can be rebuilt at any time
 while runs are still going (cells then show how many seeds they hold).
@@ -44,6 +46,10 @@ EXTRA_METRICS = {
     "macro_ap_rounded": "paper's rounded-prediction AP",
 }
 CURVE_METHODS = ("ft_partial", "dallmi")
+DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results"
+#: The section of benchmarks/README.md that ``overview`` rewrites.
+OVERVIEW_START = "<!-- paired overview: written by summarize.py -->"
+OVERVIEW_END = "<!-- end of paired overview -->"
 #: Test metrics with one value per ratio (thresholds fitted on that ratio's partial labels).
 PER_RATIO_METRICS = ("macro_f_thresholds",)
 
@@ -332,10 +338,60 @@ def render_tuned(tuned: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def overview(records: List[Dict[str, Any]]) -> str:
+    """One table per dataset, methods × ratios, from the summary records: mean macro AP of the
+    last epoch and the paired difference to ``ft_partial`` with its 95% CI."""
+    lines: List[str] = []
+    for dataset in sorted({r["dataset"] for r in records}):
+        mine = [r for r in records if r["dataset"] == dataset]
+        ratios = sorted({r["ratio"] for r in mine})
+        lines += [f"**{dataset}**, macro AP (points), last epoch: mean (seeds) and paired "
+                  "difference to `ft_partial` [95% CI]", ""]  # fmt: skip
+        rows = []
+        for method in METHOD_ORDER:
+            row = [f"`{method}`"]
+            for ratio in ratios:
+                found = [r for r in mine if r["method"] == method and r["ratio"] == ratio]
+                row.append(overview_cell(found[0]) if found else "–")
+            if any(value != "–" for value in row[1:]):
+                rows.append(row)
+        lines += table(["method", *(f"{100 * r:g}% removed" for r in ratios)], rows)
+    return "\n".join(lines)
+
+
+def overview_cell(record: Dict[str, Any]) -> str:
+    text = f"{record['mean']:.1f} ({record['n_seeds']})"
+    if record["method"] == BASELINE or record["mean_diff"] is None:
+        return text
+    text += f"<br>{record['mean_diff']:+.1f}"
+    if record["ci_low"] is not None:
+        text += f" [{record['ci_low']:+.1f}, {record['ci_high']:+.1f}]"
+    return text
+
+
+def replace_marked(path: Path, content: str) -> bool:
+    """Put ``content`` between the overview markers of ``path``; False without markers."""
+    text = path.read_text(encoding="utf8")
+    if OVERVIEW_START not in text or OVERVIEW_END not in text:
+        return False
+    head, rest = text.split(OVERVIEW_START, 1)
+    tail = rest.split(OVERVIEW_END, 1)[1]
+    path.write_text(f"{head}{OVERVIEW_START}\n{content}\n{OVERVIEW_END}{tail}", encoding="utf8")
+    return True
+
+
 def main(argv: List[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", type=Path, default=REPO_ROOT / "benchmarks" / "results")
+    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        help="file whose overview section to rewrite; default: benchmarks/README.md, only for "
+        "the default --results",
+    )
     args = parser.parse_args(argv)
+    if args.readme is None and args.results == DEFAULT_RESULTS:
+        args.readme = REPO_ROOT / "benchmarks" / "README.md"
     records: List[Dict[str, Any]] = []
     for folder in sorted(args.results.glob("paired_*")):
         if not folder.is_dir() or folder.name.endswith("_quick"):
@@ -351,6 +407,8 @@ def main(argv: List[str]) -> None:
         (args.results / f"paired_{dataset}.md").write_text(markdown + "\n", encoding="utf8")
         print(markdown)
     srsly.write_json(args.results / "summary.json", records)
+    if args.readme is not None and not replace_marked(args.readme, overview(records)):
+        raise SystemExit(f"{args.readme} lacks the lines {OVERVIEW_START} and {OVERVIEW_END}")
     for path in sorted(args.results.glob("tuned_*.json")):
         markdown = render_tuned(srsly.read_json(path))
         path.with_suffix(".md").write_text(markdown + "\n", encoding="utf8")

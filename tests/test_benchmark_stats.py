@@ -173,3 +173,25 @@ def test_macro_f1_at_one_half_is_spacys_macro_f():
     assert macro_f1(probs, truth, [1.1, 0.5, 0.5, 0.5]) == pytest.approx(numpy.mean(by_hand))
     with pytest.raises(ValueError, match="thresholds"):
         macro_f1(probs, truth, [0.5] * 3)
+
+
+def test_overview_rewrites_only_the_marked_section(tmp_path):
+    from summarize import OVERVIEW_END, OVERVIEW_START, overview, replace_marked
+
+    record = {"dataset": "emotions", "ratio": 0.7, "baseline": "ft_partial", "n_seeds": 5}
+    records = [
+        {**record, "method": "ft_partial", "mean": 60.8, "mean_diff": None},
+        {**record, "method": "dallmi", "mean": 61.7, "mean_diff": 0.9, "ci_low": -0.04,
+         "ci_high": 1.9},
+    ]  # fmt: skip
+    table = overview(records)
+    assert "| `dallmi` | 61.7 (5)<br>+0.9 [-0.0, +1.9] |" in table
+    assert "| `ft_partial` | 60.8 (5) |" in table
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{OVERVIEW_START}\nold\n{OVERVIEW_END}\nafter\n", encoding="utf8")
+    assert replace_marked(readme, table)
+    text = readme.read_text(encoding="utf8")
+    assert text.startswith("before\n") and text.endswith(f"{OVERVIEW_END}\nafter\n")
+    assert "old" not in text and table in text
+    readme.write_text("no markers\n", encoding="utf8")
+    assert not replace_marked(readme, table)
