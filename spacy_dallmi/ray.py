@@ -228,7 +228,10 @@ def classify_with_ray(
         },
         batch_size=rows_per_call,
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=workers),
+        # One task in flight per actor: with more, the first actor to finish loading the
+        # pipeline is handed the queued bundles while the others still load, and a small
+        # input runs on one actor (measured: 2 actors 0.87x one process on 4,000 tweets).
+        compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
         num_cpus=num_cpus_per_worker,
         num_gpus=num_gpus_per_worker,
         udf_modifying_row_count=False,
