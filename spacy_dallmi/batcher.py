@@ -198,15 +198,25 @@ def configure_cycle_batcher(size: int = 64, seed: int = 0) -> Batcher:
             batcher raises it if ``size`` is too small for the labels to cover.
     """
     rng = _configured_rng("spacy_dallmi.cycle_batcher.v1", size, seed)
+    return _example_batcher(cycle_batch_indices, size, rng)
 
-    def cycle_batcher(items: Iterable[Example]) -> Iterator[List[Example]]:
-        """Batch one epoch of examples so every batch covers every label with a positive."""
+
+IndexBatcher = Callable[
+    [Sequence[Sequence[int]], int, int, numpy.random.Generator], Iterator[List[int]]
+]
+
+
+def _example_batcher(indices: IndexBatcher, size: int, rng: numpy.random.Generator) -> Batcher:
+    """A spaCy batcher (one call = one epoch) from an index-level one such as
+    :func:`cycle_batch_indices`, fed each example's known positives."""
+
+    def batcher(items: Iterable[Example]) -> Iterator[List[Example]]:
         examples = list(items)
         labels, positives = _known_positives(examples)
-        batches = cycle_batch_indices(positives, len(labels), size, rng)
+        batches = indices(positives, len(labels), size, rng)
         return ([examples[i] for i in batch] for batch in batches)
 
-    return cycle_batcher
+    return batcher
 
 
 def _configured_rng(name: str, size: int, seed: int) -> numpy.random.Generator:
@@ -295,12 +305,4 @@ def configure_positive_sampling_batcher(size: int = 64, seed: int = 0) -> Batche
             batcher raises it if no example has a known positive.
     """
     rng = _configured_rng("spacy_dallmi.positive_sampling_batcher.v1", size, seed)
-
-    def positive_sampling_batcher(items: Iterable[Example]) -> Iterator[List[Example]]:
-        """Batch one epoch by drawing a positive of each label in turn, with replacement."""
-        examples = list(items)
-        labels, positives = _known_positives(examples)
-        batches = positive_sampling_indices(positives, len(labels), size, rng)
-        return ([examples[i] for i in batch] for batch in batches)
-
-    return positive_sampling_batcher
+    return _example_batcher(positive_sampling_indices, size, rng)
