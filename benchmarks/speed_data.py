@@ -84,7 +84,7 @@ def load_pubmed(data_dir: Path, backbone: str) -> PubMed:
         labels=numpy.asarray(labels, dtype="float32"),
         female=numpy.asarray(female, dtype=bool),
         n_pieces=numpy.asarray([len(ids) for ids in encoded]),
-        files=[str(path) for path in files],
+        files=[str(path.relative_to(data_dir)) for path in files],  # no machine paths
     )
 
 

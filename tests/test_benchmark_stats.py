@@ -195,3 +195,16 @@ def test_overview_rewrites_only_the_marked_section(tmp_path):
     assert "old" not in text and table in text
     readme.write_text("no markers\n", encoding="utf8")
     assert not replace_marked(readme, table)
+
+
+def test_committed_results_hold_no_machine_paths():
+    """Reports name files relative to the project or run folder, never this machine's."""
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    machine = str(results.parents[2])  # the folder that holds the checkout and shared/
+    leaks = []
+    for path in sorted(results.rglob("*")):
+        if path.suffix in (".json", ".md", ".txt"):
+            text = path.read_text(encoding="utf8")
+            if machine in text or "/tmp/" in text:
+                leaks.append(path.relative_to(results))
+    assert not leaks, leaks
