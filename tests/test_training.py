@@ -210,3 +210,38 @@ def test_ablate_trains_every_variant_including_both_other_batchers(source, corpu
         "spacy.batch_by_sequence.v1",
         "spacy_dallmi.positive_sampling_batcher.v1",
     }
+
+
+def test_train_command_skips_a_finished_run_with_the_same_inputs(source, corpus, tmp_path):
+    """weasel reruns a training command after a setting is switched and back; the command
+    then finds the same recorded inputs and does not train again, unless an input changed."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from spacy_dallmi.experiments.cli import app
+
+    train = Path(corpus["target_train"])
+    copy = tmp_path / "target_train.spacy"
+    shutil.copy(train, copy)
+    output = tmp_path / "run"
+    args = ["train", str(CONFIGS / "adapt.cfg"), str(output), "--epochs", "1"]
+    args += ["--paths.source", str(source), "--paths.train", str(copy)]
+    args += ["--paths.dev", corpus["target_valid"], "--training.batcher.size", "8"]
+
+    def run(*extra):
+        done = CliRunner().invoke(app, [*args, *extra])
+        assert done.exit_code == 0, done.output
+        return done.output, (output / "model-last" / "meta.json").stat().st_mtime_ns
+
+    first, trained = run()
+    assert "not trained again" not in first
+    again, unchanged = run()
+    assert "not trained again" in again and unchanged == trained
+    forced, retrained = run("--force")
+    assert "not trained again" not in forced and retrained != trained
+    copy.write_bytes(Path(corpus["target_valid"]).read_bytes())  # other training data
+    changed, after_change = run()
+    assert "not trained again" not in changed and after_change != retrained
+    other_setting, _ = run("--initialize.before_init.settings.mixup_lambda", "0")
+    assert "not trained again" not in other_setting

@@ -5,6 +5,7 @@ They sit beside the data and report commands on the same ``python -m spacy_dallm
 kit's extra: only spaCy, the library and typer, which spaCy itself installs.
 """
 
+import hashlib
 import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -18,6 +19,8 @@ from .cli import SKIPPED_FILE, app
 
 #: The per-epoch learning-curve records, inside the training output folder.
 CURVE_FILE = "curve.jsonl"
+#: What a finished run was trained from, inside its output folder (see :func:`run_inputs`).
+INPUTS_FILE = "training_inputs.json"
 
 
 def parse_flag(value: str, option: str) -> bool:
@@ -44,6 +47,43 @@ def read_overrides(path: Path) -> Dict[str, Any]:
             exits=1,
         )
     return overrides
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 of a file, or of a folder's files (relative names and contents, sorted)."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        digest.update(str(file.relative_to(path) if file != path else file.name).encode())
+        with file.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_inputs(
+    config: Path, overrides: Dict[str, Any], epochs: int, keep_source: bool
+) -> Dict[str, Any]:
+    """What decides a run's result: the config's text, the overrides and epochs, and the
+    contents of every file or folder an override names (corpora, the source pipeline; the
+    caller leaves out paths inside the run's own output).
+
+    weasel reruns a training command whenever its command line differs from the last run's,
+    so switching a setting and back would train a keyed run folder again; a run whose
+    recorded inputs are all the same is skipped instead.
+    """
+    inputs = {
+        key: content_hash(Path(value))
+        for key, value in sorted(overrides.items())
+        if isinstance(value, str) and value and Path(value).exists()
+    }
+    return {
+        "config": content_hash(config),
+        "overrides": {key: str(value) for key, value in sorted(overrides.items())},
+        "epochs": epochs,
+        "keep_source": keep_source,
+        "input_contents": inputs,
+    }
 
 
 def write_skipped(output: Path, reason: str) -> None:
@@ -89,6 +129,12 @@ def train_command(
         help="Do not train, and leave OUTPUT/skipped.json saying why, when this file does not "
         "exist (e.g. fully labelled target train for a partially labelled target).",
     ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help=f"Train even if OUTPUT/{INPUTS_FILE} shows a finished run of the same config, "
+        "overrides, epochs and input files.",
+    ),
 ) -> None:
     """`spacy train` for E epochs: linear LR decay over exactly that run, one evaluation per
     epoch, output renamed into place only when finished. Extra --section.key value
@@ -116,12 +162,23 @@ def train_command(
             overrides["paths.curve_output"] = str(partial / CURVE_FILE)
         else:
             msg.info(f"No per-epoch test curve: {curve_docs} does not exist.")
+    partial_prefix = str(output.with_name(output.name + PARTIAL_SUFFIX))
+    hashed = {k: v for k, v in overrides.items() if not str(v).startswith(partial_prefix)}
+    inputs = run_inputs(config, hashed, epochs, keep_source)
+    recorded = output / INPUTS_FILE
+    if not force and recorded.is_file() and srsly.read_json(recorded) == inputs:
+        msg.good(
+            f"{output}: already trained from the same config, overrides, epochs and input "
+            f"files ({recorded}); not trained again. Pass --force to retrain."
+        )
+        return
     try:
         train_epochs(
             config, output, epochs, overrides=overrides, use_gpu=gpu_id, keep_source=keep_source
         )
     except (FileNotFoundError, ValueError) as error:
         msg.fail(f"train {config}: {error}", exits=1)
+    srsly.write_json(recorded, inputs)
 
 
 @app.command("find-thresholds")
