@@ -212,36 +212,68 @@ def test_ablate_trains_every_variant_including_both_other_batchers(source, corpu
     }
 
 
-def test_train_command_skips_a_finished_run_with_the_same_inputs(source, corpus, tmp_path):
+def test_train_command_skips_a_finished_run_with_the_same_inputs(
+    source, corpus, tmp_path, monkeypatch
+):
     """weasel reruns a training command after a setting is switched and back; the command
-    then finds the same recorded inputs and does not train again, unless an input changed."""
+    then finds the same recorded inputs and does not train again. Every input that decides
+    the result retrains when it changes. (Training is replaced by a stub that counts calls
+    and makes the two model folders; the record is written by the command itself.)"""
     import shutil
 
     from typer.testing import CliRunner
 
+    import spacy_dallmi.experiments.run_inputs as run_inputs
+    import spacy_dallmi.training
     from spacy_dallmi.experiments.cli import app
 
-    train = Path(corpus["target_train"])
-    copy = tmp_path / "target_train.spacy"
-    shutil.copy(train, copy)
+    calls = []
+
+    def fake_train(config, output, epochs, **kwargs):
+        calls.append((config, epochs, kwargs["overrides"]))
+        for model in ("model-best", "model-last"):
+            (Path(output) / model).mkdir(parents=True, exist_ok=True)
+        return Path(output)
+
+    monkeypatch.setattr(spacy_dallmi.training, "train_epochs", fake_train)
+    config = tmp_path / "adapt.cfg"
+    shutil.copy(CONFIGS / "adapt.cfg", config)
+    own_source = tmp_path / "source"
+    shutil.copytree(source, own_source)
+    train = tmp_path / "target_train.spacy"
+    shutil.copy(corpus["target_train"], train)
+    overrides_file = tmp_path / "tuned.json"
+    overrides_file.write_text('{"training.optimizer.learn_rate.initial_rate": 0.0001}')
     output = tmp_path / "run"
-    args = ["train", str(CONFIGS / "adapt.cfg"), str(output), "--epochs", "1"]
-    args += ["--paths.source", str(source), "--paths.train", str(copy)]
-    args += ["--paths.dev", corpus["target_valid"], "--training.batcher.size", "8"]
+    base = ["train", str(config), str(output), "--paths.source", str(own_source)]
+    base += ["--paths.train", str(train), "--paths.dev", corpus["target_valid"]]
+    base += ["--overrides-file", str(overrides_file)]
 
-    def run(*extra):
-        done = CliRunner().invoke(app, [*args, *extra])
+    def run(*extra, epochs="1"):
+        done = CliRunner().invoke(app, [*base, "--epochs", epochs, *extra])
         assert done.exit_code == 0, done.output
-        return done.output, (output / "model-last" / "meta.json").stat().st_mtime_ns
+        return len(calls)
 
-    first, trained = run()
-    assert "not trained again" not in first
-    again, unchanged = run()
-    assert "not trained again" in again and unchanged == trained
-    forced, retrained = run("--force")
-    assert "not trained again" not in forced and retrained != trained
-    copy.write_bytes(Path(corpus["target_valid"]).read_bytes())  # other training data
-    changed, after_change = run()
-    assert "not trained again" not in changed and after_change != retrained
-    other_setting, _ = run("--initialize.before_init.settings.mixup_lambda", "0")
-    assert "not trained again" not in other_setting
+    assert run() == 1
+    assert run() == 1, "same inputs: trained again"
+    assert run("--force") == 2
+    assert run(epochs="2") == 3
+    assert run(epochs="2") == 3
+    assert run("--no-keep-source", epochs="2") == 4
+    changes = [
+        lambda: config.write_text(config.read_text() + "\n# edited\n"),
+        lambda: train.write_bytes(Path(corpus["target_valid"]).read_bytes()),
+        lambda: (own_source / "meta.json").write_text("{}"),
+        lambda: overrides_file.write_text('{"training.optimizer.learn_rate.initial_rate": 3e-4}'),
+        lambda: monkeypatch.setattr(run_inputs, "code_fingerprint", lambda: {"source": "new"}),
+        lambda: (output / run_inputs.INPUTS_FILE).write_text("{not json"),
+        lambda: shutil.rmtree(output / "model-last"),
+    ]
+    for change in changes:
+        before = len(calls)
+        change()
+        assert run(epochs="2") == before + 1
+        assert run(epochs="2") == before + 1
+    before = len(calls)
+    assert run("--initialize.before_init.settings.mixup_lambda", "0", epochs="2") == before + 1
+    assert calls[-1][2]["initialize.before_init.settings.mixup_lambda"] == 0

@@ -5,7 +5,6 @@ They sit beside the data and report commands on the same ``python -m spacy_dallm
 kit's extra: only spaCy, the library and typer, which spaCy itself installs.
 """
 
-import hashlib
 import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -16,11 +15,10 @@ from spacy.cli._util import parse_config_overrides
 from wasabi import msg
 
 from .cli import SKIPPED_FILE, app
+from .run_inputs import INPUTS_FILE, finished_with, run_inputs, write_record
 
 #: The per-epoch learning-curve records, inside the training output folder.
 CURVE_FILE = "curve.jsonl"
-#: What a finished run was trained from, inside its output folder (see :func:`run_inputs`).
-INPUTS_FILE = "training_inputs.json"
 
 
 def parse_flag(value: str, option: str) -> bool:
@@ -47,43 +45,6 @@ def read_overrides(path: Path) -> Dict[str, Any]:
             exits=1,
         )
     return overrides
-
-
-def content_hash(path: Path) -> str:
-    """SHA-256 of a file, or of a folder's files (relative names and contents, sorted)."""
-    digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        digest.update(str(file.relative_to(path) if file != path else file.name).encode())
-        with file.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
-
-
-def run_inputs(
-    config: Path, overrides: Dict[str, Any], epochs: int, keep_source: bool
-) -> Dict[str, Any]:
-    """What decides a run's result: the config's text, the overrides and epochs, and the
-    contents of every file or folder an override names (corpora, the source pipeline; the
-    caller leaves out paths inside the run's own output).
-
-    weasel reruns a training command whenever its command line differs from the last run's,
-    so switching a setting and back would train a keyed run folder again; a run whose
-    recorded inputs are all the same is skipped instead.
-    """
-    inputs = {
-        key: content_hash(Path(value))
-        for key, value in sorted(overrides.items())
-        if isinstance(value, str) and value and Path(value).exists()
-    }
-    return {
-        "config": content_hash(config),
-        "overrides": {key: str(value) for key, value in sorted(overrides.items())},
-        "epochs": epochs,
-        "keep_source": keep_source,
-        "input_contents": inputs,
-    }
 
 
 def write_skipped(output: Path, reason: str) -> None:
@@ -162,14 +123,15 @@ def train_command(
             overrides["paths.curve_output"] = str(partial / CURVE_FILE)
         else:
             msg.info(f"No per-epoch test curve: {curve_docs} does not exist.")
-    partial_prefix = str(output.with_name(output.name + PARTIAL_SUFFIX))
-    hashed = {k: v for k, v in overrides.items() if not str(v).startswith(partial_prefix)}
-    inputs = run_inputs(config, hashed, epochs, keep_source)
-    recorded = output / INPUTS_FILE
-    if not force and recorded.is_file() and srsly.read_json(recorded) == inputs:
+    own = [output, output.with_name(output.name + PARTIAL_SUFFIX)]
+    try:
+        inputs = run_inputs(config, overrides, epochs, keep_source, own)
+    except (OSError, ValueError) as error:  # ValueError: confection's config errors
+        msg.fail(f"train {config}: {error}", exits=1)
+    if not force and finished_with(output, inputs):
         msg.good(
-            f"{output}: already trained from the same config, overrides, epochs and input "
-            f"files ({recorded}); not trained again. Pass --force to retrain."
+            f"{output}: already trained from the same config, overrides, epochs, input files "
+            f"and code ({output / INPUTS_FILE}); not trained again. Pass --force to retrain."
         )
         return
     try:
@@ -178,7 +140,7 @@ def train_command(
         )
     except (FileNotFoundError, ValueError) as error:
         msg.fail(f"train {config}: {error}", exits=1)
-    srsly.write_json(recorded, inputs)
+    write_record(output, inputs)
 
 
 @app.command("find-thresholds")
