@@ -145,3 +145,16 @@ def git_provenance() -> Dict[str, Any]:
     (then the commit at start is the one the result was made with)."""
     head = git_info()["commit"]
     return {**GIT_AT_START, "head_at_write": head, "head_moved": head != GIT_AT_START["commit"]}
+
+
+def report_header(title: str, ctx: Dict[str, Any]) -> List[str]:
+    """The first lines of a benchmark's Markdown report: title, date and machine."""
+    machine = ctx["machine"]
+    gpu = machine["gpu"]["name"] if machine.get("gpu") else "none"
+    return [
+        f"# spacy_dallmi {title} benchmark ({ctx['device']})",
+        "",
+        f"- date: {ctx['date']}",
+        f"- machine: {machine['cpu_model']}, {machine['usable_cpus']} usable CPUs, torch "
+        f"threads {machine['torch_threads']}, GPU: {gpu}",
+    ]

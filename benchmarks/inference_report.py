@@ -6,17 +6,13 @@ Markdown holds every figure, and this turns it into the tables ``benchmarks/READ
 
 from typing import Any, Dict
 
+from environment import report_header
+
 
 def markdown(results: Dict[str, Any]) -> str:
     ctx = results["context"]
-    machine = ctx["machine"]
-    gpu = machine["gpu"]["name"] if machine.get("gpu") else "none"
     lines = [
-        f"# spacy_dallmi inference benchmark ({ctx['device']})",
-        "",
-        f"- date: {ctx['date']}",
-        f"- machine: {machine['cpu_model']}, {machine['usable_cpus']} usable CPUs, torch "
-        f"threads {machine['torch_threads']}, GPU: {gpu}",
+        *report_header("inference", ctx),
         f"- git: {ctx['git']['commit']} (dirty: {ctx['git']['dirty']})",
         f"- backbone: {ctx['settings']['backbone']}, max length {ctx['settings']['max_length']}, "
         f"batch {ctx['settings']['batch_size']}, bucket_window {ctx['settings']['window']}",

@@ -8,6 +8,7 @@ import json
 import statistics
 from typing import Any, Dict, List, Optional
 
+from environment import report_header
 from speed_harness import (
     ALL_PARTS,
     Settings,
@@ -86,13 +87,8 @@ def render_markdown(payload: Dict[str, Any]) -> str:
     """A human-readable copy of the JSON: the same figures, rounded the same way."""
     ctx, summary = payload["context"], payload["summary"]
     machine, git = ctx["machine"], ctx["git"]
-    gpu = machine["gpu"]["name"] if machine.get("gpu") else "none"
     lines = [
-        f"# spacy_dallmi speed benchmark ({ctx['device']})",
-        "",
-        f"- date: {ctx['date']}",
-        f"- machine: {machine['cpu_model']}, {machine['usable_cpus']} usable CPUs, "
-        f"torch threads {machine['torch_threads']}, GPU: {gpu}",
+        *report_header("speed", ctx),
         f"- git: {git['commit']} (dirty: {git['dirty']}, outside benchmarks/: "
         f"{git['dirty_outside_benchmarks']})",
         f"- backbone: {ctx['backbone']['name']}",
