@@ -268,6 +268,39 @@ def plot_curves(per_ratio: Dict[str, Runs], path: Path) -> bool:
     return True
 
 
+# Settings of the supervised objective that a ``bce`` run does not use.
+DALLMI_ONLY = ("loss_form", "positive_term", "mixup")
+
+
+def settings_text(run: Dict[str, Any]) -> str:
+    """What a method trained with, from its stored protocol (the seed left out)."""
+    if run["method"] == "none":
+        source = run["source_training"]
+        return (
+            f"source model (`source.cfg`, {run['protocol']['source_epochs']} epochs, "
+            f"lr {source['learn_rate']:g}), no adaptation"
+        )
+    settings = {k: v for k, v in run["protocol"]["settings"].items() if k != "seed"}
+    if settings.get("objective") == "bce":
+        settings = {k: v for k, v in settings.items() if not k.startswith(DALLMI_ONLY)}
+    text = ", ".join(
+        f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.items()
+    )
+    tuned = run["protocol"].get("tuned_from")
+    return text + (f" (learning rate from `{tuned}`)" if tuned else "")
+
+
+def settings_section(per_ratio: Dict[str, Runs]) -> List[str]:
+    """One row per method: the settings of its first run (a method whose seeds differ is
+    flagged in its ratio's section)."""
+    first: Dict[str, Dict[str, Any]] = {}
+    for runs in per_ratio.values():
+        for (method, _), run in sorted(runs.items(), key=lambda item: item[0][1]):
+            first.setdefault(method, run)
+    rows = [[f"`{m}`", settings_text(first[m])] for m in METHOD_ORDER if m in first]
+    return ["## Settings of each method", "", *table(["method", "settings"], rows)]
+
+
 def render(dataset: str, per_ratio: Dict[str, Runs], curve: Optional[str]) -> str:
     any_run = next(run for runs in per_ratio.values() for run in runs.values())
     spec = any_run["protocol"]
@@ -298,6 +331,7 @@ def render(dataset: str, per_ratio: Dict[str, Runs], curve: Optional[str]) -> st
     ]
     for rname, runs in per_ratio.items():
         lines += ratio_section(runs, rname)
+    lines += settings_section(per_ratio)
     if curve:
         lines += ["## Test macro AP per epoch", "", f"![per-epoch curve]({curve})", ""]
     return "\n".join(lines)

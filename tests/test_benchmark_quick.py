@@ -54,4 +54,9 @@ def test_paired_quick_runs_resumes_and_summarises(tiny_bert, tmp_path):
     _run("summarize.py", "--results", str(tmp_path))
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {record["method"] for record in summary} == set(METHODS)
-    assert (tmp_path / "paired_emotions.md").exists()
+    report = (tmp_path / "paired_emotions.md").read_text()
+    settings = report.split("## Settings of each method")[1]
+    for method in METHODS:
+        assert f"| `{method}` |" in settings
+    assert "temperature 20" in settings  # AAD's row states its settings
+    assert "mixup_lambda 0," in settings and "label_smoothing 0.1" in settings
