@@ -60,3 +60,24 @@ def test_paired_quick_runs_resumes_and_summarises(tiny_bert, tmp_path):
         assert f"| `{method}` |" in settings
     assert "temperature 20" in settings  # AAD's row states its settings
     assert "mixup_lambda 0," in settings and "label_smoothing 0.1" in settings
+
+    # The ablations reuse the paired runs equal to a variant and train the others, split
+    # between two parts as two processes would share them.
+    paired_runs = {path: path.stat().st_mtime_ns for path in results.glob("*.json")}
+    outputs = [_run("ablations.py", *args, "--ratios", "0.7", "--part", f"{k}/2") for k in (1, 2)]
+    assert {path: path.stat().st_mtime_ns for path in results.glob("*.json")} == paired_runs
+    trained = sorted((tmp_path / "ablations_emotions").glob("*.json"))
+    assert len(trained) == 11  # 13 variants, two of them paired methods (defaults, lambda 0)
+    assert sum(out.count("training") for out in outputs) == 11
+    for path in trained:
+        run = json.loads(path.read_text())
+        assert run["method"].startswith("ablation: ")
+        assert run["epochs"][0] == runs["s0_r70_dallmi"]["epochs"][0]  # same source model
+    by_name = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in trained}
+    encoder = by_name["ablation: mixup at encoder, log loss"]["protocol"]["settings"]
+    assert (encoder["mixup_location"], encoder["loss_form"]) == ("encoder", "log")
+    sampled = by_name["ablation: reference's positive-per-label sampling"]
+    assert sampled["run"]["batches_per_epoch"] != runs["s0_r70_dallmi"]["run"]["batches_per_epoch"]
+    ablations = (tmp_path / "ablations_emotions.md").read_text()
+    table = [line for line in ablations.splitlines() if line.startswith("| ")][2:]
+    assert len(table) == 13 and "(n=1)" in table[0] and "(n=1)" in table[-1]

@@ -296,9 +296,9 @@ def test_ablations_cover_the_papers_tables_without_repeating_the_default() -> No
 def test_ablation_batcher_configs_resolve_with_size_and_seed(tmp_path: Path, batcher: str) -> None:
     from spacy.util import load_config, registry
 
-    from spacy_dallmi.experiments.grid import _batcher_config
+    from spacy_dallmi.experiments.grid import batcher_config
 
-    path = _batcher_config(REPO / "configs" / "adapt.cfg", tmp_path, batcher, 12, 3)
+    path = batcher_config(REPO / "configs" / "adapt.cfg", tmp_path, batcher, 12, 3)
     block = load_config(path)["training"]["batcher"]
     assert block["@batchers"] == batcher and block["size"] == 12
     if batcher == "spacy.batch_by_sequence.v1":

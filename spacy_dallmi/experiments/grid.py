@@ -181,7 +181,7 @@ def ablation_variants(lambdas: List[float]) -> List[Tuple[str, Dict[str, Any]]]:
     return variants
 
 
-def _batcher_config(config: Path, folder: Path, batcher: str, batch_size: int, seed: int) -> Path:
+def batcher_config(config: Path, folder: Path, batcher: str, batch_size: int, seed: int) -> Path:
     """A copy of ``config`` with another batcher instead of the cycle batcher (the blocks'
     arguments differ, so an override cannot swap it)."""
     loaded = load_config(config)
@@ -239,7 +239,7 @@ def ablate_command(
         overrides = dict(settings)
         batcher = overrides.pop("batcher", None)
         if batcher:
-            config = _batcher_config(config, work, batcher, batch_size, seed)
+            config = batcher_config(config, work, batcher, batch_size, seed)
         folder = work / re.sub(r"[^\w.-]+", "_", name).strip("_")
         msg.divider(f"ablation: {name}")
         result = train_point(config, folder, epochs, {**base, **overrides}, gpu_id)

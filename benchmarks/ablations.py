@@ -1,0 +1,202 @@
+"""The paper's ablations (Tables 3 and 4) in the paired protocol (issue 9, item 4).
+
+The variants are the project's ``ablate`` command's (:func:`spacy_dallmi.experiments.grid.
+ablation_variants`): MixUp location × loss form, the positive term ``l2``, the MixUp weight λ
+and the batching (the cycle batcher, spaCy's plain shuffled batches, the reference code's one
+positive per label). Here each one trains like a ``paired.py`` run: from the seed's source
+model, on its splits and hidden labels, with the protocol's epochs, batch size and schedule, so
+it is compared with default DALLMi paired over seeds. Variants equal to a paired method
+(the defaults: ``dallmi``; λ = 0: ``dallmi_lambda0``) reuse that method's run instead of
+training it again.
+
+Writes ``results/ablations_<dataset>/<run>.json`` (resumable like the paired runs) and
+``results/ablations_<dataset>.md``: test macro AP at the last epoch and selected by the PU
+score, the change relative to default DALLMi (the paper's tables report relative changes),
+and the training time per epoch (Table 4; evaluation excluded). ``--part K/N`` trains every
+N-th variant from the K-th, so two processes can share the list; the report covers whatever
+has finished.
+
+    python benchmarks/ablations.py --dataset pubmed --seeds 0 --ratios 0.7 --part 1/2
+"""
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+import srsly
+import torch
+from paired import (
+    CONFIGS,
+    METHODS,
+    SETTINGS_KEY,
+    Method,
+    Protocol,
+    parse_args,
+    run_key,
+    run_method,
+)
+from splits import ratio_name
+from stats import mean_std, paired_difference
+from summarize import table
+
+from spacy_dallmi.experiments.grid import ablation_variants, batcher_config
+
+LAMBDAS = (0.0, 0.03, 0.1, 0.3, 1.0)
+ADAPT = "adapt.cfg"  # under configs/; a batching variant trains from a copy in the work folder
+
+
+def variant_method(settings: Dict[str, Any], config: str) -> Method:
+    """A DALLMi variant as a paired method: settings keys without their config section;
+    ``config`` is a file under ``configs/`` or an absolute path."""
+    bare = {k[len(SETTINGS_KEY) + 1 :]: v for k, v in settings.items()}
+    return Method(config, "partial", bare)
+
+
+def paired_twin(method: Method) -> Optional[str]:
+    """The paired method that trains exactly like ``method``, if there is one."""
+    for name, other in METHODS.items():
+        if other.config == method.config and other.labels == method.labels:
+            if other.settings == method.settings and other.learn_rate is None:
+                return name
+    return None
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", name).strip("_")
+
+
+def parse(argv: List[str]) -> Tuple[argparse.Namespace, int, int]:
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--part", default="1/1", help="K/N: train every N-th variant from the K-th")
+    own, rest = parser.parse_known_args(argv)
+    part, parts = (int(x) for x in own.part.split("/"))
+    if not 1 <= part <= parts:
+        raise SystemExit(f"--part {own.part}: K must be between 1 and N")
+    return parse_args(rest), part, parts
+
+
+def main(argv: List[str]) -> None:
+    args, part, parts = parse(argv)
+    torch.set_num_threads(args.threads)
+    protocol = Protocol(args)
+    folder = args.results.parent / args.results.name.replace("paired_", "ablations_")
+    ratio = float(args.ratios.split(",")[0])
+    seeds = [int(s) for s in args.seeds.split(",")]
+    variants = ablation_variants(list(LAMBDAS))
+    for seed in seeds:
+        corpora, source = protocol.setup_seed(seed)
+        for index, (name, overrides) in enumerate(variants):
+            if index % parts != part - 1:
+                continue
+            settings = dict(overrides)
+            batcher = settings.pop("batcher", None)
+            config = ADAPT
+            if batcher:
+                configs = args.work / f"s{seed}" / "ablation_configs"
+                config = str(
+                    batcher_config(CONFIGS / ADAPT, configs, batcher, args.batch_size, seed)
+                )
+            method = variant_method(settings, config)
+            twin = paired_twin(method) if not batcher else None
+            if twin:
+                path = args.results / f"{run_key(seed, ratio, twin)}.json"
+                label = twin
+            else:
+                path = folder / f"{run_key(seed, ratio, slug(name))}.json"
+                label = f"ablation: {name}"
+            run_method(protocol, path, label, method, None, seed, ratio, corpora, source)
+    write_report(folder, args, ratio, seeds, variants)
+
+
+def load_runs(
+    folder: Path, args: argparse.Namespace, ratio: float, seeds: List[int], variants: List[Any]
+) -> List[Tuple[str, Dict[int, Dict[str, Any]]]]:
+    """Per variant (in the table's order): its finished runs by seed."""
+    rows = []
+    for name, overrides in variants:
+        settings = dict(overrides)
+        batcher = settings.pop("batcher", None)
+        twin = None if batcher else paired_twin(variant_method(settings, ADAPT))
+        runs = {}
+        for seed in seeds:
+            key = run_key(seed, ratio, twin or slug(name))
+            path = (args.results if twin else folder) / f"{key}.json"
+            if path.exists():
+                runs[seed] = srsly.read_json(path)
+        rows.append((name, runs))
+    return rows
+
+
+def write_report(
+    folder: Path, args: argparse.Namespace, ratio: float, seeds: List[int], variants: List[Any]
+) -> None:
+    rows = load_runs(folder, args, ratio, seeds, variants)
+    default = rows[0][1]
+    rname = ratio_name(ratio)
+
+    def scores(runs: Dict[int, Dict[str, Any]], which: str) -> Dict[int, float]:
+        if which == "last":
+            return {s: 100 * r["last"]["macro_ap"] for s, r in runs.items()}
+        return {
+            s: 100 * r["selected"][rname]["pu_score"]["test"]["macro_ap"] for s, r in runs.items()
+        }
+
+    body = []
+    for name, runs in rows:
+        cells = [name]
+        for which in ("last", "selected"):
+            mine, base = scores(runs, which), scores(default, which)
+            common = sorted(set(mine) & set(base))
+            if not mine:
+                cells += ["–", "–"]
+                continue
+            cells.append(f"{mean_std(list(mine.values()))[0]:.1f} (n={len(mine)})")
+            if runs is default or not common:
+                cells.append("–")
+                continue
+            diff = paired_difference([mine[s] for s in common], [base[s] for s in common])
+            base_mean = sum(base[s] for s in common) / len(common)
+            relative = 100 * diff.mean_diff / base_mean
+            ci = "" if diff.ci_low is None else f" [{diff.ci_low:+.1f}, {diff.ci_high:+.1f}]"
+            cells.append(f"{relative:+.1f}% ({diff.mean_diff:+.1f}{ci})")
+        per_epoch = [r["run"]["train_seconds"] / args.epochs for r in runs.values()]
+        cells.append(f"{sum(per_epoch) / len(per_epoch):.0f}" if per_epoch else "–")
+        body.append(cells)
+    any_run = next(r for _, runs in rows for r in runs.values())
+    header = [
+        "variant",
+        "macro AP, last epoch",
+        "vs default: relative (points [95% CI])",
+        "macro AP, selected by PU score",
+        "vs default: relative (points [95% CI])",
+        "train s / epoch",
+    ]
+    lines = [
+        f"# DALLMi ablations on `{args.dataset}` ({100 * ratio:g}% of target positives removed)",
+        "",
+        f"Paired protocol of [`paired_{args.dataset}.md`](paired_{args.dataset}.md): "
+        f"{args.epochs} epochs (linear decay), batch {args.batch_size}, max length "
+        f"{args.max_length}, {any_run['protocol']['backbone']}; every variant starts from the "
+        "seed's source model with the same splits and hidden labels as default DALLMi (first "
+        "row), and differs from it only in the setting its name gives. Test macro AP in "
+        "points; the change relative to default DALLMi is paired over the seeds both have "
+        "(95% paired-t CI in points where there are at least 2). Training time per epoch "
+        "excludes the per-epoch evaluation; machine "
+        f"{any_run['machine']['cpu_model']}, torch threads {any_run['machine']['torch_threads']}.",
+        "",
+        *table(header, body),
+        "Table 3 of the paper: MixUp location × loss form; Table 4: batching (the cycle batcher "
+        "of the defaults, spaCy's plain shuffled batches, the reference code's one positive per "
+        "label with replacement). Also the positive term `l2` (the reference code's `‖p‖₂`) "
+        "and the MixUp weight λ.",
+        "",
+    ]
+    output = folder.parent / f"{folder.name}.md"
+    output.write_text("\n".join(lines), encoding="utf8")
+    print(f"[ablations] report -> {output.name}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
