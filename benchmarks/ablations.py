@@ -5,16 +5,22 @@ ablation_variants`): MixUp location × loss form, the positive term ``l2``, the 
 and the batching (the cycle batcher, spaCy's plain shuffled batches, the reference code's one
 positive per label). Here each one trains like a ``paired.py`` run: from the seed's source
 model, on its splits and hidden labels, with the protocol's epochs, batch size and schedule, so
-it is compared with default DALLMi paired over seeds. Variants equal to a paired method
-(the defaults: ``dallmi``; λ = 0: ``dallmi_lambda0``) reuse that method's run instead of
-training it again.
+it is compared with default DALLMi paired over seeds. A variant differs from the defaults only
+in what its name says (the sampling batcher's epoch also has another number of batches, so its
+run has another number of steps).
+
+A variant equal to a paired method (the defaults: ``dallmi``; λ = 0: ``dallmi_lambda0``)
+reuses that method's finished run when the run records its training CPU time (runs from before
+that was recorded lack the Table 4 column); otherwise it is trained here. Nothing is written
+into the paired results.
 
 Writes ``results/ablations_<dataset>/<run>.json`` (resumable like the paired runs) and
 ``results/ablations_<dataset>.md``: test macro AP at the last epoch and selected by the PU
 score, the change relative to default DALLMi (the paper's tables report relative changes),
-and the training time per epoch (Table 4; evaluation excluded). ``--part K/N`` trains every
-N-th variant from the K-th, so two processes can share the list; the report covers whatever
-has finished.
+and the training CPU time per epoch (Table 4; evaluation excluded; CPU time, because the
+variants run beside other processes). ``--part K/N`` trains every N-th variant from the K-th,
+so two processes can share the list; each writes the report from whatever has finished. The
+first of ``--ratios`` is used; the other options are ``paired.py``'s.
 
     python benchmarks/ablations.py --dataset pubmed --seeds 0 --ratios 0.7 --part 1/2
 """
@@ -37,6 +43,7 @@ from paired import (
     run_key,
     run_method,
 )
+from spacy.util import load_config
 from splits import ratio_name
 from stats import mean_std, paired_difference
 from summarize import table
@@ -47,9 +54,13 @@ LAMBDAS = (0.0, 0.03, 0.1, 0.3, 1.0)
 ADAPT = "adapt.cfg"  # under configs/; a batching variant trains from a copy in the work folder
 
 
+Variants = List[Tuple[str, Dict[str, Any]]]
+
+
 def variant_method(settings: Dict[str, Any], config: str) -> Method:
-    """A DALLMi variant as a paired method: settings keys without their config section;
-    ``config`` is a file under ``configs/`` or an absolute path."""
+    """A DALLMi variant as a paired method (its settings keys without their config section),
+    so that it trains through the same code as every paired run. ``config`` is a file under
+    ``configs/`` or an absolute path."""
     bare = {k[len(SETTINGS_KEY) + 1 :]: v for k, v in settings.items()}
     return Method(config, "partial", bare)
 
@@ -64,14 +75,42 @@ def paired_twin(method: Method) -> Optional[str]:
 
 
 def slug(name: str) -> str:
+    """A variant's name as a file name."""
     return re.sub(r"[^\w.-]+", "_", name).strip("_")
+
+
+def split_variant(overrides: Dict[str, Any]) -> Tuple[Dict[str, Any], Optional[str]]:
+    """A variant's settings overrides, and its batcher (None: the config's cycle batcher)."""
+    settings = dict(overrides)
+    return settings, settings.pop("batcher", None)
+
+
+def variant_path(
+    args: argparse.Namespace, folder: Path, seed: int, ratio: float, name: str
+) -> Tuple[Path, Optional[str]]:
+    """Where a variant's run is, and the paired method it reuses (None: its own run).
+
+    Its own run wins once it exists; a paired twin is reused only if it records its training
+    CPU time. ``main`` and the report both go through here, so they read the same files."""
+    own = folder / f"{run_key(seed, ratio, slug(name))}.json"
+    settings, batcher = split_variant(dict(ablation_variants(list(LAMBDAS)))[name])
+    twin = None if batcher else paired_twin(variant_method(settings, ADAPT))
+    if own.exists() or twin is None:
+        return own, None
+    paired = args.results / f"{run_key(seed, ratio, twin)}.json"
+    if paired.exists() and "train_cpu_seconds" in srsly.read_json(paired)["run"]:
+        return paired, twin
+    return own, None
 
 
 def parse(argv: List[str]) -> Tuple[argparse.Namespace, int, int]:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--part", default="1/1", help="K/N: train every N-th variant from the K-th")
     own, rest = parser.parse_known_args(argv)
-    part, parts = (int(x) for x in own.part.split("/"))
+    try:
+        part, parts = (int(x) for x in own.part.split("/"))
+    except ValueError:
+        raise SystemExit(f"--part {own.part}: give K/N, e.g. 1/2") from None
     if not 1 <= part <= parts:
         raise SystemExit(f"--part {own.part}: K must be between 1 and N")
     return parse_args(rest), part, parts
@@ -90,39 +129,29 @@ def main(argv: List[str]) -> None:
         for index, (name, overrides) in enumerate(variants):
             if index % parts != part - 1:
                 continue
-            settings = dict(overrides)
-            batcher = settings.pop("batcher", None)
-            config = ADAPT
+            settings, batcher = split_variant(overrides)
+            config, extra = ADAPT, None
             if batcher:
                 configs = args.work / f"s{seed}" / "ablation_configs"
-                config = str(
-                    batcher_config(CONFIGS / ADAPT, configs, batcher, args.batch_size, seed)
-                )
+                path = batcher_config(CONFIGS / ADAPT, configs, batcher, args.batch_size, seed)
+                config = str(path)
+                extra = {"batcher": dict(load_config(path)["training"]["batcher"])}
             method = variant_method(settings, config)
-            twin = paired_twin(method) if not batcher else None
-            if twin:
-                path = args.results / f"{run_key(seed, ratio, twin)}.json"
-                label = twin
-            else:
-                path = folder / f"{run_key(seed, ratio, slug(name))}.json"
-                label = f"ablation: {name}"
-            run_method(protocol, path, label, method, None, seed, ratio, corpora, source)
+            path, twin = variant_path(args, folder, seed, ratio, name)
+            label = twin or f"ablation: {name}"
+            run_method(protocol, path, label, method, None, seed, ratio, corpora, source, extra)
     write_report(folder, args, ratio, seeds, variants)
 
 
 def load_runs(
-    folder: Path, args: argparse.Namespace, ratio: float, seeds: List[int], variants: List[Any]
+    folder: Path, args: argparse.Namespace, ratio: float, seeds: List[int], variants: Variants
 ) -> List[Tuple[str, Dict[int, Dict[str, Any]]]]:
     """Per variant (in the table's order): its finished runs by seed."""
     rows = []
-    for name, overrides in variants:
-        settings = dict(overrides)
-        batcher = settings.pop("batcher", None)
-        twin = None if batcher else paired_twin(variant_method(settings, ADAPT))
+    for name, _ in variants:
         runs = {}
         for seed in seeds:
-            key = run_key(seed, ratio, twin or slug(name))
-            path = (args.results if twin else folder) / f"{key}.json"
+            path, _ = variant_path(args, folder, seed, ratio, name)
             if path.exists():
                 runs[seed] = srsly.read_json(path)
         rows.append((name, runs))
@@ -130,7 +159,7 @@ def load_runs(
 
 
 def write_report(
-    folder: Path, args: argparse.Namespace, ratio: float, seeds: List[int], variants: List[Any]
+    folder: Path, args: argparse.Namespace, ratio: float, seeds: List[int], variants: Variants
 ) -> None:
     rows = load_runs(folder, args, ratio, seeds, variants)
     default = rows[0][1]
@@ -160,18 +189,21 @@ def write_report(
             base_mean = sum(base[s] for s in common) / len(common)
             relative = 100 * diff.mean_diff / base_mean
             ci = "" if diff.ci_low is None else f" [{diff.ci_low:+.1f}, {diff.ci_high:+.1f}]"
-            cells.append(f"{relative:+.1f}% ({diff.mean_diff:+.1f}{ci})")
-        per_epoch = [r["run"]["train_seconds"] / args.epochs for r in runs.values()]
-        cells.append(f"{sum(per_epoch) / len(per_epoch):.0f}" if per_epoch else "–")
+            cells.append(f"{relative:+.1f}% ({diff.mean_diff:+.1f}{ci}; n={diff.n})")
+        cpu = [r["run"]["train_cpu_seconds"] / args.epochs for r in runs.values()]
+        cells.append(f"{sum(cpu) / len(cpu):.0f}" if cpu else "–")
         body.append(cells)
-    any_run = next(r for _, runs in rows for r in runs.values())
+    any_run = next((r for _, runs in rows for r in runs.values()), None)
+    if any_run is None:
+        print("[ablations] no finished run yet: no report", flush=True)
+        return
     header = [
         "variant",
         "macro AP, last epoch",
         "vs default: relative (points [95% CI])",
         "macro AP, selected by PU score",
         "vs default: relative (points [95% CI])",
-        "train s / epoch",
+        "train CPU s / epoch",
     ]
     lines = [
         f"# DALLMi ablations on `{args.dataset}` ({100 * ratio:g}% of target positives removed)",
@@ -180,10 +212,10 @@ def write_report(
         f"{args.epochs} epochs (linear decay), batch {args.batch_size}, max length "
         f"{args.max_length}, {any_run['protocol']['backbone']}; every variant starts from the "
         "seed's source model with the same splits and hidden labels as default DALLMi (first "
-        "row), and differs from it only in the setting its name gives. Test macro AP in "
+        "row), and differs from it only in what its name says. Test macro AP in "
         "points; the change relative to default DALLMi is paired over the seeds both have "
-        "(95% paired-t CI in points where there are at least 2). Training time per epoch "
-        "excludes the per-epoch evaluation; machine "
+        "(95% paired-t CI in points where there are at least 2; n = pairs). Training CPU "
+        "seconds per epoch exclude the per-epoch evaluation; machine "
         f"{any_run['machine']['cpu_model']}, torch threads {any_run['machine']['torch_threads']}.",
         "",
         *table(header, body),

@@ -266,11 +266,13 @@ def run_method(
     ratio: Optional[float],
     corpora: SeedCorpora,
     source: Dict[str, Any],
+    spec_extra: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Train one method into ``path`` unless it is there already; return its results.
 
-    The stored ``protocol`` holds the effective settings (config defaults filled in), so a
-    finished run is reused only if it was trained exactly like this one would be.
+    The stored ``protocol`` holds the effective settings (config defaults filled in), and
+    ``spec_extra`` what else the config changes (an ablation's batcher), so a finished run is
+    reused only if it was trained exactly like this one would be.
     """
     if method.config == "aad":
         overrides: Dict[str, Any] = {}
@@ -288,6 +290,7 @@ def run_method(
         "method": name,
         "settings": effective,
         "tuned_from": protocol.tuned_from if method.tuned else None,
+        **(spec_extra or {}),
     }
     key = path.stem
     if existing(path, spec):

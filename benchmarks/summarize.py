@@ -128,14 +128,14 @@ def summary_records(dataset: str, per_ratio: Dict[str, Runs]) -> List[Dict[str, 
                     "method": method,
                     "baseline": BASELINE,
                     "n_seeds": found["n"],
-                    "mean": round(found["mean"], 2),
-                    "mean_diff": None if paired is None else round(paired.mean_diff, 2),
+                    "mean": round(found["mean"], 4),
+                    "mean_diff": None if paired is None else round(paired.mean_diff, 4),
                     "ci_low": None
                     if paired is None or paired.ci_low is None
-                    else round(paired.ci_low, 2),
+                    else round(paired.ci_low, 4),
                     "ci_high": None
                     if paired is None or paired.ci_high is None
-                    else round(paired.ci_high, 2),
+                    else round(paired.ci_high, 4),
                     "p_wilcoxon": None
                     if paired is None or paired.p_wilcoxon is None
                     else round(paired.p_wilcoxon, 4),
@@ -291,13 +291,23 @@ def settings_text(run: Dict[str, Any]) -> str:
 
 
 def settings_section(per_ratio: Dict[str, Runs]) -> List[str]:
-    """One row per method: the settings of its first run (a method whose seeds differ is
-    flagged in its ratio's section)."""
-    first: Dict[str, Dict[str, Any]] = {}
+    """One row per method with its settings; a method whose runs (any seed, any ratio) differ
+    lists every variant it was trained with, marked, since its means then mix them."""
+    texts: Dict[str, List[str]] = defaultdict(list)
     for runs in per_ratio.values():
         for (method, _), run in sorted(runs.items(), key=lambda item: item[0][1]):
-            first.setdefault(method, run)
-    rows = [[f"`{m}`", settings_text(first[m])] for m in METHOD_ORDER if m in first]
+            if settings_text(run) not in texts[method]:
+                texts[method].append(settings_text(run))
+    rows = [
+        [
+            f"`{m}`",
+            "<br>".join(texts[m])
+            if len(texts[m]) == 1
+            else "**differs between runs:** " + "<br>".join(texts[m]),
+        ]
+        for m in METHOD_ORDER
+        if m in texts
+    ]
     return ["## Settings of each method", "", *table(["method", "settings"], rows)]
 
 

@@ -69,15 +69,24 @@ def test_paired_quick_runs_resumes_and_summarises(tiny_bert, tmp_path):
     trained = sorted((tmp_path / "ablations_emotions").glob("*.json"))
     assert len(trained) == 11  # 13 variants, two of them paired methods (defaults, lambda 0)
     assert sum(out.count("training") for out in outputs) == 11
+    default = runs["s0_r70_dallmi"]
     for path in trained:
         run = json.loads(path.read_text())
         assert run["method"].startswith("ablation: ")
-        assert run["epochs"][0] == runs["s0_r70_dallmi"]["epochs"][0]  # same source model
+        for key in ("paths.source", "paths.train", "paths.dev"):  # same model, same data
+            assert run["overrides"][key] == default["overrides"][key]
+        assert "train_cpu_seconds" in run["run"]
     by_name = {json.loads(p.read_text())["method"]: json.loads(p.read_text()) for p in trained}
     encoder = by_name["ablation: mixup at encoder, log loss"]["protocol"]["settings"]
     assert (encoder["mixup_location"], encoder["loss_form"]) == ("encoder", "log")
     sampled = by_name["ablation: reference's positive-per-label sampling"]
-    assert sampled["run"]["batches_per_epoch"] != runs["s0_r70_dallmi"]["run"]["batches_per_epoch"]
+    assert sampled["run"]["batches_per_epoch"] != default["run"]["batches_per_epoch"]
+    assert (
+        sampled["protocol"]["batcher"]["@batchers"] == "spacy_dallmi.positive_sampling_batcher.v1"
+    )
+    plain = by_name["ablation: plain shuffled batches"]["protocol"]["batcher"]
+    assert plain["@batchers"] == "spacy.batch_by_sequence.v1"
+    assert "batcher" not in by_name["ablation: mixup at encoder, log loss"]["protocol"]
     ablations = (tmp_path / "ablations_emotions.md").read_text()
     table = [line for line in ablations.splitlines() if line.startswith("| ")][2:]
     assert len(table) == 13 and "(n=1)" in table[0] and "(n=1)" in table[-1]
