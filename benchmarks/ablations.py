@@ -18,14 +18,16 @@ Writes ``results/ablations_<dataset>/<run>.json`` (resumable like the paired run
 ``results/ablations_<dataset>.md``: test macro AP at the last epoch and selected by the PU
 score, the change relative to default DALLMi (the paper's tables report relative changes),
 and the training CPU time per epoch (Table 4; evaluation excluded; CPU time, because the
-variants run beside other processes). ``--part K/N`` trains every N-th variant from the K-th,
-so two processes can share the list; each writes the report from whatever has finished. The
-first of ``--ratios`` is used; the other options are ``paired.py``'s.
+variants run beside other processes). Two processes can run it together: each trains the
+next variant that no other is training (a lock per variant), the defaults and the batching
+variants first; each writes the report from whatever has finished, and ``--report`` only
+writes it. The first of ``--ratios`` is used; the other options are ``paired.py``'s.
 
-    python benchmarks/ablations.py --dataset pubmed --seeds 0 --ratios 0.7 --part 1/2
+    python benchmarks/ablations.py --dataset pubmed --seeds 0 --ratios 0.7   # one per core
 """
 
 import argparse
+import fcntl
 import re
 import sys
 from pathlib import Path
@@ -44,7 +46,7 @@ from paired import (
     run_method,
 )
 from spacy.util import load_config
-from splits import ratio_name
+from splits import SeedCorpora, ratio_name
 from stats import mean_std, paired_difference
 from summarize import table
 
@@ -103,44 +105,69 @@ def variant_path(
     return own, None
 
 
-def parse(argv: List[str]) -> Tuple[argparse.Namespace, int, int]:
+def parse(argv: List[str]) -> Tuple[argparse.Namespace, bool]:
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--part", default="1/1", help="K/N: train every N-th variant from the K-th")
+    parser.add_argument("--report", action="store_true", help="only write the report")
     own, rest = parser.parse_known_args(argv)
-    try:
-        part, parts = (int(x) for x in own.part.split("/"))
-    except ValueError:
-        raise SystemExit(f"--part {own.part}: give K/N, e.g. 1/2") from None
-    if not 1 <= part <= parts:
-        raise SystemExit(f"--part {own.part}: K must be between 1 and N")
-    return parse_args(rest), part, parts
+    return parse_args(rest), own.report
+
+
+def training_order(variants: Variants) -> Variants:
+    """The defaults first, then the batching variants (Table 4's timing compares them with
+    the defaults), then the others in the table's order."""
+    return sorted(variants, key=lambda v: (v is not variants[0], "batcher" not in v[1]))
 
 
 def main(argv: List[str]) -> None:
-    args, part, parts = parse(argv)
-    torch.set_num_threads(args.threads)
-    protocol = Protocol(args)
+    args, report_only = parse(argv)
     folder = args.results.parent / args.results.name.replace("paired_", "ablations_")
     ratio = float(args.ratios.split(",")[0])
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = ablation_variants(list(LAMBDAS))
+    if report_only:
+        write_report(folder, args, ratio, seeds, variants)
+        return
+    torch.set_num_threads(args.threads)
+    protocol = Protocol(args)
     for seed in seeds:
         corpora, source = protocol.setup_seed(seed)
-        for index, (name, overrides) in enumerate(variants):
-            if index % parts != part - 1:
-                continue
-            settings, batcher = split_variant(overrides)
-            config, extra = ADAPT, None
-            if batcher:
-                configs = args.work / f"s{seed}" / "ablation_configs"
-                path = batcher_config(CONFIGS / ADAPT, configs, batcher, args.batch_size, seed)
-                config = str(path)
-                extra = {"batcher": dict(load_config(path)["training"]["batcher"])}
-            method = variant_method(settings, config)
-            path, twin = variant_path(args, folder, seed, ratio, name)
-            label = twin or f"ablation: {name}"
-            run_method(protocol, path, label, method, None, seed, ratio, corpora, source, extra)
+        locks = args.work / f"s{seed}" / "ablation_locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        for name, overrides in training_order(variants):
+            with open(locks / f"{slug(name)}.lock", "w") as lock:
+                try:  # released when the run ends or its process dies
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    print(f"[ablations] {name}: another process is training it", flush=True)
+                    continue
+                train_variant(args, protocol, folder, seed, ratio, name, overrides, corpora, source)
     write_report(folder, args, ratio, seeds, variants)
+
+
+def train_variant(
+    args: argparse.Namespace,
+    protocol: Protocol,
+    folder: Path,
+    seed: int,
+    ratio: float,
+    name: str,
+    overrides: Dict[str, Any],
+    corpora: SeedCorpora,
+    source: Dict[str, Any],
+) -> None:
+    """Train one variant (or skip it if finished), from a copy of the config when it swaps
+    the batcher."""
+    settings, batcher = split_variant(overrides)
+    config, extra = ADAPT, None
+    if batcher:
+        configs = args.work / f"s{seed}" / "ablation_configs"
+        path = batcher_config(CONFIGS / ADAPT, configs, batcher, args.batch_size, seed)
+        config = str(path)
+        extra = {"batcher": dict(load_config(path)["training"]["batcher"])}
+    method = variant_method(settings, config)
+    path, twin = variant_path(args, folder, seed, ratio, name)
+    label = twin or f"ablation: {name}"
+    run_method(protocol, path, label, method, None, seed, ratio, corpora, source, extra)
 
 
 def load_runs(
