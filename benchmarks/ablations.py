@@ -28,7 +28,6 @@ writes it. The first of ``--ratios`` is used; the other options are ``paired.py`
 
 import argparse
 import fcntl
-import re
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -50,7 +49,7 @@ from splits import SeedCorpora, ratio_name
 from stats import mean_std, paired_difference
 from summarize import table
 
-from spacy_dallmi.experiments.grid import ablation_variants, batcher_config
+from spacy_dallmi.experiments.grid import ablation_variants, batcher_config, variant_slug
 
 LAMBDAS = (0.0, 0.03, 0.1, 0.3, 1.0)
 ADAPT = "adapt.cfg"  # under configs/; a batching variant trains from a copy in the work folder
@@ -76,11 +75,6 @@ def paired_twin(method: Method) -> Optional[str]:
     return None
 
 
-def slug(name: str) -> str:
-    """A variant's name as a file name."""
-    return re.sub(r"[^\w.-]+", "_", name).strip("_")
-
-
 def split_variant(overrides: Dict[str, Any]) -> Tuple[Dict[str, Any], Optional[str]]:
     """A variant's settings overrides, and its batcher (None: the config's cycle batcher)."""
     settings = dict(overrides)
@@ -94,7 +88,7 @@ def variant_path(
 
     Its own run wins once it exists; a paired twin is reused only if it records its training
     CPU time. ``main`` and the report both go through here, so they read the same files."""
-    own = folder / f"{run_key(seed, ratio, slug(name))}.json"
+    own = folder / f"{run_key(seed, ratio, variant_slug(name))}.json"
     settings, batcher = split_variant(dict(ablation_variants(list(LAMBDAS)))[name])
     twin = None if batcher else paired_twin(variant_method(settings, ADAPT))
     if own.exists() or twin is None:
@@ -134,7 +128,7 @@ def main(argv: List[str]) -> None:
         locks = args.work / f"s{seed}" / "ablation_locks"
         locks.mkdir(parents=True, exist_ok=True)
         for name, overrides in training_order(variants):
-            with open(locks / f"{slug(name)}.lock", "w") as lock:
+            with open(locks / f"{variant_slug(name)}.lock", "w") as lock:
                 try:  # released when the run ends or its process dies
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:

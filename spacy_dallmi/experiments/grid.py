@@ -181,6 +181,11 @@ def ablation_variants(lambdas: List[float]) -> List[Tuple[str, Dict[str, Any]]]:
     return variants
 
 
+def variant_slug(name: str) -> str:
+    """An ablation variant's name as a file or folder name."""
+    return re.sub(r"[^\w.-]+", "_", name).strip("_")
+
+
 def batcher_config(config: Path, folder: Path, batcher: str, batch_size: int, seed: int) -> Path:
     """A copy of ``config`` with another batcher instead of the cycle batcher (the blocks'
     arguments differ, so an override cannot swap it)."""
@@ -240,7 +245,7 @@ def ablate_command(
         batcher = overrides.pop("batcher", None)
         if batcher:
             config = batcher_config(config, work, batcher, batch_size, seed)
-        folder = work / re.sub(r"[^\w.-]+", "_", name).strip("_")
+        folder = work / variant_slug(name)
         msg.divider(f"ablation: {name}")
         result = train_point(config, folder, epochs, {**base, **overrides}, gpu_id)
         rows.append((name, result, _test_score(folder, test)))
