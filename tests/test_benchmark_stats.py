@@ -138,8 +138,14 @@ def test_aad_distillation_is_a_bernoulli_kl():
     student = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
     p, q = torch.sigmoid(teacher / 2.0), torch.tensor(0.5)
     kl = p * torch.log(p / q) + (1 - p) * torch.log((1 - p) / (1 - q))
-    expected = 4.0 * kl.mean().item()
+    # "sum": the KL of the label sets (sum over labels), averaged over documents.
+    expected = 4.0 * kl.sum(dim=1).mean().item()
     assert bernoulli_distillation(student, teacher, 2.0).item() == pytest.approx(expected, rel=1e-5)
+    expected_mean = 4.0 * kl.mean().item()
+    got_mean = bernoulli_distillation(student, teacher, 2.0, "mean").item()
+    assert got_mean == pytest.approx(expected_mean, rel=1e-5)
+    with pytest.raises(ValueError, match="distillation_reduction"):
+        bernoulli_distillation(student, teacher, 2.0, "max")
 
 
 def test_macro_f1_at_one_half_is_spacys_macro_f():
