@@ -133,9 +133,10 @@ def test_aad_distillation_is_a_bernoulli_kl():
     import torch
     from aad import bernoulli_distillation
 
-    teacher = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
+    # 2 documents x 3 labels: not square, so summing over the wrong axis gives another value.
+    teacher = torch.tensor([[2.0, -1.0, 4.0], [0.5, 3.0, -2.0]])
     assert bernoulli_distillation(teacher, teacher, 20.0).item() == pytest.approx(0.0, abs=1e-6)
-    student = torch.tensor([[0.0, 0.0], [0.0, 0.0]])
+    student = torch.zeros(2, 3)
     p, q = torch.sigmoid(teacher / 2.0), torch.tensor(0.5)
     kl = p * torch.log(p / q) + (1 - p) * torch.log((1 - p) / (1 - q))
     # "sum": the KL of the label sets (sum over labels), averaged over documents.
