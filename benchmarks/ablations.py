@@ -10,9 +10,10 @@ in what its name says (the sampling batcher's epoch also has another number of b
 run has another number of steps).
 
 A variant equal to a paired method (the defaults: ``dallmi``; λ = 0: ``dallmi_lambda0``)
-reuses that method's finished run when the run records its training CPU time (runs from before
-that was recorded lack the Table 4 column); otherwise it is trained here. Nothing is written
-into the paired results.
+reuses that method's finished run (the same training, to the last digit: seed 0 of pubmed was
+run both ways); otherwise it is trained here. Nothing is written into the paired results. Runs
+from before the training CPU time was recorded count in every column but Table 4's, whose
+``n`` says how many runs stand behind it.
 
 Writes ``results/ablations_<dataset>/<run>.json`` (resumable like the paired runs) and
 ``results/ablations_<dataset>.md``: test macro AP at the last epoch and selected by the PU
@@ -21,9 +22,14 @@ and the training CPU time per epoch (Table 4; evaluation excluded; CPU time, bec
 variants run beside other processes). Two processes can run it together: each trains the
 next variant that no other is training (a lock per variant), the defaults and the batching
 variants first; each writes the report from whatever has finished, and ``--report`` only
-writes it. The first of ``--ratios`` is used; the other options are ``paired.py``'s.
+writes it. ``--variants`` trains only the named variants (their file names, for example
+``mixup_at_word_embeddings_log_loss``), to add seeds where a one-seed direction needs a CI; the
+report still covers every variant. The first of ``--ratios`` is used; the other options are
+``paired.py``'s.
 
     python benchmarks/ablations.py --dataset pubmed --seeds 0 --ratios 0.7   # one per core
+    python benchmarks/ablations.py --dataset pubmed --seeds 1,2,3,4 --ratios 0.7 \
+        --variants mixup_at_word_embeddings_log_loss
 """
 
 import argparse
@@ -86,24 +92,34 @@ def variant_path(
 ) -> Tuple[Path, Optional[str]]:
     """Where a variant's run is, and the paired method it reuses (None: its own run).
 
-    Its own run wins once it exists; a paired twin is reused only if it records its training
-    CPU time. ``main`` and the report both go through here, so they read the same files."""
+    Its own run wins once it exists, then a finished paired twin. ``main`` and the report both
+    go through here, so they read the same files."""
     own = folder / f"{run_key(seed, ratio, variant_slug(name))}.json"
     settings, batcher = split_variant(dict(ablation_variants(list(LAMBDAS)))[name])
     twin = None if batcher else paired_twin(variant_method(settings, ADAPT))
     if own.exists() or twin is None:
         return own, None
     paired = args.results / f"{run_key(seed, ratio, twin)}.json"
-    if paired.exists() and "train_cpu_seconds" in srsly.read_json(paired)["run"]:
-        return paired, twin
-    return own, None
+    return (paired, twin) if paired.exists() else (own, None)
 
 
-def parse(argv: List[str]) -> Tuple[argparse.Namespace, bool]:
+def parse(argv: List[str]) -> Tuple[argparse.Namespace, bool, Optional[List[str]]]:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--report", action="store_true", help="only write the report")
+    parser.add_argument("--variants", help="comma-separated variant file names; default: all")
     own, rest = parser.parse_known_args(argv)
-    return parse_args(rest), own.report
+    return parse_args(rest), own.report, own.variants and own.variants.split(",")
+
+
+def chosen(variants: Variants, slugs: Optional[List[str]]) -> Variants:
+    """The variants that ``--variants`` names (all of them without it), in the table's order."""
+    if slugs is None:
+        return variants
+    known = [variant_slug(name) for name, _ in variants]
+    unknown = [slug for slug in slugs if slug not in known]
+    if unknown:
+        raise SystemExit(f"--variants: unknown {', '.join(unknown)}; known: {', '.join(known)}")
+    return [(name, o) for name, o in variants if variant_slug(name) in slugs]
 
 
 def training_order(variants: Variants) -> Variants:
@@ -113,7 +129,7 @@ def training_order(variants: Variants) -> Variants:
 
 
 def main(argv: List[str]) -> None:
-    args, report_only = parse(argv)
+    args, report_only, slugs = parse(argv)
     folder = args.results.parent / args.results.name.replace("paired_", "ablations_")
     ratio = float(args.ratios.split(",")[0])
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -127,7 +143,7 @@ def main(argv: List[str]) -> None:
         corpora, source = protocol.setup_seed(seed)
         locks = args.work / f"s{seed}" / "ablation_locks"
         locks.mkdir(parents=True, exist_ok=True)
-        for name, overrides in training_order(variants):
+        for name, overrides in training_order(chosen(variants, slugs)):
             with open(locks / f"{variant_slug(name)}.lock", "w") as lock:
                 try:  # released when the run ends or its process dies
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -211,8 +227,12 @@ def write_report(
             relative = 100 * diff.mean_diff / base_mean
             ci = "" if diff.ci_low is None else f" [{diff.ci_low:+.1f}, {diff.ci_high:+.1f}]"
             cells.append(f"{relative:+.1f}% ({diff.mean_diff:+.1f}{ci}; n={diff.n})")
-        cpu = [r["run"]["train_cpu_seconds"] / args.epochs for r in runs.values()]
-        cells.append(f"{sum(cpu) / len(cpu):.0f}" if cpu else "–")
+        cpu = [
+            r["run"]["train_cpu_seconds"] / args.epochs
+            for r in runs.values()
+            if "train_cpu_seconds" in r["run"]
+        ]
+        cells.append(f"{sum(cpu) / len(cpu):.0f} (n={len(cpu)})" if cpu else "–")
         body.append(cells)
     any_run = next((r for _, runs in rows for r in runs.values()), None)
     if any_run is None:
@@ -224,7 +244,7 @@ def write_report(
         "vs default: relative (points [95% CI])",
         "macro AP, selected by PU score",
         "vs default: relative (points [95% CI])",
-        "train CPU s / epoch",
+        "train CPU s / epoch (n runs)",
     ]
     lines = [
         f"# DALLMi ablations on `{args.dataset}` ({100 * ratio:g}% of target positives removed)",
@@ -236,7 +256,8 @@ def write_report(
         "row), and differs from it only in what its name says. Test macro AP in "
         "points; the change relative to default DALLMi is paired over the seeds both have "
         "(95% paired-t CI in points where there are at least 2; n = pairs). Training CPU "
-        "seconds per epoch exclude the per-epoch evaluation; machine "
+        "seconds per epoch exclude the per-epoch evaluation and average over the runs that "
+        "record them (paired runs from before that was recorded do not); machine "
         f"{any_run['machine']['cpu_model']}, torch threads {any_run['machine']['torch_threads']}.",
         "",
         *table(header, body),
