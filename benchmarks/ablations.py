@@ -108,18 +108,20 @@ def parse(argv: List[str]) -> Tuple[argparse.Namespace, bool, Optional[List[str]
     parser.add_argument("--report", action="store_true", help="only write the report")
     parser.add_argument("--variants", help="comma-separated variant file names; default: all")
     own, rest = parser.parse_known_args(argv)
-    return parse_args(rest), own.report, own.variants and own.variants.split(",")
+    slugs = None if own.variants is None else own.variants.split(",")
+    return parse_args(rest), own.report, slugs
 
 
 def chosen(variants: Variants, slugs: Optional[List[str]]) -> Variants:
     """The variants that ``--variants`` names (all of them without it), in the table's order."""
     if slugs is None:
         return variants
-    known = [variant_slug(name) for name, _ in variants]
-    unknown = [slug for slug in slugs if slug not in known]
+    by_slug = {variant_slug(name): (name, overrides) for name, overrides in variants}
+    unknown = [slug for slug in slugs if slug not in by_slug]
     if unknown:
-        raise SystemExit(f"--variants: unknown {', '.join(unknown)}; known: {', '.join(known)}")
-    return [(name, o) for name, o in variants if variant_slug(name) in slugs]
+        known = ", ".join(by_slug)
+        raise SystemExit(f"--variants: unknown {', '.join(unknown)}; known: {known}")
+    return [variant for slug, variant in by_slug.items() if slug in slugs]
 
 
 def training_order(variants: Variants) -> Variants:
