@@ -92,14 +92,19 @@ def test_csv_label_columns_counts_skipped_rows(tmp_path: Path) -> None:
         ],
         ",",
     )
-    corpus = read_table(path, text_column="text", label_columns=["a", "b"])
+    # partially labelled (a target at ratio 0): the blank cell is unknown, its row is kept
+    corpus = read_table(path, text_column="text", label_columns=["a", "b"], partial=True)
     assert corpus.labels == ["a", "b"]
-    assert corpus.texts == ["good one", "all negative", "both, true/false"]
-    assert corpus.matrix.tolist() == [[True, False], [False, False], [True, True]]
+    assert corpus.texts == ["good one", "no label cell", "all negative", "both, true/false"]
+    assert corpus.matrix.tolist() == [[True, False], [False, True], [False, False], [True, True]]
     report = corpus.report
-    assert report.rows == 7 and report.kept == 3
-    assert report.skipped_counts == {"empty_text": 2, "missing_labels": 1, "unparseable_labels": 1}
-    assert report.skipped["missing_labels"] == ["data.csv:5"]
+    assert report.rows == 7 and report.kept == 4 and report.with_positive == 3
+    assert report.positives == {"a": 2, "b": 2}
+    assert report.skipped_counts == {"empty_text": 2, "unparseable_labels": 1}
+    assert report.skipped["unparseable_labels"] == ["data.csv:6"]
+    # fully labelled (source, test file): a blank 0/1 cell is an error naming where it is
+    with pytest.raises(DataPreparationError, match=r"data\.csv, line 5, column 'a': empty"):
+        read_table(path, text_column="text", label_columns=["a", "b"])
 
 
 def test_tsv_labels_column_parses_all_list_styles(tmp_path: Path) -> None:
@@ -132,12 +137,9 @@ def test_tsv_labels_column_parses_all_list_styles(tmp_path: Path) -> None:
         "json": ["love"],
         "python list": ["joy", "love"],
         "explicit empty list": [],
+        "blank": [],
     }
-    assert corpus.report.skipped_counts == {
-        "empty_text": 1,
-        "missing_labels": 1,
-        "unparseable_labels": 2,
-    }
+    assert corpus.report.skipped_counts == {"empty_text": 1, "unparseable_labels": 2}
 
 
 def test_jsonl_with_label_columns_and_with_label_list(tmp_path: Path) -> None:
@@ -152,15 +154,16 @@ def test_jsonl_with_label_columns_and_with_label_list(tmp_path: Path) -> None:
             {"body": "four", "x": 0.0, "y": 1.0},
         ],
     )
-    corpus = read_table(columns, text_column="body", label_columns=["x", "y"])
-    assert corpus.texts == ["one", "four"]
-    assert corpus.matrix.tolist() == [[True, False], [False, True]]
+    corpus = read_table(columns, text_column="body", label_columns=["x", "y"], partial=True)
+    assert corpus.texts == ["one", "two", "four"]
+    assert corpus.matrix.tolist() == [[True, False], [False, False], [False, True]]
     assert corpus.report.skipped_counts == {
         "empty_text": 1,
         "invalid_json": 1,
-        "missing_labels": 1,
         "unparseable_labels": 1,
     }
+    with pytest.raises(DataPreparationError, match=r"columns\.jsonl, line 2, column 'y'"):
+        read_table(columns, text_column="body", label_columns=["x", "y"])
     lists = _write_jsonl(
         tmp_path / "lists.jsonl",
         [
@@ -171,8 +174,9 @@ def test_jsonl_with_label_columns_and_with_label_list(tmp_path: Path) -> None:
         ],
     )
     corpus = read_table(lists, text_column="text", labels_column="tags")
-    assert corpus.labels == ["x", "y"] and corpus.texts == ["a", "b"]
-    assert corpus.report.skipped_counts == {"missing_labels": 1, "unparseable_labels": 1}
+    assert corpus.labels == ["x", "y"] and corpus.texts == ["a", "b", "d"]
+    assert corpus.matrix.tolist() == [[True, True], [False, True], [False, False]]
+    assert corpus.report.skipped_counts == {"unparseable_labels": 1}
 
 
 def test_explicit_format_overrides_extension(tmp_path: Path) -> None:
@@ -501,13 +505,19 @@ def test_emotions_on_real_data(tmp_path: Path) -> None:
     assert set(target["dropped_labels"]) == {"anticipation", "pessimism", "trust"}
     assert len(source["dropped_labels"]) == 20 and "neutral" in source["dropped_labels"]
     assert stats["dataset"]["target_labels_dropped"] == ["anticipation", "pessimism", "trust"]
-    assert stats["domains"]["target"] == {
+    target_domain = dict(stats["domains"]["target"])
+    assert target_domain.pop("positives")["anger"] == 2859
+    assert target_domain.pop("repeated_texts")["texts"] == 0
+    assert target_domain == {
         "docs": 7724,
         "train": 6179,
         "test": 1545,
         "renamed_target_labels": {},
         "source_labels_missing_in_target": [],
     }
+    # GoEmotions repeats 166 texts (435 rows); the built-in split is kept as published
+    repeated = stats["domains"]["source"]["repeated_texts"]
+    assert repeated == {"texts": 166, "rows": 435, "moved_to_keep_together": 0}
     assert all(split["docs"] == 40 for split in stats["splits"].values())
 
 

@@ -2,17 +2,36 @@
 
 A cell that cannot be used raises :class:`RowProblem` with the reason its row is counted
 under (a key of ``SKIP_REASONS``), so the reader can leave the row out without losing track.
+
+A blank label cell is never a problem of its own: an empty or whitespace-only cell, a JSON
+``null``, a missing key, ``[]`` and ``""`` all say "no known positive". What that means for the
+row depends on the file (see :func:`~.readers.read_table`), so the parsers return it as such:
+``None`` from :func:`parse_flag`, ``[]`` from :func:`parse_label_list`.
 """
 
 import ast
 import json
 import numbers
 import re
-from typing import Any, List
+from typing import Any, List, Optional
 
 _LABEL_SEPARATORS = re.compile(r"[,;|]")
 _TRUE = {"1", "true", "yes"}
 _FALSE = {"0", "false", "no"}
+#: Cell texts that are an empty value written out: ``""`` or ``''`` (a CSV reader already
+#: turns a quoted empty cell into an empty string).
+_EMPTY_LITERALS = {'""', "''"}
+
+
+def is_blank(value: Any) -> bool:
+    """Whether a label cell holds no value: None (JSON null, missing key), an empty or
+    whitespace-only string, or an empty string written as ``""``."""
+    if value is None:
+        return True
+    if isinstance(value, str):
+        text = value.strip()
+        return not text or text in _EMPTY_LITERALS
+    return False
 
 
 class RowProblem(Exception):
@@ -31,16 +50,17 @@ def text_value(value: Any) -> str:
     return text
 
 
-def parse_flag(value: Any) -> bool:
-    """Parse a 0/1 label cell (also true/false, yes/no, 1.0/0.0); blank means no annotation."""
+def parse_flag(value: Any) -> Optional[bool]:
+    """Parse a 0/1 label cell (also true/false, yes/no, 1.0/0.0); None for a blank cell
+    (:func:`is_blank`), which the reader takes as unknown or rejects, by file."""
     if isinstance(value, bool):
         return value
     if isinstance(value, numbers.Real):
         if value in (0, 1):
             return bool(value)
         raise RowProblem("unparseable_labels")
-    if value is None or not str(value).strip():
-        raise RowProblem("missing_labels")
+    if is_blank(value):
+        return None
     text = str(value).strip().lower()
     if text in _TRUE or text in _FALSE:
         return text in _TRUE
@@ -70,11 +90,11 @@ def parse_literal_list(text: str, reason: str = "unparseable_labels") -> List[An
 def parse_label_list(value: Any) -> List[str]:
     """Parse a cell listing label names: a JSON/Python list, or names split on , ; or |.
 
-    A blank cell is an unannotated row (``missing_labels``); an explicit empty list ``[]`` is
-    an annotated row with no positive label (an all-negative example).
+    A blank cell (:func:`is_blank`) and an empty list ``[]`` are a row with no known positive:
+    ``[]`` is returned for both.
     """
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise RowProblem("missing_labels")
+    if is_blank(value):
+        return []
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("["):

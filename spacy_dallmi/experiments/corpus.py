@@ -20,7 +20,13 @@ its outcome written, for the built-in datasets and users' files alike. It writes
   never moves.
 
 plus ``labels.json`` and ``stats.json`` (counts per split, the MD5 of every file written,
-everything dropped or changed and why, and the settings used).
+everything dropped or changed and why, the warnings of :mod:`.datachecks`, and the settings
+used).
+
+Users' own files (dataset ``files``) are split with repeated texts kept together: every copy
+of a text goes to the side of the split its first copy (in file order) is on, so no text is
+both trained and tested on. The built-in studies keep their plain seeded split, so that the
+published benchmarks stay reproducible; a text they have on both sides is a warning.
 """
 
 import hashlib
@@ -33,7 +39,22 @@ import srsly
 from spacy.language import Language
 from spacy.tokens import DocBin
 
-from .protocol import PrepareSettings, align_domains, cap_indices, hide_labels, split_train_test
+from .datachecks import (
+    duplicate_texts,
+    leak_warning,
+    rare_source_labels,
+    shared_texts,
+    unadaptable_labels,
+    warn_lines,
+)
+from .protocol import (
+    PrepareSettings,
+    align_domains,
+    cap_indices,
+    hide_labels,
+    keep_duplicates_together,
+    split_train_test,
+)
 from .protocol import stream as random_stream
 from .readers import Corpus, DataPreparationError, DomainPair, PathLike
 from .summary import describe_changes, print_summary
@@ -48,6 +69,12 @@ OUTPUT_FILES = {
     "target_valid_full": "target_valid_full.spacy",
     "target_test": "target_test.spacy",
 }
+#: Split pairs that must not share a text: (trained on, scored on).
+LEAK_PAIRS = (
+    ("source_train", "source_test"),
+    ("target_train", "target_test"),
+    ("target_train", "target_valid"),
+)
 #: The partially labelled target splits, each with the hiding stream of its own.
 PARTIAL_SPLITS = {"target_train": "hiding", "target_valid": "valid_hiding"}
 LABELS_FILE = "labels.json"
@@ -76,6 +103,17 @@ def _split_stats(
     }
 
 
+def _split(
+    corpus: Corpus, fraction: float, rng: numpy.random.Generator, together: bool
+) -> Tuple[numpy.ndarray, numpy.ndarray, int]:
+    """A seeded train/test split, with repeated texts kept on one side when ``together``;
+    the third value is how many docs were moved for that (-1: they could not be)."""
+    train, test = split_train_test(len(corpus), fraction, rng)
+    if not together:
+        return train, test, 0
+    return keep_duplicates_together(train, test, corpus.texts)
+
+
 def _split_domains(
     pair: DomainPair, settings: PrepareSettings, target_test: Optional[Corpus]
 ) -> Tuple[Dict[str, Corpus], Dict[str, int], Dict[str, Dict[str, Any]]]:
@@ -91,14 +129,15 @@ def _split_domains(
     for side, corpus in (("source", pair.source), ("target", pair.target)):
         if side == "source" or carve_target:
             fraction = settings.split_fraction(side)
-            train, test = split_train_test(
-                len(corpus), fraction, random_stream(seed, f"{side}_split")
-            )
+            rng = random_stream(seed, f"{side}_split")
+            train, test, moved = _split(corpus, fraction, rng, settings.dataset == "files")
             parts[f"{side}_test"] = (corpus, test)
         else:
-            train, test = numpy.arange(len(corpus)), numpy.arange(0)
+            train, test, moved = numpy.arange(len(corpus)), numpy.arange(0), 0
         parts[f"{side}_train"] = (corpus, train)
         domains[side] = {"docs": len(corpus), "train": len(train), "test": len(test)}
+        domains[side]["repeated_texts"] = duplicate_texts(corpus.texts)
+        domains[side]["repeated_texts"]["moved_to_keep_together"] = moved
     if target_test is not None:
         parts["target_test"] = (target_test, numpy.arange(len(target_test)))
         domains["target"]["test_file_docs"] = len(target_test)
@@ -112,7 +151,11 @@ def _split_domains(
 
 
 def _carve_valid(
-    splits: Dict[str, Corpus], capped: Dict[str, int], fraction: float, seed: int
+    splits: Dict[str, Corpus],
+    capped: Dict[str, int],
+    fraction: float,
+    seed: int,
+    together: bool = False,
 ) -> None:
     """Move a seeded ``fraction`` of target train into ``target_valid`` (in place).
 
@@ -125,7 +168,7 @@ def _carve_valid(
             f"The target train split has {len(train)} document(s) (from {train.report.origin}): "
             "at least 2 are needed to carve a validation slice (valid_fraction)."
         )
-    fit, valid = split_train_test(len(train), fraction, random_stream(seed, "target_valid"))
+    fit, valid, _ = _split(train, fraction, random_stream(seed, "target_valid"), together)
     splits["target_train"] = train.subset(fit)
     splits["target_valid"] = train.subset(valid)
     capped["target_valid"] = 0
@@ -169,10 +212,19 @@ def prepare_domains(
                 f"The {side} domain has {len(corpus)} usable document(s) (from "
                 f"{corpus.report.origin}); at least {need} are needed."
             )
+    if not pair.target.matrix.any():
+        raise DataPreparationError(
+            f"The target data ({pair.target.report.origin}) has no known positive for any "
+            "label: DALLMi learns from known positives, so there is nothing to adapt to. Mark "
+            "the positives you know (a 1, or the label's name in the labels column)."
+        )
     splits, capped, domains = _split_domains(pair, settings, target_test)
     domains["target"].update(label_info)
+    counts = pair.target.matrix.sum(axis=0).tolist()
+    domains["target"]["positives"] = {label: int(n) for label, n in zip(pair.target.labels, counts)}
     if settings.valid_fraction is not None:
-        _carve_valid(splits, capped, settings.valid_fraction, settings.seed)
+        together = settings.dataset == "files"
+        _carve_valid(splits, capped, settings.valid_fraction, settings.seed, together)
     label_names = list(pair.source.labels)
     train = splits["target_train"]
     matrices = {name: corpus.matrix for name, corpus in splits.items()}
@@ -238,11 +290,42 @@ def prepare_domains(
         "domains": domains,
         "dataset": dict(pair.details),
     }
+    stats["warnings"] = _warnings(pair, splits, split_stats, settings.dataset == "files")
     stats["changes"] = describe_changes(stats)
     srsly.write_json(out / LABELS_FILE, label_names)
     srsly.write_json(out / STATS_FILE, stats)
     print_summary(stats, out, quiet=quiet)
     return stats
+
+
+def _warnings(
+    pair: DomainPair,
+    splits: Dict[str, Corpus],
+    split_stats: Dict[str, Dict[str, Any]],
+    own_files: bool,
+) -> List[str]:
+    """The :mod:`.datachecks` warnings of one preparation, in the order they are printed."""
+    counts = pair.target.matrix.sum(axis=0).tolist()
+    target_positives = {label: int(n) for label, n in zip(pair.target.labels, counts)}
+    lines = [
+        rare_source_labels(split_stats["source_train"]["positives"], "source_train"),
+        unadaptable_labels(target_positives, f"target ({pair.target.report.origin})"),
+    ]
+    for first, second in LEAK_PAIRS:
+        if first in splits and second in splits:
+            shared = shared_texts(splits[first].texts, splits[second].texts)
+            if shared:
+                fix = (
+                    "Deduplicate the files (keep one row per text), and give a target test "
+                    "file that holds no target train text."
+                )
+                if not own_files:
+                    fix = (
+                        "The built-in studies keep their published seeded split, so that "
+                        "their benchmarks stay reproducible; the overlap is part of them."
+                    )
+                lines.append(leak_warning(first, second, shared, fix))
+    return warn_lines(lines)
 
 
 def _target_test_origin(settings: PrepareSettings, target_test: Optional[Corpus]) -> Optional[str]:

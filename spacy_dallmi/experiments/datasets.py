@@ -64,9 +64,9 @@ def asset_hint(asset: str, origin: str) -> str:
 
 
 def _parse_ids(value: Optional[str], n_labels: int) -> List[int]:
-    """Comma-separated label ids, each a valid index into the label list."""
+    """Comma-separated label ids, each a valid index into the label list; none when blank."""
     if value is None or not value.strip():
-        raise RowProblem("missing_labels")
+        return []
     try:
         ids = sorted({int(part) for part in value.split(",")})
     except ValueError:
@@ -164,6 +164,13 @@ def load_pubmed(data_dir: PathLike, *, seed: int = 0) -> DomainPair:
                 if not (male or female):
                     raise RowProblem("tagged_neither")
                 flags = [parse_flag(record[column]) for column in MESH_ROOTS]
+                if None in flags:
+                    column = MESH_ROOTS[flags.index(None)]
+                    raise DataPreparationError(
+                        f"{path}, line {row_id.rsplit(':', 1)[-1]}, column {column!r}: empty "
+                        "label cell in a fully labelled file. Fetch the file again "
+                        "(`spacy project assets`): the published one has 0 or 1 in every cell."
+                    )
             except RowProblem as problem:
                 report.skip(problem.reason, row_id)
                 continue

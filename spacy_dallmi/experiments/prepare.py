@@ -4,10 +4,11 @@ Both read their input into a :class:`~.readers.DomainPair` and hand it to
 :func:`~.corpus.prepare_domains`. Users' files get one more check: when more than a set share
 of a file's rows cannot be used, the preparation fails and names the reasons, because a result
 built from the few rows that happened to parse (say, labels spelled ``Y``/``N``) is worse than
-no result.
+no result. Only rows with empty text or an unreadable label value are ever left out: a blank
+label cell is a row with no known positive (see :func:`read_files`).
 """
 
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .corpus import prepare_domains
 from .datasets import load_dataset
@@ -15,6 +16,7 @@ from .protocol import PrepareSettings, check_ratio
 from .readers import (
     DEFAULT_ENCODING,
     SKIP_REASONS,
+    Corpus,
     DataPreparationError,
     DomainPair,
     PathLike,
@@ -41,6 +43,86 @@ def check_drop_share(report: ReadReport, max_drop_share: float) -> None:
         f"allowed share of {max_drop_share:g}. Reasons: {reasons or 'the file has no rows'}. "
         "Fix those rows, or raise --max-drop-share (max_drop_share) if dropping them is right."
     )
+
+
+def read_files(
+    source_path: PathLike,
+    target_path: PathLike,
+    *,
+    text_column: str,
+    label_columns: Optional[Sequence[str]] = None,
+    labels_column: Optional[str] = None,
+    target_text_column: Optional[str] = None,
+    target_label_columns: Optional[Sequence[str]] = None,
+    target_labels_column: Optional[str] = None,
+    target_test_path: Optional[PathLike] = None,
+    file_format: Optional[str] = None,
+    encoding: str = DEFAULT_ENCODING,
+    ratio: float = 0.0,
+    max_drop_share: float = MAX_DROP_SHARE,
+) -> Dict[str, Corpus]:
+    """Read a user's source, target and optional target test file: ``{"source", "target"[,
+    "target_test"]}``, each checked against ``max_drop_share``.
+
+    A blank label cell (empty, whitespace-only, JSON null, ``[]``, ``""``) is a row with no
+    known positive: unlabeled in a target at ``ratio`` 0 (partially labelled), all-negative in
+    the source, a target test file or a target at ``ratio`` > 0 (fully labelled). With
+    ``label_columns`` a fully labelled file must say 0 or 1 in every cell, so a blank cell
+    there is an error naming the file, line and column. An unreadable label value in the
+    source is an error too (every source row trains the source model); in the target files
+    it leaves its row out, counted. The target columns default to the source's, as in
+    :func:`prepare_files`.
+    """
+    if not 0.0 <= max_drop_share <= 1.0:
+        raise DataPreparationError(f"max_drop_share must be in [0, 1], got {max_drop_share!r}")
+    common = {"file_format": file_format, "encoding": encoding}
+    source = read_table(
+        source_path,
+        text_column=text_column,
+        label_columns=label_columns,
+        labels_column=labels_column,
+        strict=True,
+        **common,
+    )
+    target_columns = {
+        "text_column": target_text_column or text_column,
+        "label_columns": target_label_columns,
+        "labels_column": target_labels_column,
+    }
+    if target_label_columns is None and target_labels_column is None:
+        target_columns["label_columns"] = label_columns
+        target_columns["labels_column"] = labels_column
+    reads = {
+        "source": source,
+        "target": read_table(target_path, partial=ratio == 0, **target_columns, **common),
+    }
+    if target_test_path is not None:
+        reads["target_test"] = read_table(target_test_path, **target_columns, **common)
+    for corpus in reads.values():
+        check_drop_share(corpus.report, max_drop_share)
+    return reads
+
+
+def read_warnings(reads: Mapping[str, Corpus]) -> List[str]:
+    """The warnings that the files alone decide (no split): source labels with few positives,
+    target labels without a known positive, and texts repeated in the source."""
+    from .datachecks import duplicate_texts, rare_source_labels, unadaptable_labels, warn_lines
+
+    source, target = reads["source"], reads["target"]
+    target_positives = {label: target.report.positives.get(label, 0) for label in source.labels}
+    repeated = duplicate_texts(source.texts)
+    lines = [
+        rare_source_labels(source.report.positives, f"source ({source.report.origin})"),
+        unadaptable_labels(target_positives, f"target ({target.report.origin})"),
+    ]
+    if repeated["texts"]:
+        lines.append(
+            f"source ({source.report.origin}): {repeated['texts']} text(s) occur more than "
+            f"once ({repeated['rows']} rows). `prepare` keeps every copy on the side of the "
+            "split its first copy is on, so none is in both source train and test; "
+            "deduplicate the file if the copies are not meant to count twice."
+        )
+    return warn_lines(lines)
 
 
 def prepare_dataset(
@@ -130,6 +212,7 @@ def prepare_files(
     so a map ``{"happiness": "joy"}`` reads the target's ``happiness`` column as ``joy``.
     ``labels`` restricts both domains to a subset of the source labels (the rest are dropped
     and counted). A read that loses more than ``max_drop_share`` of its rows is an error.
+    How blank and unreadable label cells are read is :func:`read_files`'s.
     """
     settings = PrepareSettings(
         "files",
@@ -144,33 +227,29 @@ def prepare_files(
         target_test_fraction,
         valid_fraction,
     )
-    if not 0.0 <= max_drop_share <= 1.0:
-        raise DataPreparationError(f"max_drop_share must be in [0, 1], got {max_drop_share!r}")
     if target_label_columns is None and target_labels_column is None:
         if label_columns is not None:
             source_name = {value: key for key, value in (label_map or {}).items()}
             target_label_columns = [source_name.get(c, c) for c in label_columns]
         else:
             target_labels_column = labels_column
-    common = {"file_format": file_format, "encoding": encoding}
-    source = read_table(
+    reads = read_files(
         source_path,
+        target_path,
         text_column=text_column,
         label_columns=label_columns,
         labels_column=labels_column,
-        **common,
+        target_text_column=target_text_column,
+        target_label_columns=target_label_columns,
+        target_labels_column=target_labels_column,
+        target_test_path=target_test_path,
+        file_format=file_format,
+        encoding=encoding,
+        ratio=ratio,
+        max_drop_share=max_drop_share,
     )
-    target_columns = {
-        "text_column": target_text_column or text_column,
-        "label_columns": target_label_columns,
-        "labels_column": target_labels_column,
-    }
-    target = read_table(target_path, **target_columns, **common)
-    reads = {"source": source, "target": target}
-    if target_test_path is not None:
-        reads["target_test"] = read_table(target_test_path, **target_columns, **common)
-    for corpus in reads.values():
-        check_drop_share(corpus.report, max_drop_share)
+    source, target = reads["source"], reads["target"]
+    target_columns = {"text_column": target_text_column or text_column}
     pair = DomainPair(source, target, {"source": source.report, "target": target.report})
     inputs = {
         "source": str(source_path),

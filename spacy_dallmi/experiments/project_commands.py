@@ -2,8 +2,11 @@
 
 ``check`` runs before anything is read or trained and turns a bad var into one line that
 names the var to set: an unknown dataset, a missing file or column, a backbone whose name
-cannot name a folder, tuned values that do not exist yet. It also writes two kinds of small
-files that let weasel's deps do the right thing:
+cannot name a folder, tuned values that do not exist yet. Custom files are read in full, as
+``prepare`` reads them: a label cell a file may not hold (a blank cell in a fully labelled
+file's 0/1 column, a source value that is not 0/1) is one line naming the file, line and
+column, and each file gets a one-line summary and the warnings of :mod:`.datachecks`. It also
+writes two kinds of small files that let weasel's deps do the right thing:
 
 - ``corpus/<data_name>/inputs.json``: the MD5 of every input file, the ``prepare`` step's
   dependency, so editing a data file re-prepares it (and what depends on it) and nothing
@@ -24,6 +27,8 @@ from wasabi import msg
 
 from .cli import _build_report, _split_names, _var_value, app
 from .datasets import DATASETS, GOEMOTIONS_FILES, PUBMED_FILES, SEMEVAL_FILES
+from .prepare import read_files, read_warnings
+from .protocol import check_label_sets
 from .readers import (
     DEFAULT_ENCODING,
     DataPreparationError,
@@ -109,6 +114,39 @@ def check_custom(
     for path in files:
         check_columns(path, [text_column, *columns], var_of)
     return files
+
+
+def read_custom(
+    files: List[Path], text_column: str, labels_column: str, label_columns: str, ratio: float
+) -> List[str]:
+    """Read the custom files as ``prepare`` will; return one summary line per file and then
+    the warnings (prefixed ``!``); a file ``prepare`` would refuse is a CheckError."""
+    from .summary import read_summary
+
+    columns = _split_names(label_columns)
+    try:
+        reads = read_files(
+            files[0],
+            files[1],
+            text_column=text_column,
+            label_columns=columns or None,
+            labels_column=None if columns else labels_column,
+            target_test_path=files[2] if len(files) > 2 else None,
+            ratio=ratio,
+        )
+        for name in ("target", "target_test"):
+            if name in reads:
+                check_label_sets(reads["source"].labels, reads[name].labels)
+        if not reads["target"].matrix.any():
+            raise DataPreparationError(
+                f"The target data ({files[1]}) has no known positive for any label: DALLMi "
+                "learns from known positives, so there is nothing to adapt to. Mark the "
+                "positives you know (a 1, or the label's name in the labels column)."
+            )
+    except DataPreparationError as error:
+        raise CheckError(str(error)) from None
+    lines = [read_summary(name, corpus.report.to_dict()) for name, corpus in reads.items()]
+    return lines + [f"!{line}" for line in read_warnings(reads)]
 
 
 def check_builtin(dataset: str, data_dir: Path) -> List[Path]:
@@ -234,6 +272,9 @@ def check_command(
                 f"{' or '.join(DATASETS)}"
             )
         check_ratio(dataset, ratio)
+        summary = []
+        if dataset == CUSTOM:
+            summary = read_custom(files, text_column, labels_column, label_columns, ratio)
         check_key(data_name, "data_name", f"the data of dataset {dataset}")
         check_key(backbone_key or backbone, "backbone_key", f"the backbone {backbone!r}")
         record_backbone(backbone, backbone_key or backbone)
@@ -242,6 +283,11 @@ def check_command(
             write_method_overrides(data_name, parse_flag(tuned, "--tuned"), overrides_dir)
     except CheckError as error:
         msg.fail(str(error), exits=1)
+    for line in summary:
+        if line.startswith("!"):
+            msg.warn(line[1:])
+        else:
+            msg.info(line)
     labels = "as given (partial)" if ratio == 0 else f"{ratio:g} of target positives hidden"
     msg.good(f"{dataset} ({data_name}): {len(files)} input file(s), target labels {labels}")
     if dataset == CUSTOM and not target_test_file:

@@ -240,6 +240,27 @@ def split_train_test(
     return numpy.sort(order[n_test:]), numpy.sort(order[:n_test])
 
 
+def keep_duplicates_together(
+    train: numpy.ndarray, test: numpy.ndarray, texts: Sequence[str]
+) -> Tuple[numpy.ndarray, numpy.ndarray, int]:
+    """Put every copy of a text on the side of the split its first copy (in file order) is on,
+    so that no text is in both train and test; return the new sides and how many docs moved.
+
+    Docs whose text occurs once stay where they are, so a corpus without repeated texts keeps
+    its split exactly. When moving would leave one side empty (nearly every doc is a copy of
+    one text), the split is returned unchanged and the move count is -1.
+    """
+    in_test = numpy.zeros(len(texts), dtype=bool)
+    in_test[numpy.asarray(test, dtype=int)] = True
+    first_side: Dict[str, bool] = {}
+    wanted = numpy.array([first_side.setdefault(text, side) for text, side in zip(texts, in_test)])
+    wanted = wanted.astype(bool) if len(texts) else in_test
+    moved = int((wanted != in_test).sum())
+    if moved and (wanted.all() or not wanted.any()):
+        return numpy.asarray(train), numpy.asarray(test), -1
+    return numpy.flatnonzero(~wanted), numpy.flatnonzero(wanted), moved
+
+
 def cap_indices(
     indices: numpy.ndarray, max_docs: Optional[int], rng: numpy.random.Generator
 ) -> numpy.ndarray:

@@ -6,6 +6,9 @@ A reader never drops a row silently: each one is either a document or an entry i
 would make every row wrong are errors instead, raised before anything is written: a missing
 file or column, a header that names one column twice (a dict reader would silently keep the
 last one), or bytes that are not text in the file's encoding.
+
+A blank label cell is not a reason to leave a row out: it says "no known positive" (see
+:func:`read_table` for what that means in each kind of file).
 """
 
 import csv
@@ -16,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy
 
-from .cells import RowProblem, parse_flag, parse_label_list, text_value
+from .cells import RowProblem, is_blank, parse_flag, parse_label_list, text_value
 
 PathLike = Union[str, Path]
 
@@ -27,7 +30,6 @@ _EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", "
 #: Why a row can be left out; written next to the counts in the printed summary.
 SKIP_REASONS = {
     "empty_text": "empty or whitespace-only text",
-    "missing_labels": "no label value (blank label cell or missing key)",
     "unparseable_labels": "a label value that is not 0/1, or not a list of label names/ids",
     "invalid_json": "a line that is not a JSON object",
     "missing_pmid": "no pmid, so it cannot be deduplicated",
@@ -58,6 +60,8 @@ class ReadReport:
     """What happened to the rows of one read: how many were seen, which were left out and why.
 
     ``rows == kept + sum(skipped counts)`` always holds; ``skipped`` holds ``file:line`` ids.
+    ``positives`` (per label) and ``with_positive`` (rows with at least one known positive)
+    describe the kept rows as read, before any label is renamed or dropped.
     """
 
     origin: str
@@ -65,6 +69,8 @@ class ReadReport:
     skipped: Dict[str, List[str]] = field(default_factory=dict)
     dropped_labels: Dict[str, int] = field(default_factory=dict)
     emptied_docs: int = 0
+    positives: Dict[str, int] = field(default_factory=dict)
+    with_positive: int = 0
 
     def skip(self, reason: str, row_id: str) -> None:
         """Record that row ``row_id`` was left out for ``reason``."""
@@ -86,6 +92,9 @@ class ReadReport:
             "origin": self.origin,
             "rows": self.rows,
             "kept": self.kept,
+            "with_known_positive": self.with_positive,
+            "without_known_positive": self.kept - self.with_positive,
+            "positives": dict(self.positives),
             "skipped": self.skipped_counts,
             "skipped_examples": {r: ids[:examples] for r, ids in sorted(self.skipped.items())},
             "dropped_labels": dict(self.dropped_labels),
@@ -203,6 +212,8 @@ class CorpusBuilder:
         matrix = numpy.zeros((len(self._texts), len(labels)), dtype=bool)
         for i, names in enumerate(self._positives):
             matrix[i, [column[name] for name in names]] = True
+        self.report.positives = {label: int(n) for label, n in zip(labels, matrix.sum(axis=0))}
+        self.report.with_positive = int(matrix.any(axis=1).sum())
         return Corpus(self._texts, labels, matrix, self.report)
 
 
@@ -330,6 +341,57 @@ def iter_records(
         ) from None
 
 
+#: What a label column may hold, for the messages that reject a cell.
+FLAG_VALUES = "0 or 1 (also true/false, yes/no)"
+LIST_VALUES = 'label names (a|b, "a,b" or a JSON list such as ["a", "b"]; blank or [] for none)'
+
+
+@dataclass
+class _CellProblem:
+    """One label cell that makes a file unusable: where it is and what is wrong with it."""
+
+    path: Path
+    row_id: str
+    column: str
+    value: Any
+
+    @property
+    def where(self) -> str:
+        return f"line {self.row_id.rsplit(':', 1)[-1]}, column {self.column!r}"
+
+
+def _cell_error(problems: List[_CellProblem], what: str, fix: str) -> DataPreparationError:
+    """One error for all the bad cells of a read: the first named in full, the count, a few
+    more places, and what to do."""
+    first = problems[0]
+    more = ""
+    if len(problems) > 1:
+        others = "; ".join(p.where for p in problems[1:4])
+        more = f" {len(problems) - 1} more such cell(s) in this file, e.g. {others}."
+    value = "" if is_blank(first.value) else f" {first.value!r}"
+    return DataPreparationError(f"{first.path}, {first.where}:{value} {what}.{more} {fix}")
+
+
+def _flags(
+    record: Mapping[str, Any], columns: Sequence[str], row: Tuple[Path, str], partial: bool
+) -> Tuple[List[str], List[_CellProblem], List[_CellProblem]]:
+    """The positive columns of a row, its blank cells (a problem unless ``partial``) and its
+    cells that are not 0/1."""
+    positives, blank, bad = [], [], []
+    for column in columns:
+        value = record.get(column)
+        try:
+            flag = parse_flag(value)
+        except RowProblem:
+            bad.append(_CellProblem(*row, column, value))
+            continue
+        if flag is None and not partial:
+            blank.append(_CellProblem(*row, column, value))
+        elif flag:
+            positives.append(column)
+    return positives, blank, bad
+
+
 def read_table(
     paths: Union[PathLike, Sequence[PathLike]],
     *,
@@ -339,16 +401,28 @@ def read_table(
     file_format: Optional[str] = None,
     hint: Optional[str] = None,
     encoding: str = DEFAULT_ENCODING,
+    partial: bool = False,
+    strict: bool = False,
 ) -> Corpus:
     """Read one or more CSV/TSV/JSONL files (same layout) into a :class:`Corpus`.
 
     Labels come from EITHER ``label_columns`` (one 0/1 column per label; the label set is these
     columns, in this order) OR ``labels_column`` (one column listing each row's label names,
     separated by , ; or |, or as a JSON list; the label set is the sorted set of names seen).
-    Rows with blank text, blank label values or unparseable labels are left out and counted in
-    ``corpus.report``; a missing file or column, a repeated column name or undecodable bytes
-    raise at once with a message saying what to do. ``file_format`` (csv, tsv, jsonl) overrides
-    the guess from the extension; ``hint`` is added to the missing-file error.
+
+    A blank label cell (empty or whitespace-only, JSON null, a missing key, ``[]`` or ``""``)
+    means "no known positive", never a dropped row. In a ``labels_column`` that is a row
+    without positives: unlabeled in a partially labelled target (``partial``), all-negative in a
+    fully labelled file; the matrix is the same. In ``label_columns`` a blank cell is unknown
+    (not positive) when ``partial``; a fully labelled file must say 0 or 1, so there it is an
+    error naming the file, line and column.
+
+    Rows with blank text or an unreadable label value are left out and counted in
+    ``corpus.report``; with ``strict`` (the source, which trains the source model) an
+    unreadable label value is an error naming the file, line and column instead. A missing
+    file or column, a repeated column name or undecodable bytes raise at once with a message
+    saying what to do. ``file_format`` (csv, tsv, jsonl) overrides the guess from the
+    extension; ``hint`` is added to the missing-file error.
     """
     if (label_columns is None) == (labels_column is None):
         raise DataPreparationError(
@@ -366,6 +440,8 @@ def read_table(
     required = [text_column, *(label_columns or [labels_column])]
     for path in files:
         require_file(path, hint)
+        blank: List[_CellProblem] = []
+        bad: List[_CellProblem] = []
         rows = iter_records(path, detect_format(path, file_format), required, encoding=encoding)
         for row_id, record in rows:
             builder.report.rows += 1
@@ -374,12 +450,40 @@ def read_table(
                     raise RowProblem("invalid_json")
                 text = text_value(record.get(text_column))
                 if label_columns is not None:
-                    flags = [parse_flag(record.get(column)) for column in label_columns]
-                    positives = [c for c, flag in zip(label_columns, flags) if flag]
+                    positives, row_blank, row_bad = _flags(
+                        record, label_columns, (path, row_id), partial
+                    )
+                    blank.extend(row_blank)
+                    if row_bad:
+                        bad.extend(row_bad)
+                        raise RowProblem("unparseable_labels")
                 else:
-                    positives = parse_label_list(record.get(labels_column))
+                    value = record.get(labels_column)
+                    try:
+                        positives = parse_label_list(value)
+                    except RowProblem:
+                        bad.append(_CellProblem(path, row_id, labels_column, value))
+                        raise
             except RowProblem as problem:
                 builder.report.skip(problem.reason, row_id)
                 continue
             builder.add(text, positives)
+        if blank:
+            raise _cell_error(
+                blank,
+                "empty label cell",
+                "This file is read as fully labelled (the source, a target test file, or a "
+                "target whose positives are hidden with ratio > 0), so every label column must "
+                f"say {FLAG_VALUES}. Fill in the empty cells; only a partially labelled target "
+                "(ratio 0) may leave them empty, as unknown.",
+            )
+        if strict and bad:
+            values = FLAG_VALUES if label_columns is not None else LIST_VALUES
+            raise _cell_error(
+                bad,
+                "is not a label value",
+                f"A label cell holds {values}. The source is fully labelled and every row "
+                "trains the source model, so fix these cells (or remove their rows) and run "
+                "again.",
+            )
     return builder.build()

@@ -12,11 +12,28 @@ from wasabi import Printer
 from .readers import SKIP_REASONS
 
 
+def read_summary(name: str, read: Dict[str, Any]) -> str:
+    """One line per file read: rows read and kept, rows with and without a known positive,
+    positives per label, and the rows dropped, by reason, with their first row numbers."""
+    positives = ", ".join(f"{label} {n}" for label, n in read["positives"].items()) or "none"
+    dropped = "; ".join(
+        f"{count} x {reason} (e.g. {', '.join(read['skipped_examples'][reason][:3])})"
+        for reason, count in read["skipped"].items()
+    )
+    return (
+        f"{name} ({read['origin']}): {read['rows']} rows read, {read['kept']} kept, "
+        f"{read['with_known_positive']} with a known positive, "
+        f"{read['without_known_positive']} without; positives per label: {positives}; "
+        f"dropped: {dropped or 'none'}."
+    )
+
+
 def _read_changes(name: str, read: Dict[str, Any]) -> List[str]:
     lines = []
     for reason, count in read["skipped"].items():
         why = SKIP_REASONS.get(reason, reason)
-        lines.append(f"{name}: {count} row(s) left out: {why} (reason '{reason}').")
+        first = ", ".join(read["skipped_examples"][reason][:3])
+        lines.append(f"{name}: {count} row(s) left out: {why} (reason '{reason}'; e.g. {first}).")
     if read["dropped_labels"]:
         dropped = ", ".join(f"{label} ({n})" for label, n in read["dropped_labels"].items())
         lines.append(
@@ -62,6 +79,18 @@ def describe_changes(stats: Dict[str, Any]) -> List[str]:
             f"by a seeded coin flip: {details['both_to_source']} to the source, "
             f"{details['both_to_target']} to the target."
         )
+    for side, domain in stats["domains"].items():
+        repeated = domain["repeated_texts"]
+        if repeated["texts"] and repeated["moved_to_keep_together"] >= 0 and domain["test"]:
+            lines.append(
+                f"{side}: {repeated['texts']} text(s) occur more than once ({repeated['rows']} "
+                f"rows); every copy was put on the side of the split its first copy is on "
+                f"({repeated['moved_to_keep_together']} doc(s) moved), so none is in both "
+                f"{side}_train and {side}_test."
+                if stats["settings"]["dataset"] == "files"
+                else f"{side}: {repeated['texts']} text(s) occur more than once "
+                f"({repeated['rows']} rows)."
+            )
     target = stats["domains"]["target"]
     for old, new in target["renamed_target_labels"].items():
         lines.append(f"target: label '{old}' renamed to '{new}' (label_map).")
@@ -87,7 +116,10 @@ def describe_changes(stats: Dict[str, Any]) -> List[str]:
         )
     lines.extend(_valid_changes(stats))
     if stats["hiding"] is None:
-        unknown = [k for k, n in stats["splits"]["target_train"]["positives"].items() if not n]
+        known = stats["domains"]["target"]["positives"]
+        unknown = [
+            k for k, n in stats["splits"]["target_train"]["positives"].items() if not n and known[k]
+        ]
         lines.append(
             "target_train: labels are partial as given (ratio 0): a 1 is a known positive, "
             "everything else is unlabeled; nothing was hidden and there is no "
@@ -95,8 +127,9 @@ def describe_changes(stats: Dict[str, Any]) -> List[str]:
         )
         if unknown:
             lines.append(
-                f"target_train: label(s) {', '.join(unknown)} have no known positive, so "
-                "adaptation cannot learn them."
+                f"target_train: label(s) {', '.join(unknown)} have no known positive left in "
+                "target_train (the validation slice or a cap took them), so adaptation cannot "
+                "learn them."
             )
     if stats["target_test"] is None:
         lines.append(
@@ -117,6 +150,8 @@ def print_summary(stats: Dict[str, Any], output_dir: Path, *, quiet: bool = Fals
         f"DALLMi data: {settings['dataset']} (ratio {settings['ratio']}, {settings['removal']}, "
         f"seed {settings['seed']})"
     )
+    for name, read in stats["reads"].items():
+        msg.info(read_summary(name, read))
     splits = stats["splits"]
     msg.table(
         [
@@ -156,4 +191,6 @@ def print_summary(stats: Dict[str, Any], output_dir: Path, *, quiet: bool = Fals
         )
     for line in stats["changes"]:
         msg.info(line)
+    for line in stats["warnings"]:
+        msg.warn(line)
     msg.good(f"Wrote {', '.join(stats['files'].values())} to {output_dir}")
