@@ -92,3 +92,22 @@ def test_fit_threshold_columns_matches_fit_thresholds_and_checks_shapes():
     assert columns["anger"]["threshold"] == DEFAULT_THRESHOLD
     with pytest.raises(ValueError, match="3 labels"):
         fit_threshold_columns(gold[:, :2], scores[:, :2], labels)
+
+
+def test_gold_without_a_known_positive_is_negative_and_other_values_are_an_error():
+    """A gold doc with no cats, a missing label, None or 0.0 has no known positive (counted as
+    negative, as a blank label cell is when prepared); 2.0 is an error naming doc and label."""
+    nlp = spacy.blank("en")
+    predicted = [nlp.make_doc(t) for t in "abcd"]
+    for doc, score in zip(predicted, [0.9, 0.7, 0.2, 0.1]):
+        doc.cats = {"joy": score}
+    gold = [nlp.make_doc(t) for t in "abcd"]
+    gold[0].cats = {"joy": 1.0}
+    gold[1].cats = {}
+    gold[2].cats = {"joy": None}
+    gold[3].cats = {"joy": 0.0}
+    fitted = fit_thresholds(predicted, gold, ["joy"])
+    assert fitted["joy"]["positives"] == 1 and fitted["joy"]["f1"] == 1.0
+    gold[2].cats = {"joy": 2.0}
+    with pytest.raises(ValueError, match=r"Gold doc 2 \('c'\) has the value 2\.0 for label 'joy'"):
+        fit_thresholds(predicted, gold, ["joy"])

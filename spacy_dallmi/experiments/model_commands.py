@@ -166,7 +166,10 @@ def find_thresholds_command(
         spacy.require_gpu(gpu_id)
     nlp = spacy.load(model)
     gold = list(DocBin().from_disk(docs).get_docs(nlp.vocab))
-    fitted = tune_pipeline_thresholds(nlp, gold)
+    try:
+        fitted = tune_pipeline_thresholds(nlp, gold)
+    except ValueError as error:
+        msg.fail(f"find-thresholds {docs}: {error}", exits=1)
     details = write_thresholds(fitted, output)
     for label, values in fitted.items():
         f1 = "n/a (no known positive)" if values["f1"] is None else f"F1 {values['f1']:.3f}"

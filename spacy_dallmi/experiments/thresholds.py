@@ -70,13 +70,27 @@ def fit_threshold_columns(
     return result
 
 
+def _gold_value(doc: Doc, index: int, label: str) -> float:
+    """1.0 for a known positive, 0.0 for anything that is not one (0.0, None, absent)."""
+    value = doc.cats.get(label)
+    if value is None or value in (0.0, 1.0):
+        return float(value == 1.0)
+    raise ValueError(
+        f"Gold doc {index} ({doc.text[:40]!r}) has the value {value!r} for label {label!r}: "
+        "a label value is 1.0 (known positive) or 0.0 (unlabeled or negative). Prepare the "
+        "docs again with `python -m spacy_dallmi prepare`."
+    )
+
+
 def fit_thresholds(
     docs: Sequence[Doc], gold_docs: Sequence[Doc], labels: Iterable[str]
 ) -> Dict[str, Dict[str, float]]:
     """Per label: ``{"threshold", "f1", "positives"}`` from predicted ``docs`` and the
-    reference ``gold_docs`` (1.0 = positive, anything else or absent = negative)."""
+    reference ``gold_docs`` (1.0 = known positive; 0.0, None or absent = no known positive,
+    counted as negative). Any other gold value is an error naming the doc and label, rather
+    than a silent negative."""
     labels = list(labels)
-    gold = [[float(doc.cats.get(label) == 1.0) for label in labels] for doc in gold_docs]
+    gold = [[_gold_value(doc, i, label) for label in labels] for i, doc in enumerate(gold_docs)]
     scores = [[doc.cats[label] for label in labels] for doc in docs]
     shape = (len(gold_docs), len(labels))
     return fit_threshold_columns(
