@@ -203,7 +203,7 @@ def classify_command(
         msg.fail("--batch-size must be at least 1.", exits=1)
     parts = parts or parts_output(str(output))
     if parts and not ray:
-        msg.fail("A folder of part files (--parts, or OUTPUT ending in /) needs --ray.", exits=1)
+        fail("A folder of part files (--parts, or OUTPUT ending in /) needs --ray.")
     try:
         if ray:
             _run_ray(
