@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -341,3 +342,43 @@ def test_two_runs_with_overwrite_the_last_to_finish_wins(tmp_path):
     ids = [row["id"] for row in read(output)]
     assert ids in ([row["id"] for row in inputs[name][1]] for name in inputs)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["a.csv", "b.csv", "out.csv"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_two_commands_on_one_output(model, tmp_path, overwrite):
+    """Two ``python -m spacy_dallmi classify`` processes started together on one OUTPUT:
+    the file there is one run's complete output, whichever finishes when."""
+    import subprocess
+    import sys
+
+    output = tmp_path / "out.csv"
+    inputs = {}
+    for name in ("a", "b"):
+        rows = [{"id": f"{name}{i}", "text": f"happy day {i}"} for i in range(4000)]
+        inputs[name] = (write(tmp_path / f"{name}.csv", rows), [row["id"] for row in rows])
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    processes = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "spacy_dallmi", "classify", str(model), str(source)]
+            + [str(output), "--text-column", "text", "--no-progress"]
+            + (["--overwrite"] if overwrite else []),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        for name, (source, _) in inputs.items()
+    }
+    outputs = {name: process.communicate(timeout=600)[0] for name, process in processes.items()}
+    codes = {name: process.returncode for name, process in processes.items()}
+    ids = [row["id"] for row in read(output)]
+    assert ids in (inputs["a"][1], inputs["b"][1])
+    if overwrite:
+        assert codes == {"a": 0, "b": 0}, outputs
+    else:
+        winner = "a" if ids == inputs["a"][1] else "b"
+        loser = "b" if winner == "a" else "a"
+        assert codes == {winner: 0, loser: 1}, outputs
+        assert "Traceback" not in outputs[loser]
+        assert "exists" in outputs[loser] or "written by another run" in outputs[loser]
