@@ -42,6 +42,7 @@ from .tables import (
     check_columns,
     check_output_folder,
     file_format,
+    not_utf8,
     output_columns,
     publish,
     temporary_output,
@@ -223,8 +224,12 @@ def classify_with_ray(
     )
     start = time.perf_counter()
     files = expand_inputs(input_paths)
+    check_text_files(files)
     dataset = read_dataset(files, text_column, max(1, min(workers, len(files))))
-    columns = dataset.schema().names
+    try:
+        columns = dataset.schema().names
+    except (ray.exceptions.RayError, pyarrow.ArrowException) as error:
+        raise _ray_data_error(files, error) from None
     check_columns(columns, text_column, output_columns(labels, thresholds is not None), "Input")
     dataset.context.execution_options.preserve_order = True
     classified = dataset.map_batches(
@@ -255,10 +260,7 @@ def classify_with_ray(
     except BaseException as error:
         shutil.rmtree(temporary, ignore_errors=True)
         if isinstance(error, (ray.exceptions.RayError, pyarrow.ArrowException)):
-            raise ClassifyError(
-                f"Ray Data could not classify {', '.join(files)}: {_first_line(error)} Run "
-                "without --parts (one OUTPUT file) for a message that names the row."
-            ) from None
+            raise _ray_data_error(files, error) from None
         raise
     seconds = time.perf_counter() - start
     files = sorted(str(path) for path in output_dir.glob("*.parquet"))
@@ -354,6 +356,42 @@ def classify_file_with_ray(
     added = output_columns(labels, thresholds is not None)
     return write_classified(
         files, Path(output_path), text_column, added, predict, progress, overwrite
+    )
+
+
+def check_text_files(files: List[str]) -> None:
+    """Before Ray Data reads them: CSV, TSV and JSONL files must be UTF-8, and a JSONL file
+    must not start with a byte order mark (Ray Data's JSON reader fails on one, deep in a
+    task). One pass over the bytes, fast next to the model; the error names file and line."""
+    import codecs
+
+    for name in files:
+        path = Path(name)
+        if file_format(path) == "parquet":
+            continue
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        with path.open("rb") as handle:
+            head = handle.read(3)
+            if head == codecs.BOM_UTF8 and file_format(path) == "jsonl":
+                raise ClassifyError(
+                    f"{path} starts with a UTF-8 byte order mark, which Ray Data's JSON "
+                    "reader cannot read: write one OUTPUT file (no trailing / or --parts), "
+                    "which reads it, or save the file without the mark."
+                )
+            try:
+                chunk = head
+                while chunk:
+                    decoder.decode(chunk)
+                    chunk = handle.read(1 << 20)
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError as error:
+                raise not_utf8(path, error) from None
+
+
+def _ray_data_error(files: List[str], error: BaseException) -> ClassifyError:
+    return ClassifyError(
+        f"Ray Data could not classify {', '.join(files)}: {_first_line(error)} Run without "
+        "--parts (one OUTPUT file) for a message that names the row."
     )
 
 

@@ -156,3 +156,14 @@ def test_ray_errors_are_the_one_process_errors(ray_session, model, tmp_path):
     result = cli(model, source, tmp_path / "out.csv", "--text-column", "text", "--ray")
     assert_fails_with(result, f"{source}, line 3: not valid UTF-8")
     assert sorted(path.name for path in tmp_path.iterdir()) == [source.name]
+    parts = str(tmp_path / "parts") + "/"
+    result = cli(model, source, parts, "--text-column", "text", "--ray")
+    assert_fails_with(result, f"{source}, line 3: not valid UTF-8")
+    bom = write(tmp_path / "bom.jsonl", ROWS)
+    bom.write_bytes(b"\xef\xbb\xbf" + bom.read_bytes())
+    result = cli(model, bom, parts, "--text-column", "text", "--ray")
+    assert_fails_with(result, f"{bom} starts with a UTF-8 byte order mark", "no trailing /")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bom.jsonl", source.name]
+    result = cli(model, bom, tmp_path / "out.jsonl", "--text-column", "text", "--ray")
+    assert result.exit_code == 0, result.output
+    assert len(read(tmp_path / "out.jsonl")) == len(ROWS)
