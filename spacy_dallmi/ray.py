@@ -1,4 +1,4 @@
-"""Classify files on Ray Data: one pipeline per actor, on CPUs or GPUs, Parquet out.
+"""Classify files on Ray: one pipeline per actor, on CPUs or GPUs.
 
 One process is the anchor (``classify``); past one machine, or past one GPU, a corpus
 needs a scheduler. Ray Data already reads CSV, JSONL and Parquet in blocks, streams them
@@ -6,6 +6,13 @@ through a pool of actors with backpressure, places actors on GPUs (``num_gpus``)
 the same code on a laptop or a cluster, so this module only says what an actor does: load
 the pipeline once, then add the same columns as ``classify`` to each batch
 (:func:`spacy_dallmi.prediction.predict_rows`), so both paths give the same values.
+
+Two outputs. One file, in the format of its suffix (:func:`classify_file_with_ray`, what
+``classify --ray OUT.csv`` runs): this process reads and writes with ``classify``'s own
+readers and writer, and the actors only predict, so the file is the one-process file row
+by row. A folder of Parquet part files (:func:`classify_with_ray`, ``classify --ray OUT/``):
+Ray Data reads, classifies and writes in parallel, nothing passing through this process.
+Either is written under a temporary name next to OUTPUT and renamed when complete.
 
 Needs the extra: ``pip install 'spacy-dallmi[ray]'``. The caller owns the Ray session:
 ``ray.init()`` locally, ``ray.init(address="auto")`` on a cluster, where the model path must
