@@ -44,6 +44,7 @@ from .tables import (
     Writer,
     check_columns,
     check_output,
+    check_output_folder,
     counted,
     file_format,
     open_sources,
@@ -269,6 +270,7 @@ def _run_local(
     import spacy
 
     # Refuse a taken OUTPUT before the model loads, not after (the run checks again).
+    file_format(output_path)
     check_output(output_path, overwrite, [input_path])
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
@@ -317,7 +319,6 @@ def _run_ray(
     except ImportError as error:
         raise ClassifyError("--ray needs Ray: pip install 'spacy-dallmi[ray]'.") from error
     from .ray import classify_file_with_ray, classify_with_ray
-    from .tables import check_output_folder
 
     if parts:
         check_output_folder(output_path, overwrite)
