@@ -270,8 +270,8 @@ def _run_local(
     import spacy
 
     # Refuse a taken OUTPUT before the model loads, not after (the run checks again).
-    file_format(output_path)
     check_output(output_path, overwrite, [input_path])
+    file_format(output_path)
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
     nlp = load_pipeline(model)
@@ -323,8 +323,8 @@ def _run_ray(
     if parts:
         check_output_folder(output_path, overwrite)
     else:
-        file_format(output_path)
         check_output(output_path, overwrite, [input_path])
+        file_format(output_path)
     options: Dict[str, Any] = dict(
         num_gpus_per_worker=gpus_per_worker,
         batch_size=batch_size,
