@@ -102,10 +102,10 @@ def run_classify_process(
     command += ["--text-column", "text", "--no-progress", *extra]
     start = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    partial = output.with_name(output.name + ".partial")
 
     def written() -> int:
-        for path in (partial, output):
+        # classify writes to a temporary file of its own, .OUTPUT.<random>.partial
+        for path in [*output.parent.glob(f".{output.name}.*.partial"), output]:
             try:
                 return path.stat().st_size
             except OSError:

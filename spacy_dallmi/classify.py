@@ -8,10 +8,13 @@ threshold) and a ``text_status`` column.
 
 It streams: rows are read lazily (``spacy_dallmi.tables``), go through one ``nlp.pipe``
 with their row as context (``spacy_dallmi.prediction``), and are written as they come back,
-so memory does not grow with the file. The output is written to ``OUTPUT.partial`` and
-renamed when complete, so a failed run never leaves a file that looks finished. Rows read
-and rows written are counted and must match; null and empty texts, blank lines and short
-rows are counted and reported.
+so memory does not grow with the file. Each run writes to a temporary file of its own
+next to OUTPUT (``.OUTPUT.<random>.partial``), renamed to OUTPUT only when complete, so a
+failed run never leaves a file that looks finished and two runs on one OUTPUT never mix
+rows. An existing OUTPUT is refused unless ``--overwrite``. Rows read and rows written are
+counted and must match; null and empty texts, blank lines and short rows are counted and
+reported. A problem with the input, the output or the model ends the command with one line
+that names the file (``ClassifyError``), not a traceback.
 
 This module is the command: the run of one file and its summary, the options, and the
 hand-over to Ray (``spacy_dallmi.ray``). spaCy, torch and pyarrow are imported when a
@@ -19,17 +22,17 @@ command runs, not when this module is, so ``--help`` stays fast; the command has
 signature that typer turns into options, so this core module does not import typer.
 """
 
-import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from wasabi import msg
 
 from .prediction import (
     DEFAULT_BATCH_SIZE,
     cats_labels,
+    load_pipeline,
     load_thresholds,
     predict_rows,
     set_bucket_window,
@@ -40,11 +43,20 @@ from .tables import (
     Counts,
     Writer,
     check_columns,
+    check_output,
+    check_output_folder,
     counted,
     file_format,
-    open_source,
+    open_sources,
     output_columns,
+    parts_output,
+    publish,
+    temporary_output,
 )
+
+Predict = Callable[
+    [Iterable[Tuple[Any, Dict[str, Any]]]], Iterator[Tuple[Dict[str, Any], Dict[str, Any]]]
+]
 
 
 def classify_file(
@@ -56,31 +68,59 @@ def classify_file(
     thresholds: Optional[Dict[str, float]] = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: Any = None,
+    overwrite: bool = False,
 ) -> Counts:
     """Classify every row of ``input_path`` and write them to ``output_path``.
 
     progress: a progress bar (``tqdm``): its ``total`` is set when the input knows its
     row count, and ``update(1)`` is called per row written.
+    overwrite: replace an existing ``output_path`` (else it is an error).
     """
-    input_path, output_path = Path(input_path), Path(output_path)
-    fmt = file_format(output_path)
-    if output_path.resolve() == input_path.resolve():
-        raise ClassifyError(f"OUTPUT is the INPUT file ({input_path}): choose another path.")
     labels = cats_labels(nlp)
+
+    def predict(items: Iterable[Tuple[Any, Dict[str, Any]]]) -> Iterator[Any]:
+        return predict_rows(nlp, items, labels, thresholds, batch_size)
+
     added = output_columns(labels, thresholds is not None)
+    return write_classified(
+        [input_path], output_path, text_column, added, predict, progress, overwrite
+    )
+
+
+def write_classified(
+    input_paths: Sequence[Path],
+    output_path: Path,
+    text_column: str,
+    added: List[str],
+    predict: Predict,
+    progress: Any = None,
+    overwrite: bool = False,
+) -> Counts:
+    """Read the rows of ``input_paths``, add the columns ``predict`` gives, write OUTPUT.
+
+    ``predict`` maps ``(text value, row)`` pairs to ``(row, added columns)`` in order: in
+    this process (:func:`classify_file`) or on Ray actors (``spacy_dallmi.ray``). The rows
+    go to a temporary file of this run's own and OUTPUT appears, whole, only at the end.
+    """
+    inputs, output_path = [Path(path) for path in input_paths], Path(output_path)
+    fmt = file_format(output_path)
+    check_output(output_path, overwrite, inputs)
     counts = Counts()
     start = time.perf_counter()
-    source = open_source(input_path, counts)
-    check_columns(source.columns, text_column, added, str(input_path))
+    source = open_sources(inputs, counts)
+    check_columns(source.columns, text_column, added, str(inputs[0]))
     if progress is not None and source.total is not None:
         progress.total = source.total
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = output_path.with_name(output_path.name + ".partial")
-    writer = Writer(partial, fmt, source.columns + added, source, added)
+    temporary = temporary_output(output_path)
+    try:
+        writer = Writer(temporary, fmt, source.columns + added, source, added)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     try:
         rows = counted(source.rows, counts)
         items = ((row.get(text_column), row) for row in rows)
-        for row, columns in predict_rows(nlp, items, labels, thresholds, batch_size):
+        for row, columns in predict(items):
             row.update(columns)
             writer.write(row)
             counts.statuses[columns[STATUS_COLUMN]] += 1
@@ -97,7 +137,7 @@ def classify_file(
         raise
     counts.rows_out = writer.rows
     counts.seconds = time.perf_counter() - start
-    os.replace(partial, output_path)
+    publish(temporary, output_path, overwrite)
     return counts
 
 
@@ -124,7 +164,7 @@ def print_summary(counts: Counts, output: Path) -> None:
 def classify_command(
     model: str,
     input: Path,
-    output: Path,
+    output: str,
     text_column: Optional[str] = None,
     threshold: Optional[float] = None,
     thresholds: Optional[Path] = None,
@@ -132,24 +172,29 @@ def classify_command(
     bucket_window: Optional[int] = None,
     gpu_id: int = -1,
     progress: bool = True,
+    overwrite: bool = False,
     ray: bool = False,
     workers: int = 1,
     gpus_per_worker: float = 0.0,
     ray_address: Optional[str] = None,
+    parts: bool = False,
 ) -> None:
     """Add a probability column per label to every row of a CSV, TSV, JSONL or Parquet file.
 
     MODEL: a saved pipeline (folder or package name).
     INPUT: a CSV, TSV, JSONL or Parquet file (with --ray, also a folder of them).
-    OUTPUT: a file whose suffix names its format (with --ray, a folder for Parquet).
+    OUTPUT: a file whose suffix names its format (.csv, .tsv, .jsonl, .parquet); with --ray,
+    a path ending in / (or --parts) is a folder of Parquet part files.
 
     --text-column NAME (required): the column holding the text.
     --threshold X: add a labels column, the labels with probability >= X.
     --thresholds FILE: per-label thresholds, a JSON object {"label": threshold}.
     --batch-size N: docs per batch; --bucket-window N: docs sorted by length at once.
     --gpu-id N: GPU to run on (-1: CPU).
-    --ray: run on Ray Data (the ray extra): --workers actors, --gpus-per-worker each,
-    on the cluster at --ray-address (default: a local Ray).
+    --overwrite: replace OUTPUT if it exists (else the run is refused).
+    --ray: run on Ray (the ray extra): --workers actors, --gpus-per-worker each, on the
+    cluster at --ray-address (default: a local Ray); --parts: write a folder of Parquet
+    part files with Ray Data instead of one file.
     """
     # A plain signature, so this module needs no typer: the core package stays lean, and
     # typer turns the parameters into the options above when the command is registered.
@@ -157,12 +202,15 @@ def classify_command(
         msg.fail("Missing option --text-column: the column that holds the text.", exits=1)
     if batch_size < 1:
         msg.fail("--batch-size must be at least 1.", exits=1)
+    parts = parts or parts_output(str(output))
+    if parts and not ray:
+        fail("A folder of part files (--parts, or OUTPUT ending in /) needs --ray.")
     try:
         if ray:
             _run_ray(
                 model,
                 input,
-                output,
+                Path(output),
                 text_column,
                 threshold,
                 thresholds,
@@ -171,12 +219,15 @@ def classify_command(
                 workers,
                 gpus_per_worker,
                 ray_address,
+                overwrite,
+                parts,
+                progress,
             )
         else:
             _run_local(
                 model,
                 input,
-                output,
+                Path(output),
                 text_column,
                 threshold,
                 thresholds,
@@ -184,9 +235,23 @@ def classify_command(
                 bucket_window,
                 gpu_id,
                 progress,
+                overwrite,
             )
     except (ClassifyError, OSError) as error:
-        msg.fail(str(error), exits=1)
+        fail(str(error))
+
+
+def fail(message: str) -> None:
+    """Print ``message`` as one line (wasabi's ``fail`` wraps at 80 columns) and exit 1."""
+    from wasabi.util import color, locale_escape
+
+    line = " ".join(message.splitlines())
+    if msg.pretty:
+        line = locale_escape(f"{msg.icons['fail']} {line}")
+        if msg.show_color:
+            line = color(line, fg="red")
+    print(line, flush=True)
+    sys.exit(1)
 
 
 def _run_local(
@@ -200,18 +265,20 @@ def _run_local(
     bucket_window: Optional[int],
     gpu_id: int,
     progress: bool,
+    overwrite: bool,
 ) -> None:
     import spacy
-    from tqdm import tqdm
 
+    # Refuse a taken OUTPUT before the model loads, not after (the run checks again).
+    check_output(output_path, overwrite, [input_path])
+    file_format(output_path)
     if gpu_id >= 0:
         spacy.require_gpu(gpu_id)
-    nlp = spacy.load(model)
+    nlp = load_pipeline(model)
     if bucket_window is not None:
         set_bucket_window(nlp, bucket_window)
     thresholds = load_thresholds(thresholds_path, cats_labels(nlp), threshold)
-    bar = tqdm(unit=" docs", disable=not progress, file=sys.stderr, mininterval=1.0, delay=1.0)
-    with bar:
+    with progress_bar(progress) as bar:
         counts = classify_file(
             nlp,
             input_path,
@@ -220,14 +287,21 @@ def _run_local(
             thresholds=thresholds,
             batch_size=batch_size,
             progress=bar,
+            overwrite=overwrite,
         )
     print_summary(counts, output_path)
+
+
+def progress_bar(enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(unit=" docs", disable=not enabled, file=sys.stderr, mininterval=1.0, delay=1.0)
 
 
 def _run_ray(
     model: str,
     input_path: Path,
-    output_dir: Path,
+    output_path: Path,
     text_column: str,
     threshold: Optional[float],
     thresholds_path: Optional[Path],
@@ -236,34 +310,50 @@ def _run_ray(
     workers: int,
     gpus_per_worker: float,
     ray_address: Optional[str],
+    overwrite: bool,
+    parts: bool,
+    progress: bool,
 ) -> None:
     try:
         import ray
     except ImportError as error:
         raise ClassifyError("--ray needs Ray: pip install 'spacy-dallmi[ray]'.") from error
-    from .ray import classify_with_ray
+    from .ray import classify_file_with_ray, classify_with_ray
 
+    if parts:
+        check_output_folder(output_path, overwrite)
+    else:
+        check_output(output_path, overwrite, [input_path])
+        file_format(output_path)
+    options: Dict[str, Any] = dict(
+        num_gpus_per_worker=gpus_per_worker,
+        batch_size=batch_size,
+        threshold=threshold,
+        thresholds_path=thresholds_path,
+        bucket_window=bucket_window,
+        overwrite=overwrite,
+    )
     started = not ray.is_initialized()
     if started:
         ray.init(address=ray_address, include_dashboard=False)
     try:
-        summary = classify_with_ray(
-            model,
-            [input_path],
-            output_dir,
-            text_column,
-            workers,
-            num_gpus_per_worker=gpus_per_worker,
-            batch_size=batch_size,
-            threshold=threshold,
-            thresholds_path=thresholds_path,
-            bucket_window=bucket_window,
-        )
+        if parts:
+            summary = classify_with_ray(
+                model, [input_path], output_path, text_column, workers, **options
+            )
+        else:
+            with progress_bar(progress) as bar:
+                counts = classify_file_with_ray(
+                    model, [input_path], output_path, text_column, workers, **options, progress=bar
+                )
     finally:
         if started:
             ray.shutdown()
+    if not parts:
+        print_summary(counts, output_path)
+        return
     msg.good(
-        f"Wrote {summary.rows} rows as {len(summary.files)} Parquet file(s) to {output_dir} "
+        f"Wrote {summary.rows} rows as {len(summary.files)} Parquet file(s) to {output_path} "
         f"in {summary.seconds:.1f} s."
     )
     print_statuses(summary.statuses)

@@ -10,6 +10,9 @@ Probabilities are written at the model's float32 precision.
 
 import json
 import math
+import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple, TypeVar
 
@@ -126,3 +129,58 @@ def predict_rows(
             )
         added[STATUS_COLUMN] = status
         yield context, added
+
+
+def load_pipeline(model: Any) -> Any:
+    """``spacy.load(model)``, with a failure told in one line that names the file at fault.
+
+    A weights file that holds pickled objects other than tensors is refused by
+    ``torch.load(weights_only=True)`` before anything in it runs; the message says so
+    instead of torch's page-long explanation. A truncated or damaged file is named too.
+    """
+    import spacy
+
+    try:
+        with warnings.catch_warnings():
+            # torch warns of the pickle protocol just before it refuses the file
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return spacy.load(model)
+    except Exception as error:
+        raise ClassifyError(load_error_message(model, error)) from None
+
+
+def load_error_message(model: Any, error: BaseException) -> str:
+    root = Path(model).resolve() if Path(model).exists() else None
+    culprit = _failing_file(error, root)
+    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if isinstance(error, pickle.UnpicklingError) or "Weights only load failed" in str(error):
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        detail = f" ({found.group(1)})" if found else ""
+        return (
+            f"Refused to load {culprit or model}: it holds pickled Python objects{detail}, "
+            "not only weights, and was not run. Use a pipeline from a source you trust, or "
+            "train and save it again."
+        )
+    if culprit is not None:
+        return (
+            f"Cannot load the model: {culprit} is damaged or incomplete ({first_line}). "
+            "Copy or save the pipeline again."
+        )
+    return f"Cannot load the model {model}: {first_line}"
+
+
+def _failing_file(error: BaseException, root: Optional[Path]) -> Optional[Path]:
+    """The file being read when ``error`` was raised: the innermost ``Path`` local, inside
+    ``root``, of a frame in its traceback. spaCy's compiled loaders show no locals, so for
+    a component folder this is its weights file, ``model``."""
+    found = None
+    frame = error.__traceback__
+    while frame is not None:
+        for value in list(frame.tb_frame.f_locals.values()):
+            if isinstance(value, Path) and value.exists():
+                if root is None or root in value.resolve().parents:
+                    found = value
+        frame = frame.tb_next
+    if found is not None and found.is_dir():
+        return found / "model" if (found / "model").is_file() else found
+    return found

@@ -10,11 +10,19 @@ grow with the file. Nothing is dropped silently: blank lines (not rows in CSV or
 rows with fewer fields than the header (their missing cells become null) are counted in
 :class:`Counts`, and :func:`counted` counts the rows read. A missing text column, duplicate
 column names, and output columns that already exist in the input are errors that name the
-columns. pyarrow is imported only when a Parquet file is read or written.
+columns. A file that is not UTF-8 text is an error naming its first bad line. pyarrow is
+imported only when a Parquet file is read or written.
+
+Outputs are written to a temporary file of their own next to OUTPUT and published only when
+complete (:func:`temporary_output`, :func:`publish`): two runs on one OUTPUT never share a
+file, and OUTPUT is always one run's complete output.
 """
 
 import csv
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
@@ -98,9 +106,62 @@ def open_source(path: Path, counts: Counts) -> Source:
     fmt = file_format(path)
     if fmt == "parquet":
         return _read_parquet(path)
-    if fmt == "jsonl":
-        return _read_jsonl(path, counts)
-    return _read_delimited(path, "\t" if fmt == "tsv" else ",", counts)
+    try:
+        if fmt == "jsonl":
+            source = _read_jsonl(path, counts)
+        else:
+            source = _read_delimited(path, "\t" if fmt == "tsv" else ",", counts)
+    except UnicodeDecodeError as error:
+        raise not_utf8(path, error) from None
+    source.rows = _decoded(path, source.rows)
+    return source
+
+
+def _decoded(path: Path, rows: Iterator[Dict[str, Any]]) -> Iterator[Dict[str, Any]]:
+    try:
+        yield from rows
+    except UnicodeDecodeError as error:
+        raise not_utf8(path, error) from None
+
+
+def not_utf8(path: Path, error: UnicodeDecodeError) -> ClassifyError:
+    """The error for a text file that is not UTF-8: the file, its first bad line, the fix."""
+    line = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                line = number
+                break
+    where = f", line {line}" if line else ""
+    return ClassifyError(
+        f"{path}{where}: not valid UTF-8 text ({error.reason}). Save the file as UTF-8 "
+        f"(e.g. iconv -f cp1252 -t utf-8 {path.name} > utf8{path.suffix}) and run again."
+    )
+
+
+def open_sources(paths: List[Path], counts: Counts) -> Source:
+    """The rows of several files of one format, one after the other, as one source.
+
+    CSV, TSV and Parquet files must have the first file's columns (JSONL records may add
+    keys, as within a file)."""
+    first = open_source(paths[0], counts)
+    if len(paths) == 1:
+        return first
+
+    def rows() -> Iterator[Dict[str, Any]]:
+        yield from first.rows
+        for path in paths[1:]:
+            source = open_source(path, counts)
+            if file_format(path) != "jsonl" and source.columns != first.columns:
+                raise ClassifyError(
+                    f"{path} has columns {source.columns}, but {paths[0]} has "
+                    f"{first.columns}: files written to one OUTPUT need the same columns."
+                )
+            yield from source.rows
+
+    return Source(first.path, first.columns, rows())
 
 
 def _read_delimited(path: Path, delimiter: str, counts: Counts) -> Source:
@@ -108,7 +169,11 @@ def _read_delimited(path: Path, delimiter: str, counts: Counts) -> Source:
     csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
     handle = path.open(newline="", encoding="utf-8-sig")
     reader = csv.reader(handle, delimiter=delimiter)
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except UnicodeDecodeError:
+        handle.close()
+        raise
     if header is None:
         handle.close()
         raise ClassifyError(f"{path} is empty: it has no header row.")
@@ -141,10 +206,16 @@ def _unique_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
 
 
 def _read_jsonl(path: Path, counts: Counts) -> Source:
-    """JSON Lines; the first record's keys are the columns (a later record may add keys)."""
-    handle = path.open(encoding="utf8")
+    """JSON Lines; the first record's keys are the columns (a later record may add keys).
+
+    A UTF-8 byte order mark is skipped, as for CSV (Windows editors write one)."""
+    handle = path.open(encoding="utf-8-sig")
     records = _jsonl_records(path, handle, counts)
-    first = next(records, None)
+    try:
+        first = next(records, None)
+    except (UnicodeDecodeError, ClassifyError):
+        handle.close()
+        raise
     if first is None:
         handle.close()
         raise ClassifyError(f"{path} holds no JSON records.")
@@ -191,6 +262,108 @@ def _read_parquet(path: Path) -> Source:
             yield from batch.to_pylist()
 
     return Source(path, parquet_file.schema_arrow.names, rows(), parquet_file.metadata.num_rows)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def parts_output(output: str) -> bool:
+    """Whether OUTPUT asks for a folder of part files: a path ending in a separator."""
+    return output.endswith(("/", os.sep))
+
+
+def check_output(path: Path, overwrite: bool, inputs: Iterable[Path] = ()) -> None:
+    """Refuse an OUTPUT that is an input, a folder, or (without ``overwrite``) exists."""
+    for source in inputs:
+        if path.resolve() == Path(source).resolve():
+            raise ClassifyError(f"OUTPUT is the INPUT file ({source}): choose another path.")
+    if path.is_dir():
+        raise ClassifyError(
+            f"{path} is a folder: name a file (its suffix gives the format), or end OUTPUT "
+            "with / for a folder of Parquet part files (--ray)."
+        )
+    if path.exists() and not overwrite:
+        raise ClassifyError(f"{path} exists: pass --overwrite to replace it, or choose another.")
+
+
+def check_output_folder(path: Path, overwrite: bool) -> None:
+    """Refuse a folder OUTPUT that is a file or, without ``overwrite``, holds files."""
+    if path.exists() and not path.is_dir():
+        raise ClassifyError(f"{path} is a file, not a folder: choose another OUTPUT.")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise ClassifyError(
+            f"Output folder {path} is not empty: pass --overwrite to replace it, or choose "
+            "a new one."
+        )
+
+
+def temporary_output(path: Path, folder: bool = False) -> Path:
+    """A new, uniquely named temporary file (or folder) next to ``path``, for this run only.
+
+    In the same folder, so that publishing it is a rename, never a copy.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix, suffix = f".{path.name}.", ".partial"
+    if folder:
+        return Path(tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=path.parent))
+    handle, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+    os.close(handle)
+    return Path(name)
+
+
+def _usual_mode(path: Path) -> None:
+    """Give a temporary file the permissions of a file the user creates (umask), not 0600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def _taken(path: Path, temporary: Path) -> ClassifyError:
+    return ClassifyError(
+        f"{path} was written by another run while this one ran: it is kept, and this run's "
+        f"output is at {temporary}. Pass --overwrite to replace OUTPUT, or rename that file."
+    )
+
+
+def publish(temporary: Path, path: Path, overwrite: bool) -> None:
+    """Move a finished temporary output to ``path`` in one step (a rename).
+
+    With ``overwrite`` the last run to finish wins (``os.replace``). Without, an OUTPUT that
+    appeared while this run ran (another run finished first) is kept, and this run fails
+    naming its own output: the hard link that publishes the file fails if the name exists,
+    so the check and the write are one step.
+    """
+    _usual_mode(temporary)
+    if temporary.is_dir():
+        _publish_folder(temporary, path, overwrite)
+    elif overwrite:
+        os.replace(temporary, path)
+    else:
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            raise _taken(path, temporary) from None
+        except OSError:  # a file system without hard links: check, then rename
+            if path.exists():
+                raise _taken(path, temporary) from None
+            os.replace(temporary, path)
+            return
+        temporary.unlink()
+
+
+def _publish_folder(temporary: Path, path: Path, overwrite: bool) -> None:
+    """A folder is renamed into place; an empty one at ``path`` is replaced by the rename,
+    a full one (with ``overwrite``) is moved aside first and then deleted."""
+    try:
+        os.rename(temporary, path)
+        return
+    except OSError:
+        if not overwrite or not path.is_dir():
+            raise _taken(path, temporary) from None
+    aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    os.rename(path, aside / path.name)
+    os.rename(temporary, path)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- writers
@@ -254,12 +427,40 @@ class Writer:
         try:
             table = pa.Table.from_pylist(self.buffer, schema=self.schema)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-            raise ClassifyError(
-                f"Rows up to {self.rows} of {self.source.path} do not fit the Parquet column "
-                f"types taken from the first rows ({error}). Write CSV or JSONL instead."
-            ) from error
+            raise self._type_error(pa, error) from None
         self.parquet_writer.write_table(table)
         self.buffer = []
+
+    def _type_error(self, pa: Any, error: Exception, name: Optional[str] = None) -> ClassifyError:
+        """Name the first row and column whose value does not fit the Parquet column type
+        (``name``'s inferred type when the schema is being built)."""
+        first_row = self.rows - len(self.buffer) + 1
+        fields = [pa.field(name, pa.null())] if name else list(self.schema or [])
+        for field_ in fields:
+            values = [row.get(field_.name) for row in self.buffer]
+            kinds: Dict[str, int] = {}
+            for index, value in enumerate(values):
+                kind = _kind(value)
+                if kind is not None:
+                    kinds.setdefault(kind, index)
+                if name is None:
+                    try:
+                        pa.array([value], type=field_.type)
+                    except (pa.ArrowInvalid, pa.ArrowTypeError):
+                        return self._mixed(field_.name, first_row + index, value, f"{field_.type}")
+                elif len(kinds) > 1:
+                    return self._mixed(field_.name, first_row + index, value, " and ".join(kinds))
+        return ClassifyError(
+            f"Rows {first_row} to {self.rows} of {self.source.path} do not fit Parquet column "
+            f"types ({str(error).splitlines()[0]}). Write CSV or JSONL output instead."
+        )
+
+    def _mixed(self, column: str, row: int, value: Any, kinds: str) -> ClassifyError:
+        return ClassifyError(
+            f"{self.source.path}, row {row}, column {column!r}: value {value!r} does not fit "
+            f"the column's other values ({kinds}); a Parquet column holds one type. Write CSV "
+            "or JSONL output, or make the column one type in the input."
+        )
 
     def _parquet_schema(self, pa: Any) -> Any:
         """Input columns: Parquet keeps its types, CSV/TSV are text, JSONL types come from
@@ -273,7 +474,10 @@ class Writer:
             for name in self.source.columns:
                 kind = pa.string()
                 if fmt == "jsonl":
-                    kind = pa.array([row.get(name) for row in self.buffer]).type
+                    try:
+                        kind = pa.array([row.get(name) for row in self.buffer]).type
+                    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+                        raise self._type_error(pa, error, name) from None
                 fields.append(pa.field(name, pa.string() if pa.types.is_null(kind) else kind))
         for name in self.added:
             fields.append(pa.field(name, added_types.get(name, pa.float32())))
@@ -294,6 +498,19 @@ class Writer:
         if self.handle is not None:
             self.handle.close()
         self.path.unlink(missing_ok=True)
+
+
+def _kind(value: Any) -> Optional[str]:
+    """What a JSON value is, in words: numbers of either type are one kind."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "booleans"
+    if isinstance(value, (int, float)):
+        return "numbers"
+    if isinstance(value, str):
+        return "text"
+    return "lists" if isinstance(value, list) else "objects"
 
 
 def counted(rows: Iterator[Dict[str, Any]], counts: Counts) -> Iterator[Dict[str, Any]]:

@@ -14,7 +14,9 @@ ray = pytest.importorskip("ray")
 pyarrow_parquet = pytest.importorskip("pyarrow.parquet")
 
 from spacy_dallmi.classify import STATUS_COLUMN, ClassifyError, classify_command  # noqa: E402
-from spacy_dallmi.ray import classify_with_ray  # noqa: E402
+from spacy_dallmi.ray import classify_file_with_ray, classify_with_ray  # noqa: E402
+
+from .test_classify import ROWS, assert_fails_with, cli, read, write  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:.*were truncated")]
 
@@ -85,7 +87,7 @@ def test_command_with_ray_and_threshold(ray_session, model, corpus, tmp_path):
     app = typer.Typer()
     app.command("classify")(classify_command)
     app.command("other")(lambda: None)
-    args = ["classify", str(model), str(folder / "part0.jsonl"), str(tmp_path / "out")]
+    args = ["classify", str(model), str(folder / "part0.jsonl"), str(tmp_path / "out") + "/"]
     args += ["--text-column", "text", "--ray", "--workers", "2", "--threshold", "0.5"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -94,3 +96,74 @@ def test_command_with_ray_and_threshold(ray_session, model, corpus, tmp_path):
     for row in out:
         if row[STATUS_COLUMN] == "ok":
             assert row["labels"] == [k for k in LABELS if row[f"prob_{k}"] >= 0.5]
+
+    result = CliRunner().invoke(app, args)  # the folder exists now
+    assert_fails_with(result, "not empty", "--overwrite")
+    assert CliRunner().invoke(app, [*args, "--overwrite"]).exit_code == 0
+    assert len(pyarrow_parquet.read_table(tmp_path / "out").to_pylist()) == 60
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_command_with_ray_writes_one_file_equal_to_one_process(ray_session, model, tmp_path, fmt):
+    source = write(tmp_path / "in.jsonl", ROWS)
+    local, distributed = tmp_path / f"local.{fmt}", tmp_path / f"ray.{fmt}"
+    options = ["--text-column", "text", "--threshold", "0.5"]
+    assert cli(model, source, local, *options).exit_code == 0
+    result = cli(model, source, distributed, *options, "--ray", "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert f"Wrote {len(ROWS)} rows to {distributed}" in " ".join(result.output.split())
+    assert distributed.is_file() and read(distributed) == read(local)
+    if fmt != "parquet":
+        assert distributed.read_bytes() == local.read_bytes()
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        ["in.jsonl", local.name, distributed.name]
+    )
+    result = cli(model, source, distributed, *options, "--ray")
+    assert_fails_with(result, f"{distributed} exists", "--overwrite")
+
+
+def test_two_actors_one_file_equal_single_process(ray_session, model, corpus, tmp_path):
+    """Many calls on two actors (windows of 8 rows), from a folder of inputs, in order."""
+    folder, rows = corpus
+    counts = classify_file_with_ray(
+        model,
+        [folder],
+        tmp_path / "out.jsonl",
+        "text",
+        workers=2,
+        batch_size=8,
+        rows_per_call=16,
+        bucket_window=8,
+    )
+    assert counts.rows_in == counts.rows_out == N_ROWS
+    assert counts.statuses == {"ok": N_ROWS - 8, "empty": 7, "missing": 1}
+    out = read(tmp_path / "out.jsonl")
+    assert [row["id"] for row in out] == list(range(N_ROWS))
+    nlp = spacy.load(model)
+    nlp.get_pipe("textcat").cfg["bucket_window"] = 8
+    texts = [row["text"] or "" for row in rows]
+    for row, doc in zip(out, nlp.pipe(texts, batch_size=8)):
+        probs = [row[f"prob_{label}"] for label in LABELS]
+        if row[STATUS_COLUMN] == "ok":
+            assert probs == pytest.approx([doc.cats[k] for k in LABELS], abs=1e-6)
+        else:
+            assert probs == [None] * len(LABELS)
+
+
+def test_ray_errors_are_the_one_process_errors(ray_session, model, tmp_path):
+    source = tmp_path / "latin1.csv"
+    source.write_bytes("id,text\n1,happy\n2,caf\xe9\n".encode("latin-1"))
+    result = cli(model, source, tmp_path / "out.csv", "--text-column", "text", "--ray")
+    assert_fails_with(result, f"{source}, line 3: not valid UTF-8")
+    assert sorted(path.name for path in tmp_path.iterdir()) == [source.name]
+    parts = str(tmp_path / "parts") + "/"
+    result = cli(model, source, parts, "--text-column", "text", "--ray")
+    assert_fails_with(result, f"{source}, line 3: not valid UTF-8")
+    bom = write(tmp_path / "bom.jsonl", ROWS)
+    bom.write_bytes(b"\xef\xbb\xbf" + bom.read_bytes())
+    result = cli(model, bom, parts, "--text-column", "text", "--ray")
+    assert_fails_with(result, f"{bom} starts with a UTF-8 byte order mark", "no trailing /")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["bom.jsonl", source.name]
+    result = cli(model, bom, tmp_path / "out.jsonl", "--text-column", "text", "--ray")
+    assert result.exit_code == 0, result.output
+    assert len(read(tmp_path / "out.jsonl")) == len(ROWS)
