@@ -85,6 +85,7 @@ def train_epochs(
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}.")
     overrides = dict(overrides or {})
+    check_source_pipeline(config_path, overrides)
     per_epoch = batches_per_epoch(config_path, overrides)
     overrides.update(
         {
@@ -116,6 +117,33 @@ def train_epochs(
         shutil.rmtree(output)
     partial.rename(output)
     return output
+
+
+def check_source_pipeline(config_path: Union[str, Path], overrides: Dict[str, Any]) -> None:
+    """Refuse a ``paths.source`` that is not a saved pipeline, in one line that says what to
+    do, before spaCy fails on it with E050 (no such folder) or E053 (no config.cfg)."""
+    config = load_config(config_path, overrides=overrides, interpolate=True)
+    source = config.get("paths", {}).get("source")
+    if not source:
+        return
+    path = Path(source)
+    if path.name.endswith(PARTIAL_SUFFIX):
+        raise ValueError(
+            f"paths.source {path} is an unfinished training run ({PARTIAL_SUFFIX}): let it "
+            f"finish, or train it again, and point paths.source at the finished run's "
+            "model-best."
+        )
+    if (path / "model-best" / "config.cfg").is_file():
+        raise ValueError(
+            f"paths.source {path} is a training output folder, not a pipeline: point it at "
+            f"{path / 'model-best'}."
+        )
+    if not (path / "config.cfg").is_file():
+        what = "does not exist" if not path.exists() else "holds no config.cfg"
+        raise ValueError(
+            f"paths.source {path} {what}: train the source model first (`spacy project run "
+            "train-source`) or point paths.source at a saved pipeline folder."
+        )
 
 
 def _keep_source_if_better(source: Path, run: Path) -> None:

@@ -4,6 +4,7 @@ The source pipeline is trained once per module; every sourced config starts from
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -277,3 +278,32 @@ def test_train_command_skips_a_finished_run_with_the_same_inputs(
     before = len(calls)
     assert run("--initialize.before_init.settings.mixup_lambda", "0", epochs="2") == before + 1
     assert calls[-1][2]["initialize.before_init.settings.mixup_lambda"] == 0
+
+
+@pytest.mark.parametrize(
+    "make,expected",
+    [
+        (lambda source, tmp: tmp / "missing", "does not exist"),
+        (lambda source, tmp: tmp / "source.partial", "unfinished training run"),
+        (lambda source, tmp: source.parent, "training output folder"),
+    ],
+)
+def test_train_names_a_source_that_is_not_a_pipeline(source, corpus, tmp_path, make, expected):
+    """`train` with a paths.source that spaCy would reject with E050/E053: one line naming
+    the setting and the folder, no traceback, and no output folder."""
+    from typer.testing import CliRunner
+
+    from spacy_dallmi.experiments.cli import app
+
+    bad = make(source, tmp_path)
+    if bad.name.endswith(".partial"):
+        shutil.copytree(source, bad)  # a complete-looking pipeline, but an unfinished run
+    args = ["train", str(CONFIGS / "adapt.cfg"), str(tmp_path / "run"), "--epochs", "1"]
+    for key, value in sourced_overrides(bad, corpus).items():
+        args += [f"--{key}", str(value)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    text = " ".join(result.output.split())  # wasabi wraps at the terminal width
+    assert f"paths.source {bad}" in text and expected in text
+    assert not (tmp_path / "run").exists()
