@@ -44,7 +44,9 @@ def plant(model_bytes: bytes, payload: bytes) -> bytes:
     return srsly.msgpack_dumps(msg)
 
 
-def test_a_pipeline_with_a_pickled_payload_is_refused(tiny_bert, tmp_path):
+def planted_pipeline(tiny_bert, tmp_path):
+    """Save a pipeline to tmp_path/pipeline whose weights carry a pickled payload; return the
+    path of the file the payload would create if it ran."""
     nlp = make_nlp(tiny_bert)
     examples = make_examples(nlp, toy_texts(8, seed=1))
     nlp.initialize(lambda: examples)
@@ -52,6 +54,11 @@ def test_a_pipeline_with_a_pickled_payload_is_refused(tiny_bert, tmp_path):
     model_file = tmp_path / "pipeline" / "textcat" / "model"
     marker = tmp_path / "payload-ran"
     model_file.write_bytes(plant(model_file.read_bytes(), pickle.dumps(Payload(str(marker)))))
+    return marker
+
+
+def test_a_pipeline_with_a_pickled_payload_is_refused(tiny_bert, tmp_path):
+    marker = planted_pipeline(tiny_bert, tmp_path)
     with pytest.raises(pickle.UnpicklingError):
         spacy.load(tmp_path / "pipeline")
     assert not Path(marker).exists()
@@ -59,13 +66,7 @@ def test_a_pipeline_with_a_pickled_payload_is_refused(tiny_bert, tmp_path):
 
 def test_classify_refuses_the_payload_in_one_line(tiny_bert, tmp_path):
     """As a user types it: one line naming the weights file, exit 1, the payload not run."""
-    nlp = make_nlp(tiny_bert)
-    examples = make_examples(nlp, toy_texts(8, seed=1))
-    nlp.initialize(lambda: examples)
-    nlp.to_disk(tmp_path / "pipeline")
-    model_file = tmp_path / "pipeline" / "textcat" / "model"
-    marker = tmp_path / "payload-ran"
-    model_file.write_bytes(plant(model_file.read_bytes(), pickle.dumps(Payload(str(marker)))))
+    marker = planted_pipeline(tiny_bert, tmp_path)
     source = tmp_path / "in.csv"
     source.write_text("text\nhappy\n", encoding="utf8")
     output = tmp_path / "out.csv"
@@ -76,6 +77,7 @@ def test_classify_refuses_the_payload_in_one_line(tiny_bert, tmp_path):
     assert result.returncode == 1, result.stdout + result.stderr
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert len(lines) == 1, lines
+    model_file = tmp_path / "pipeline" / "textcat" / "model"
     assert f"Refused to load {model_file}" in lines[0] and "was not run" in lines[0]
     assert "Traceback" not in result.stderr
     assert not marker.exists() and not output.exists()
