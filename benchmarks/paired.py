@@ -1,7 +1,8 @@
 """The paired protocol (issue 9): every method, per seed, from one source model on one split.
 
 Per (dataset, seed): the corpora are prepared once (:mod:`splits`), the source model is trained
-once, and every method starts from it with the same hidden labels, schedule (linear decay to 0,
+once until its source dev macro AP stops improving (issue 26; its dev curve and stopping epoch
+are in every result file), and every method starts from it with the same hidden labels, schedule (linear decay to 0,
 clip 1.0), epoch budget and batch size. ``none``, ``ft_full`` and ``aad`` read no target
 labels, so they run once per seed and count at every ratio. Each finished run is written at
 once to ``benchmarks/results/paired_<dataset>/<key>.json``; a re-run skips finished runs (and
@@ -20,6 +21,7 @@ import argparse
 import datetime
 import fcntl
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from spacy.util import load_config
 from splits import RATIOS, SeedCorpora, Sizes, prepare_seed, prepared_counts, ratio_name
 
 from spacy_dallmi.settings import PAPER_SETTINGS, PAPER_TRAINING
+from spacy_dallmi.training import TRAINING_FILE, train_epochs
 
 CONFIGS = REPO_ROOT / "configs"
 RESULTS = REPO_ROOT / "benchmarks" / "results"
@@ -89,7 +92,8 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--ratios", default="0.7")
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--source-epochs", type=int, default=3)
+    parser.add_argument("--source-epochs", type=int, default=20, help="upper bound")
+    parser.add_argument("--source-patience", type=int, default=2, help="epochs without gain")
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
@@ -101,7 +105,7 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=REPO_ROOT.parent / "shared" / "datasets")
     args = parser.parse_args(argv)
     if args.quick:
-        args.epochs, args.source_epochs, args.max_length, args.batch_size = 2, 1, 32, 16
+        args.epochs, args.source_epochs, args.max_length, args.batch_size = 2, 2, 32, 16
     name = f"paired_{args.dataset}" + ("_quick" if args.quick else "")
     args.results = args.results or RESULTS / name
     args.work = args.work or Path("/tmp/dallmi_paired") / name
@@ -129,6 +133,7 @@ class Protocol:
             "dataset": a.dataset,
             "epochs": a.epochs,
             "source_epochs": a.source_epochs,
+            "source_patience": a.source_patience,
             "max_length": a.max_length,
             "batch_size": a.batch_size,
             "backbone": Path(a.backbone).name,
@@ -151,12 +156,18 @@ class Protocol:
         return corpora, source
 
     def source_model(self, seed: int, corpora: SeedCorpora) -> Path:
-        """Train the seed's source model once; a finished one is reused (renamed into place
-        only when complete, so a killed run never leaves a half-written model)."""
-        folder = self.args.work / f"s{seed}" / "source"
-        if folder.exists():
-            return folder
+        """Train the seed's source model once, as the project does: until the source dev macro
+        AP has not improved for ``--source-patience`` epochs (at most ``--source-epochs``),
+        keeping the best dev epoch. A finished one is reused if it was trained the same way;
+        its dev curve and stopping epoch go into every result file of the seed."""
         a = self.args
+        folder = corpora.folder / "source"
+        wanted = {"source_epochs": a.source_epochs, "source_patience": a.source_patience}
+        if folder.exists():
+            stored = srsly.read_json(folder / SOURCE_INFO).get("settings")
+            if stored != wanted:
+                raise SystemExit(f"{folder} was trained with {stored}, not {wanted}: delete it.")
+            return folder
         overrides = {
             "paths.train": str(corpora.source_train),
             "paths.dev": str(corpora.source_dev),
@@ -166,15 +177,18 @@ class Protocol:
             "training.batcher.size": a.batch_size,
         }
         config = str(CONFIGS / "source.cfg")
-        run = train_run(config, overrides, a.source_epochs)
-        partial = folder.with_name("source.partial")
-        run["nlp"].to_disk(partial)
+        run = corpora.folder / "source_run"
+        start = time.perf_counter()
+        train_epochs(config, run, a.source_epochs, patience=a.source_patience, overrides=overrides)
+        info = srsly.read_json(run / TRAINING_FILE)
+        info["train_seconds"] = time.perf_counter() - start
+        info["settings"] = wanted
         learn_rate = load_config(config, interpolate=True)["training"]["optimizer"]["learn_rate"]
-        info = {k: v for k, v in run.items() if k not in ("nlp", "records", "overrides")}
         info["learn_rate"] = learn_rate["initial_rate"]
-        info["overrides"] = {k: relative(v, a.work) for k, v in run["overrides"].items()}
-        srsly.write_json(partial / SOURCE_INFO, info)
-        partial.rename(folder)
+        info["overrides"] = {k: relative(v, a.work) for k, v in overrides.items()}
+        srsly.write_json(run / "model-best" / SOURCE_INFO, info)
+        (run / "model-best").rename(folder)
+        shutil.rmtree(run)
         return folder
 
     def method_overrides(
@@ -316,6 +330,7 @@ def run_method(
         "run": {k: v for k, v in run.items() if k not in ("nlp", "records", "overrides")},
         "overrides": {k: relative(v, work) for k, v in run.get("overrides", {}).items()},
         "docs": prepared_counts(corpora),
+        "source_training": source["source_training"],
         "epochs": records,
         **summarise_records(records, ratios),
         "wall_seconds": time.perf_counter() - start,

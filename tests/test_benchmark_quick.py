@@ -40,6 +40,10 @@ def test_paired_quick_runs_resumes_and_summarises(tiny_bert, tmp_path):
     for run in runs.values():
         assert {"protocol", "epochs", "last", "selected", "wall_seconds", "git"} <= set(run)
         assert str(tmp_path) not in json.dumps(run), "a machine path leaked into a result"
+        source = run["source_training"]  # the seed's source model, trained to its dev curve
+        assert source["settings"] == {"source_epochs": 2, "source_patience": 2}
+        assert [row["epoch"] for row in source["curve"]] == [0, 1, 2]
+        assert source["stop_epoch"] == 2 and source["reason"] in ("converged", "upper_bound")
     trained = runs["s0_r70_dallmi"]
     assert [r["epoch"] for r in trained["epochs"]] == [0, 1, 2]
     assert trained["selected"]["r70"]["pu_score"]["epoch"] in (0, 1, 2)

@@ -64,7 +64,15 @@ def train_command(
     ctx: typer.Context,
     config: Path = typer.Argument(..., help="Training config, e.g. configs/adapt.cfg."),
     output: Path = typer.Argument(..., help="Output folder (model-last, model-best)."),
-    epochs: int = typer.Option(..., "--epochs", min=1, help="Training budget in epochs."),
+    epochs: int = typer.Option(
+        ..., "--epochs", min=1, help="Training budget in epochs (with --patience: at most)."
+    ),
+    patience: int = typer.Option(
+        0,
+        "--patience",
+        min=0,
+        help="Stop after this many epochs without a better dev score; 0: train all --epochs.",
+    ),
     gpu_id: int = typer.Option(-1, "--gpu-id", help="GPU to train on; -1 for the CPU."),
     keep_source: bool = typer.Option(
         True,
@@ -97,8 +105,9 @@ def train_command(
         "overrides, epochs and input files.",
     ),
 ) -> None:
-    """`spacy train` for E epochs: linear LR decay over exactly that run, one evaluation per
-    epoch, output renamed into place only when finished. Extra --section.key value
+    """`spacy train` for E epochs (or until the dev score stops improving, with --patience):
+    one evaluation per epoch, the dev curve printed and written to OUTPUT/training.json,
+    output renamed into place only when finished. Extra --section.key value
     options override the config, as with `spacy train`."""
     from ..training import PARTIAL_SUFFIX, train_epochs
 
@@ -125,7 +134,7 @@ def train_command(
             msg.info(f"No per-epoch test curve: {curve_docs} does not exist.")
     own = [output, output.with_name(output.name + PARTIAL_SUFFIX)]
     try:
-        inputs = run_inputs(config, overrides, epochs, keep_source, own)
+        inputs = run_inputs(config, overrides, epochs, patience, keep_source, own)
     except (OSError, ValueError) as error:  # ValueError: confection's config errors
         msg.fail(f"train {config}: {error}", exits=1)
     if not force and finished_with(output, inputs):
@@ -136,7 +145,13 @@ def train_command(
         return
     try:
         train_epochs(
-            config, output, epochs, overrides=overrides, use_gpu=gpu_id, keep_source=keep_source
+            config,
+            output,
+            epochs,
+            patience=patience,
+            overrides=overrides,
+            use_gpu=gpu_id,
+            keep_source=keep_source,
         )
     except (FileNotFoundError, ValueError) as error:
         msg.fail(f"train {config}: {error}", exits=1)

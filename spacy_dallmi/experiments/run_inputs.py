@@ -6,7 +6,7 @@ are keyed by settings). ``python -m spacy_dallmi train`` records the run's input
 ``OUTPUT/training_inputs.json`` when it finishes, and skips a run whose inputs are all the
 same. The record is deliberately strict, so that a stale model is never reused:
 
-- the config file's contents, the overrides and the epochs (the learning-rate schedule and
+- the config file's contents, the overrides, the epochs and the patience (the schedule and
   the run length follow from them);
 - the contents of every file or folder a string value of the interpolated config names
   (corpora, the source pipeline, a backbone folder), including a packaged backbone's folder;
@@ -104,6 +104,7 @@ def run_inputs(
     config: Path,
     overrides: Dict[str, Any],
     epochs: int,
+    patience: int,
     keep_source: bool,
     outputs: Sequence[Path],
 ) -> Dict[str, Any]:
@@ -128,6 +129,7 @@ def run_inputs(
         "config": content_hash(config),
         "overrides": {key: str(value) for key, value in sorted(overrides.items())},
         "epochs": epochs,
+        "patience": patience,
         "keep_source": keep_source,
         "input_contents": contents,
         "code": code_fingerprint(),
