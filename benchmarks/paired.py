@@ -2,11 +2,12 @@
 
 Per (dataset, seed): the corpora are prepared once (:mod:`splits`), the source model is trained
 once until its source dev macro AP stops improving (issue 26; its dev curve and stopping epoch
-are in every result file), and every method starts from it with the same hidden labels, schedule (linear decay to 0,
-clip 1.0), epoch budget and batch size. ``none``, ``ft_full`` and ``aad`` read no target
-labels, so they run once per seed and count at every ratio. Each finished run is written at
-once to ``benchmarks/results/paired_<dataset>/<key>.json``; a re-run skips finished runs (and
-refuses to mix runs made with other settings), so a stopped session loses at most one run.
+are in every result file), and every method starts from it with the same hidden labels,
+schedule (linear decay to 0, clip 1.0), epoch budget and batch size. ``none``, ``ft_full`` and
+``aad`` read no target labels, so they run once per seed and count at every ratio. Each
+finished run is written at once to ``benchmarks/results/paired_<dataset>/<key>.json``; a
+re-run skips finished runs (and refuses to mix runs made with other settings), so a stopped
+session loses at most one run.
 
 Every trained run records the test scores of every epoch (the learning curve), of the last
 epoch, and of the epoch chosen on the validation slice by each label-free criterion (the

@@ -113,7 +113,36 @@ def cell(
     return result
 
 
+def source_models(per_ratio: Dict[str, Runs]) -> Dict[int, Dict[str, Any]]:
+    """Each seed's source model training (dev curve, stop), from its ``none`` run."""
+    return {
+        seed: run["source_training"]
+        for runs in per_ratio.values()
+        for (method, seed), run in runs.items()
+        if method == "none" and "curve" in run.get("source_training", {})
+    }
+
+
+def source_text(per_ratio: Dict[str, Runs]) -> str:
+    """The source models' dev macro AP at their best epoch and where they stopped."""
+    sources = source_models(per_ratio)
+    if not sources:
+        return "source models: no dev curve recorded"
+    mean, std = mean_std([100 * info["best_score"] for info in sources.values()])
+    spread = "" if std is None else f" ± {std:.1f}"
+    stops = ", ".join(f"s{seed}: {info['stop_epoch']}" for seed, info in sorted(sources.items()))
+    bound = sum(info["reason"] == "upper_bound" for info in sources.values())
+    any_info = next(iter(sources.values()))
+    return (
+        f"source models: dev macro AP {mean:.1f}{spread} at their best epoch "
+        f"({len(sources)} seeds); stopped at epoch {stops} (patience {any_info['patience']}, "
+        f"at most {any_info['epochs']}); {bound} stopped by the bound while still improving"
+    )
+
+
 def summary_records(dataset: str, per_ratio: Dict[str, Runs]) -> List[Dict[str, Any]]:
+    sources = source_models(per_ratio)
+    source_dev = [info["best_score"] for info in sources.values()]
     records = []
     for rname, runs in per_ratio.items():
         for method in METHOD_ORDER:
@@ -139,6 +168,9 @@ def summary_records(dataset: str, per_ratio: Dict[str, Runs]) -> List[Dict[str, 
                     "p_wilcoxon": None
                     if paired is None or paired.p_wilcoxon is None
                     else round(paired.p_wilcoxon, 4),
+                    "source_dev_macro_ap": round(100 * sum(source_dev) / len(source_dev), 4)
+                    if source_dev
+                    else None,
                 }
             )
     return records
@@ -277,8 +309,9 @@ def settings_text(run: Dict[str, Any]) -> str:
     if run["method"] == "none":
         source = run["source_training"]
         return (
-            f"source model (`source.cfg`, {run['protocol']['source_epochs']} epochs, "
-            f"lr {source['learn_rate']:g}), no adaptation"
+            f"source model (`source.cfg`, at most {run['protocol']['source_epochs']} epochs, "
+            f"patience {source['patience']}, model-best, lr {source['learn_rate']:g}), no "
+            "adaptation"
         )
     settings = {k: v for k, v in run["protocol"]["settings"].items() if k != "seed"}
     if settings.get("objective") == "bce":
@@ -326,7 +359,9 @@ def render(dataset: str, per_ratio: Dict[str, Runs], curve: Optional[str]) -> st
         "",
         f"- {spec['epochs']} epochs (linear decay to 0, clip 1.0), batch {spec['batch_size']}, "
         f"max length {spec['max_length']}, backbone {spec['backbone']}, source model "
-        f"{spec['source_epochs']} epochs; caps {spec['sizes']}",
+        f"at most {spec['source_epochs']} epochs, early-stopped on its dev macro AP; caps "
+        f"{spec['sizes']}",
+        f"- {source_text(per_ratio)}",
         f"- docs: {any_run['docs']}; machine: {any_run['machine']['cpu_model']}, torch threads "
         f"{any_run['machine']['torch_threads']}",
         "- every method of a seed starts from one source model with the same splits and hidden "
@@ -389,8 +424,11 @@ def overview(records: List[Dict[str, Any]]) -> str:
     for dataset in sorted({r["dataset"] for r in records}):
         mine = [r for r in records if r["dataset"] == dataset]
         ratios = sorted({r["ratio"] for r in mine})
+        source = mine[0]["source_dev_macro_ap"]
+        source = "not recorded" if source is None else f"{source:.1f}"
         lines += [f"**{dataset}**, macro AP (points), last epoch: mean (seeds) and paired "
-                  "difference to `ft_partial` [95% CI]", ""]  # fmt: skip
+                  "difference to `ft_partial` [95% CI]; the source models' dev macro AP at "
+                  f"their best epoch: {source}", ""]  # fmt: skip
         rows = []
         for method in METHOD_ORDER:
             row = [f"`{method}`"]

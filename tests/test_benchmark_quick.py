@@ -59,6 +59,8 @@ def test_paired_quick_runs_resumes_and_summarises(tiny_bert, tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {record["method"] for record in summary} == set(METHODS)
     report = (tmp_path / "paired_emotions.md").read_text()
+    assert "source models: dev macro AP" in report and "stopped at epoch s0: 2" in report
+    assert all(record["source_dev_macro_ap"] is not None for record in summary)
     settings = report.split("## Settings of each method")[1]
     for method in METHODS:
         assert f"| `{method}` |" in settings

@@ -26,6 +26,7 @@ from spacy_dallmi.experiments.evaluate import (
 from spacy_dallmi.experiments.figures import curve_points
 from spacy_dallmi.experiments.report import build_report
 from spacy_dallmi.experiments.runs import load_runs
+from spacy_dallmi.training import TRAINING_FILE, summarise_dev_curve
 
 from .util import LABELS, make_examples, make_nlp, toy_texts, write_docbin
 
@@ -481,3 +482,27 @@ def test_evaluate_run_scores_selected_and_last_models(saved_pipeline, tmp_path):
         saved_pipeline["model"], saved_pipeline["test"], method="none", settings={}
     )
     assert plain["metrics_last"] == plain["metrics"] and plain["selection"] is None
+
+
+def test_the_source_models_training_reaches_its_metrics_and_the_report(saved_pipeline, tmp_path):
+    source = tmp_path / "source"
+    shutil.copytree(saved_pipeline["model"], source / "model-best")
+    curve = [{"epoch": i, "step": 4 * i, "score": s} for i, s in enumerate([0.5, 0.7, 0.9])]
+    summary = summarise_dev_curve(curve, epochs=2, patience=2)  # still improving at the bound
+    srsly.write_json(source / TRAINING_FILE, summary)
+    settings = {"dataset": "toy", "seed": 0, "backbone": "tiny"}
+    result = evaluate_run(source / "model-best", saved_pipeline["test"], method="none",
+                          settings=settings)  # fmt: skip
+    assert result["training"] == srsly.read_json(source / TRAINING_FILE)
+    assert result["training"]["reason"] == "upper_bound"
+    bare = evaluate_run(saved_pipeline["model"], saved_pipeline["test"], method="none",
+                        settings=settings)  # fmt: skip
+    assert bare["training"] is None  # no training record beside a plain pipeline
+    paths = write_fake_metrics(tmp_path, {("dallmi", 0.5): [0.7]})
+    write_metrics(result, tmp_path / "none.json")
+    build_report([*paths, tmp_path / "none.json"], tmp_path / "r.md", tmp_path / "f", title="t")
+    markdown = " ".join((tmp_path / "r.md").read_text(encoding="utf8").split())
+    assert (
+        "seed 0: source dev score 90.0 at epoch 2, stopped at epoch 2 of at most 2: **stopped by "
+        "the upper bound while still improving by 20.0 points**; raise `source_epochs`"
+    ) in markdown

@@ -11,10 +11,20 @@ import pytest
 import spacy
 from spacy.cli.debug_config import debug_config
 from spacy.cli.debug_data import debug_data
+from spacy.tokens import DocBin
+from spacy.training import Example
 from spacy.util import load_config, registry
 
 from spacy_dallmi.settings import PAPER_SETTINGS, PAPER_TRAINING, DallmiSettings
-from spacy_dallmi.training import batches_per_epoch, linear_decay, train_epochs
+from spacy_dallmi.training import (
+    TRAINING_FILE,
+    batches_per_epoch,
+    linear_decay,
+    print_dev_curve,
+    summarise_dev_curve,
+    train_epochs,
+    warmup_constant,
+)
 
 from .util import LABELS, hide_positives, toy_texts, write_docbin
 
@@ -307,3 +317,107 @@ def test_train_names_a_source_that_is_not_a_pipeline(source, corpus, tmp_path, m
     text = " ".join(result.output.split())  # wasabi wraps at the terminal width
     assert f"paths.source {bad}" in text and expected in text
     assert not (tmp_path / "run").exists()
+
+
+def source_overrides(tiny_bert, corpus, learn_rate):
+    return {
+        "paths.train": corpus["source_train"],
+        "paths.dev": corpus["source_dev"],
+        "paths.backbone": tiny_bert,
+        "components.textcat.model.max_length": 32,
+        "training.batcher.size": 8,
+        "training.optimizer.learn_rate.initial_rate": learn_rate,
+    }
+
+
+def dev_score(model, corpus):
+    nlp = spacy.load(model)
+    docs = DocBin().from_disk(corpus["source_dev"]).get_docs(nlp.vocab)
+    return nlp.evaluate([Example(nlp.make_doc(doc.text), doc) for doc in docs])["cats_macro_ap"]
+
+
+def test_early_stopping_trains_a_still_improving_model_past_a_small_budget(
+    tiny_bert, corpus, tmp_path
+):
+    overrides = source_overrides(tiny_bert, corpus, 1e-3)
+    fixed = train_epochs(CONFIGS / "source.cfg", tmp_path / "fixed", 2, overrides=overrides)
+    early = train_epochs(
+        CONFIGS / "source.cfg", tmp_path / "early", 15, patience=2, overrides=overrides
+    )
+    fixed_run = json.loads((fixed / TRAINING_FILE).read_text())
+    run = json.loads((early / TRAINING_FILE).read_text())
+    scores = [row["score"] for row in run["curve"]]
+    # the same seed, batches and schedule: the first three evaluations are the fixed run's
+    assert scores[:3] == pytest.approx([row["score"] for row in fixed_run["curve"]], abs=1e-6)
+    assert fixed_run["reason"] == "fixed_budget" and fixed_run["stop_epoch"] == 2
+    assert run["best_epoch"] > 2 and run["best_score"] > max(scores[:3])
+    assert run["stop_epoch"] == min(run["best_epoch"] + 2, 15)
+    assert [row["epoch"] for row in run["curve"]] == list(range(run["stop_epoch"] + 1))
+    assert run["best_score"] == max(scores) and scores.index(max(scores)) == run["best_epoch"]
+    # model-best is the best dev epoch, not the last one
+    assert dev_score(early / "model-best", corpus) == pytest.approx(run["best_score"])
+    # the shipped config keeps the config's own logger, not this run's dev curve logger
+    saved = load_config(early / "model-best" / "config.cfg")
+    assert saved["training"]["logger"]["@loggers"] == "spacy.ConsoleLogger.v1"
+    assert load_config(early / "model-last" / "config.cfg")["training"]["patience"] > 0
+
+
+def test_a_flat_dev_curve_stops_after_patience_epochs(tiny_bert, corpus, tmp_path):
+    overrides = source_overrides(tiny_bert, corpus, 1e-12)  # the weights cannot move
+    output = train_epochs(
+        CONFIGS / "source.cfg", tmp_path / "run", 10, patience=3, overrides=overrides
+    )
+    run = json.loads((output / TRAINING_FILE).read_text())
+    assert [row["epoch"] for row in run["curve"]] == [0, 1, 2, 3]
+    assert len({row["score"] for row in run["curve"]}) == 1
+    assert (run["best_epoch"], run["stop_epoch"], run["reason"]) == (0, 3, "converged")
+    assert dev_score(output / "model-best", corpus) == pytest.approx(run["best_score"])
+
+
+def curve_of(scores):
+    return [{"epoch": i, "step": 5 * i, "score": s} for i, s in enumerate(scores)]
+
+
+@pytest.mark.parametrize(
+    "scores,epochs,patience,reason",
+    [
+        ([0.5, 0.7, 0.8], 2, 0, "fixed_budget"),  # no early stopping asked for
+        ([0.5, 0.7, 0.8, 0.79, 0.78], 10, 2, "converged"),  # patience ran out before the bound
+        ([0.5, 0.7, 0.8, 0.804], 3, 2, "converged"),  # at the bound, +0.4 points
+        ([0.5, 0.7, 0.8, 0.806], 3, 2, "upper_bound"),  # at the bound, +0.6 points
+        ([0.5, 0.7, 0.8, 0.79], 3, 2, "converged"),  # at the bound, worse
+    ],
+)
+def test_why_a_run_stopped(scores, epochs, patience, reason):
+    summary = summarise_dev_curve(curve_of(scores), epochs=epochs, patience=patience)
+    assert summary["reason"] == reason
+    assert summary["best_score"] == max(scores) and summary["stop_epoch"] == len(scores) - 1
+    assert summary["last_gain_points"] == pytest.approx(100 * (scores[-1] - scores[-2]))
+
+
+def test_the_printed_reason_names_the_setting_to_raise(capsys):
+    summary = summarise_dev_curve(curve_of([0.5, 0.7, 0.9]), epochs=2, patience=2)
+    print_dev_curve(summary)
+    out = " ".join(capsys.readouterr().out.split())  # wasabi wraps long lines
+    assert "0: 50.0, 1: 70.0, 2: 90.0" in out
+    assert "upper bound of 2 epochs while still improving by 20.0 points" in out
+    assert "--epochs" in out and "source_epochs" in out and "model-best is epoch 2" in out
+    print_dev_curve(summarise_dev_curve(curve_of([0.5, 0.9, 0.8, 0.8]), epochs=9, patience=2))
+    out = " ".join(capsys.readouterr().out.split())
+    assert "Converged: stopped at epoch 3; model-best is epoch 1 (90.0)" in out
+
+
+def test_warmup_constant_rises_linearly_then_stays():
+    rates = warmup_constant(1e-4, 3)
+    values = [next(rates) for _ in range(6)]
+    assert values == pytest.approx([2.5e-5, 5e-5, 7.5e-5, 1e-4, 1e-4, 1e-4])
+    assert next(warmup_constant(1e-4, 0)) == pytest.approx(1e-4)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        next(warmup_constant(1e-4, -1))
+    with pytest.raises(ValueError, match="initial_rate"):
+        next(warmup_constant(0.0, 3))
+
+
+def test_patience_must_be_a_whole_number_of_epochs(tmp_path):
+    with pytest.raises(ValueError, match="patience"):
+        train_epochs(CONFIGS / "source.cfg", tmp_path / "run", 3, patience=-1)

@@ -20,6 +20,7 @@ from spacy.tokens import Doc, DocBin
 from spacy.training import Example
 
 from ..callbacks import check_gold, find_textcat
+from ..training import TRAINING_FILE
 from .methods import ALL_METHODS
 from .readers import PathLike, require_file
 
@@ -196,11 +197,17 @@ def evaluate_run(
     is scored once and stands for both.
 
     Returns the :func:`evaluate_pipeline` result of the selected model, with
-    ``metrics_last`` (the last epoch's metrics) and ``selection`` (what
-    ``python -m spacy_dallmi train`` recorded about its choice, if anything) added.
+    ``metrics_last`` (the last epoch's metrics), ``selection`` (what
+    ``python -m spacy_dallmi train`` recorded about its choice, if anything) and ``training``
+    (the run's dev curve and why it stopped, if it was trained by it) added.
     """
     run_path = Path(run_path)
     best, last = run_path / "model-best", run_path / "model-last"
+    # A model-best folder (the source model) has its run's record beside it.
+    folder = run_path.parent if run_path.name == "model-best" else run_path
+    training = (
+        srsly.read_json(folder / TRAINING_FILE) if (folder / TRAINING_FILE).is_file() else None
+    )
     if not best.is_dir():
         result = evaluate_pipeline(
             run_path,
@@ -212,6 +219,7 @@ def evaluate_run(
         )
         result["metrics_last"] = result["metrics"]
         result["selection"] = None
+        result["training"] = training
         return result
     result = evaluate_pipeline(
         best,
@@ -228,6 +236,7 @@ def evaluate_run(
     result["wall_seconds"] = round(result["wall_seconds"] + last_result["wall_seconds"], 3)
     meta = srsly.read_json(best / "meta.json") if (best / "meta.json").is_file() else {}
     result["selection"] = meta.get("selection")
+    result["training"] = training
     return result
 
 

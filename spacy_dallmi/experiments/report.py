@@ -166,6 +166,32 @@ def _skipped_blocks(md: MarkdownRenderer, runs: Sequence[Run]) -> List[str]:
     ]
 
 
+def _source_blocks(md: MarkdownRenderer, runs: Sequence[Run]) -> List[str]:
+    """How each seed's source model stopped training (its dev curve's end), and the setting
+    to raise where the epoch bound stopped it while it was still improving."""
+    items = []
+    for run in runs:
+        training = run.result.get("training")
+        if run.method != "none" or not training:
+            continue
+        line = (
+            f"seed {srsly.json_dumps(run.seed)}: source dev score "
+            f"{100 * training['best_score']:.1f} at epoch {training['best_epoch']}, stopped "
+            f"at epoch {training['stop_epoch']} of at most {training['epochs']}"
+        )
+        if training["reason"] == "upper_bound":
+            line += (
+                f": **stopped by the upper bound while still improving by "
+                f"{training['last_gain_points']:.1f} points**; raise `source_epochs`"
+            )
+        elif training["reason"] == "converged":
+            line += f" (converged, patience {training['patience']})"
+        items.append(line)
+    if not items:
+        return []
+    return [md.title(3, "Source model training"), md.list(items)]
+
+
 def _runs_blocks(md: MarkdownRenderer, runs: Sequence[Run], root: Path) -> List[str]:
     """One row per metrics file, with its test size and evaluation wall time."""
     ordered = sorted(
@@ -214,6 +240,7 @@ def _group_blocks(
             blocks.extend(_gain_blocks(md, runs, methods, ratios))
     blocks.extend(figure_blocks(runs, output_md, figures_dir, md))
     blocks.extend(_skipped_blocks(md, runs))
+    blocks.extend(_source_blocks(md, runs))
     blocks.extend(_settings_blocks(md, runs, root))
     blocks.extend(_runs_blocks(md, runs, root))
     return blocks
