@@ -77,7 +77,11 @@ def test_custom_data_with_a_test_file(project: Path, tiny_bert: str) -> None:
     variables = custom_vars(tiny_bert, target_test_file="target_test.csv")
     done = project_run(project, "adapt", variables)
     assert done.returncode == 0, done.text[-3000:]
-    model_dir = only(project / "training" / "custom", "src*_vf0.15/s0/tiny_len32_b8_se1")
+    model_dir = only(project / "training" / "custom", "src*_vf0.15/s0/tiny_len32_b8_se1p2")
+    # the source stops at its bound of 1 epoch: the run prints its dev curve and why it stopped
+    source = srsly.read_json(model_dir / "source" / "training.json")
+    assert [row["epoch"] for row in source["curve"]] == [0, 1] and source["patience"] == 2
+    assert "Dev score by epoch (0 = after the first batch): 0: " in done.text
     run = model_dir / "per_sample_0" / "dallmi_lr5e-05_lam0.1_wu0_norm_e1_tunedfalse"
     metrics_dir = project / "metrics" / model_dir.relative_to(project / "training")
     result = srsly.read_json(metrics_dir / "per_sample_0" / f"{run.name}.json")
@@ -95,6 +99,7 @@ def test_custom_data_with_a_test_file(project: Path, tiny_bert: str) -> None:
     assert set(srsly.read_json(thresholds)) == set(LABELS)
     report = (project / "reports" / "custom.md").read_text(encoding="utf8")
     assert "`dallmi`" in report and "Δ none" in report and str(project) not in report
+    assert "seed 0: source dev score" in " ".join(report.split())
 
     # Poison the test split's labels: training and selection read none of them, so the
     # adapted model and its selection come out exactly the same.
