@@ -1,0 +1,78 @@
+"""Wall time of a newcomer's ``spacy project run adapt``, and where its source model stopped.
+
+Issue 26 made the source model train until its dev macro AP stops improving, which may cost
+time: this runs the ``adapt`` workflow in a checkout of the commit to time (``--project``, a
+clean folder: nothing is reused), with that checkout's code first on the path, and records
+the wall time, the machine's load and the source model's dev curve (when the commit writes
+one) into ``--output``, one record per ``--label``.
+
+    git worktree add --detach /tmp/before fdef240
+    python benchmarks/adapt_time.py --project /tmp/before --label toy_before \\
+        --var dataset=custom --var source_file=assets/support_source.csv ...
+"""
+
+import argparse
+import datetime
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import srsly
+from environment import REPO_ROOT, load_average, machine_info, package_versions
+
+RESULTS = REPO_ROOT / "benchmarks" / "results" / "adapt_time.json"
+
+
+def git_commit(folder: Path) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+def main(argv: List[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--project", type=Path, required=True, help="a checkout to run in")
+    parser.add_argument("--label", required=True)
+    parser.add_argument("--var", action="append", default=[], help="KEY=VALUE, as --vars.KEY")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    project = args.project.resolve()
+    if (project / "training").exists():
+        raise SystemExit(f"{project} has a training/ folder: time a clean checkout.")
+    variables = dict(item.split("=", 1) for item in args.var)
+    command = [sys.executable, "-m", "spacy", "project", "run", "adapt", str(project)]
+    command += [f"--vars.{key}={value}" for key, value in variables.items()]
+    env = {**os.environ, "PYTHONPATH": str(project)}
+    load_before = load_average()
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"adapt failed:\n{(done.stdout + done.stderr)[-3000:]}")
+    sources = sorted(project.glob("training/**/source/training.json"))
+    record: Dict[str, Any] = {
+        "label": args.label,
+        "vars": variables,
+        "project_commit": git_commit(project),
+        "wall_seconds": round(wall, 1),
+        "source_training": srsly.read_json(sources[0]) if sources else None,
+        "load_average_before": load_before,
+        "load_average_after": load_average(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "versions": package_versions(),
+    }
+    records = srsly.read_json(args.output) if args.output.exists() else {}
+    records[args.label] = record
+    srsly.write_json(args.output, records)
+    stop = record["source_training"]
+    where = "no dev curve" if stop is None else f"source stopped at epoch {stop['stop_epoch']}"
+    print(f"[adapt_time] {args.label}: {wall:.0f} s; {where}", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
