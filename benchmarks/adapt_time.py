@@ -6,9 +6,10 @@ clean folder: nothing is reused), with that checkout's code first on the path, a
 the wall time, the machine's load and the source model's dev curve (when the commit writes
 one) into ``--output``, one record per ``--label``.
 
-    git worktree add --detach /tmp/before fdef240
-    python benchmarks/adapt_time.py --project /tmp/before --label toy_before \\
-        --var dataset=custom --var source_file=assets/support_source.csv ...
+    git worktree add --detach ../before fdef240   # beside ../shared, for the studies' data
+    python -m venv before-venv && before-venv/bin/pip install torch==2.13.0 -e ../before
+    python benchmarks/adapt_time.py --project ../before --python before-venv/bin/python \\
+        --label toy_before --var dataset=custom --var source_file=assets/support_source.csv ...
 """
 
 import argparse
@@ -39,12 +40,18 @@ def main(argv: List[str]) -> None:
     parser.add_argument("--label", required=True)
     parser.add_argument("--var", action="append", default=[], help="KEY=VALUE, as --vars.KEY")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--python",
+        default=sys.executable,
+        help="the interpreter to run with: an environment where the checkout is installed "
+        "(its entry points differ between commits)",
+    )
     args = parser.parse_args(argv)
     project = args.project.resolve()
     if (project / "training").exists():
         raise SystemExit(f"{project} has a training/ folder: time a clean checkout.")
     variables = dict(item.split("=", 1) for item in args.var)
-    command = [sys.executable, "-m", "spacy", "project", "run", "adapt", str(project)]
+    command = [args.python, "-m", "spacy", "project", "run", "adapt", str(project)]
     command += [f"--vars.{key}={value}" for key, value in variables.items()]
     env = {**os.environ, "PYTHONPATH": str(project)}
     load_before = load_average()
@@ -58,6 +65,7 @@ def main(argv: List[str]) -> None:
         "label": args.label,
         "vars": variables,
         "project_commit": git_commit(project),
+        "command": " ".join(["spacy project run adapt .", *command[6:]]),
         "wall_seconds": round(wall, 1),
         "source_training": srsly.read_json(sources[0]) if sources else None,
         "load_average_before": load_before,

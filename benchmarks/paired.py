@@ -38,6 +38,7 @@ from runner import Evaluator, effective_settings, train_run
 from spacy.util import load_config
 from splits import RATIOS, SeedCorpora, Sizes, prepare_seed, prepared_counts, ratio_name
 
+from spacy_dallmi.interpolation import interpolate_into
 from spacy_dallmi.settings import PAPER_SETTINGS, PAPER_TRAINING
 from spacy_dallmi.training import TRAINING_FILE, train_epochs
 
@@ -46,6 +47,8 @@ RESULTS = REPO_ROOT / "benchmarks" / "results"
 SETTINGS_KEY = "initialize.before_init.settings"
 LEARN_RATE_KEY = "training.optimizer.learn_rate.initial_rate"
 CRITERIA = ("pu_score", "partial_ap")
+#: WiSE-FT weights between the source (0) and the last epoch (1) scored for partial-label runs.
+ALPHAS = (0.25, 0.5, 0.75)
 SOURCE_INFO = "benchmark_source.json"
 SIZES = {
     "emotions": Sizes(source=2000, target_train=1800, target_test=1500),
@@ -229,11 +232,46 @@ def select(records: List[Dict[str, Any]], rname: str, criterion: str) -> Dict[st
     return {"epoch": best["epoch"], "val": best["val"][rname][criterion], "test": best["test"]}
 
 
-def summarise_records(records: List[Dict[str, Any]], ratios: Sequence[str]) -> Dict[str, Any]:
-    return {
+def select_shipped(
+    records: List[Dict[str, Any]], blends: List[Dict[str, Any]], rname: str, criterion: str
+) -> Dict[str, Any]:
+    """The candidate a product would ship: the best validation ``criterion`` among the epochs
+    (epoch 0 = the source) and the blends of the source with the last epoch. Ties go to the
+    candidate nearest the source: the source, then the blends by alpha, then the epochs."""
+    candidates = [(0.0 if r["epoch"] == 0 else 1.0 + r["epoch"], r["epoch"], r) for r in records]
+    last = records[-1]["epoch"]
+    candidates += [(b["alpha"], last, b) for b in blends]
+    distance, epoch, best = max(candidates, key=lambda c: (c[2]["val"][rname][criterion], -c[0]))
+    alpha = 0.0 if epoch == 0 else min(distance, 1.0)
+    return {"epoch": epoch, "alpha": alpha, "val": best["val"][rname][criterion],
+            "test": best["test"]}  # fmt: skip
+
+
+def summarise_records(
+    records: List[Dict[str, Any]], ratios: Sequence[str], blends: Sequence[Dict[str, Any]] = ()
+) -> Dict[str, Any]:
+    summary = {
         "last": records[-1]["test"],
         "selected": {r: {c: select(records, r, c) for c in CRITERIA} for r in ratios},
     }
+    if blends:
+        summary["shipped"] = {
+            r: {c: select_shipped(records, list(blends), r, c) for c in CRITERIA} for r in ratios
+        }
+    return summary
+
+
+def blended_records(
+    corpora: SeedCorpora, adapted: spacy.Language, evaluate: Evaluator
+) -> List[Dict[str, Any]]:
+    """Scores of ``(1 - alpha)·source + alpha·adapted`` for each of :data:`ALPHAS`."""
+    source = spacy.load(corpora.folder / "source")
+    target = spacy.load(corpora.folder / "source")
+    records = []
+    for alpha in ALPHAS:
+        interpolate_into(target, source, adapted, alpha)
+        records.append({"alpha": alpha, **evaluate(target)})
+    return records
 
 
 def write_json(path: Path, payload: Dict[str, Any]) -> None:
@@ -305,6 +343,7 @@ def run_method(
         "method": name,
         "settings": effective,
         "tuned_from": protocol.tuned_from if method.tuned else None,
+        **({"blend_alphas": list(ALPHAS)} if method.labels == "partial" else {}),
         **(spec_extra or {}),
     }
     key = path.stem
@@ -320,6 +359,7 @@ def run_method(
         run = train_run(config, overrides, protocol.args.epochs, evaluate)
     records = [source["epochs"][0], *run["records"]]
     ratios = list(source["selected"]) if ratio is None else [ratio_name(ratio)]
+    blends = blended_records(corpora, run["nlp"], evaluate) if method.labels == "partial" else []
     work = protocol.args.work
     payload = {
         "key": key,
@@ -333,7 +373,8 @@ def run_method(
         "docs": prepared_counts(corpora),
         "source_training": source["source_training"],
         "epochs": records,
-        **summarise_records(records, ratios),
+        "blends": blends,
+        **summarise_records(records, ratios, blends),
         "wall_seconds": time.perf_counter() - start,
         **context(),
     }

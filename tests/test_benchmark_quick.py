@@ -48,6 +48,15 @@ def test_paired_quick_runs_resumes_and_summarises(tiny_bert, tmp_path):
     assert [r["epoch"] for r in trained["epochs"]] == [0, 1, 2]
     assert trained["selected"]["r70"]["pu_score"]["epoch"] in (0, 1, 2)
     assert set(runs["s0_ft_full"]["selected"]) == {"r50", "r70", "r90"}
+    # partial-label runs also score blends of the source and the last epoch (WiSE-FT), and
+    # the shipped candidate is the best validation score among epochs and blends
+    assert [blend["alpha"] for blend in trained["blends"]] == [0.25, 0.5, 0.75]
+    assert "blends" not in runs["s0_ft_full"] or not runs["s0_ft_full"]["blends"]
+    for criterion in ("pu_score", "partial_ap"):
+        shipped = trained["shipped"]["r70"][criterion]
+        candidates = [r["val"]["r70"][criterion] for r in trained["epochs"] + trained["blends"]]
+        assert shipped["val"] == max(candidates)
+        assert shipped["val"] >= trained["selected"]["r70"][criterion]["val"]
     for record in trained["epochs"]:
         assert set(record["test"]["macro_f_thresholds"]) == {"r50", "r70", "r90"}
         assert 0.0 <= record["test"]["macro_f_full_thresholds"] <= 1.0
