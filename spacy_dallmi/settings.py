@@ -13,7 +13,7 @@ and ``benchmarks/README.md``). ``PAPER_SETTINGS`` holds the paper's values, and
 """
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Dict
+from typing import Any, Dict, Sequence
 
 from spacy.util import registry
 
@@ -46,6 +46,9 @@ class DallmiSettings:
     negative_weighting: ``bce`` only: ``uniform``, or ``wan`` (negatives weighted
         ``1 / (L - 1)``, "weak assume negative"; both from Cole et al., CVPR 2021).
     seed: seed of the MixUp pair and weight draws.
+    blend_alphas: WiSE-FT weights α tried when a sourced run picks the model it ships:
+        ``model-best`` is the best dev score among the starting pipeline, the best
+        checkpoint and the blends ``(1 − α)·source + α·model-last``; () = no blends.
     """
 
     objective: str = "bce"
@@ -61,8 +64,23 @@ class DallmiSettings:
     label_smoothing: float = 0.0
     negative_weighting: str = "uniform"
     seed: int = 0
+    blend_alphas: Sequence[float] = (0.25, 0.5, 0.75)
 
     def __post_init__(self) -> None:
+        alphas = self.blend_alphas
+        if isinstance(alphas, (str, bytes)) or not hasattr(alphas, "__iter__"):
+            raise ValueError(f"blend_alphas must be a list of numbers in [0, 1], got {alphas!r}.")
+        for alpha in alphas:
+            if (
+                isinstance(alpha, bool)
+                or not isinstance(alpha, (int, float))
+                or not 0 <= alpha <= 1
+            ):
+                raise ValueError(
+                    f"blend_alphas must be numbers in [0, 1] (0 = the source model, 1 = the "
+                    f"adapted one), got {alpha!r} in {list(alphas)}."
+                )
+        object.__setattr__(self, "blend_alphas", tuple(float(a) for a in alphas))
         choices = {
             "objective": OBJECTIVES,
             "loss_form": LOSS_FORMS,
@@ -108,7 +126,10 @@ class DallmiSettings:
         return self.mixup_lambda * min(1.0, step / self.mixup_warmup_steps)
 
     def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
+        """The settings as JSON has them (``blend_alphas`` a list), as a saved cfg reads."""
+        values = asdict(self)
+        values["blend_alphas"] = list(self.blend_alphas)
+        return values
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> "DallmiSettings":

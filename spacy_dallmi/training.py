@@ -13,8 +13,9 @@ the training corpus once. It also sets ``eval_frequency`` to one evaluation per 
 :func:`train_epochs` trains into ``OUTPUT.partial`` and renames it to ``OUTPUT`` only when
 training has finished, so an interrupted or killed run never leaves something that looks
 like a result. With ``keep_source=True`` (the default for sourced pipelines) ``model-best``
-is chosen among the checkpoints AND the starting pipeline, by the same dev score, so that
-label-free model selection can never ship a worse model than the one it started from.
+is chosen among the checkpoints, the starting pipeline AND blends of the two (WiSE-FT, see
+:mod:`.interpolation`), by the same dev score, so that model selection can never ship a model
+that scores worse on the dev set than the one it started from.
 
 A model trained from scratch (the source model) should stop when it has learned, not at a
 guessed budget: with ``patience=P`` the run stops once the dev score has not improved for P
@@ -172,7 +173,7 @@ def train_epochs(
         _set_logger(partial / model, logger)
     source = overrides.get("paths.source")
     if keep_source and source:
-        _keep_source_if_better(Path(source), partial)
+        _select_shipped(Path(source), partial)
     curve = [json.loads(line) for line in (partial / DEV_CURVE_FILE).open(encoding="utf8")]
     summary = summarise_dev_curve(curve, epochs=epochs, patience=patience)
     (partial / TRAINING_FILE).write_text(json.dumps(summary, indent=2), encoding="utf8")
@@ -308,26 +309,49 @@ def check_source_pipeline(config_path: Union[str, Path], overrides: Dict[str, An
         )
 
 
-def _keep_source_if_better(source: Path, run: Path) -> None:
-    """Score the starting pipeline and ``model-best`` on the dev corpus with the run's
-    ``score_weights``, and make the starting pipeline ``model-best`` if it scores higher.
-    The choice and both scores are written to ``model-best/meta.json``."""
+def _select_shipped(source: Path, run: Path) -> None:
+    """Make ``model-best`` the candidate with the best dev score (the run's
+    ``score_weights``): the starting pipeline, spaCy's best checkpoint, or a blend
+    ``(1 − α)·source + α·model-last`` for each of the settings' ``blend_alphas`` (WiSE-FT).
+    Ties go to the candidate nearest the source. The choice and every score are written to
+    ``model-best/meta.json``."""
     from spacy.training.loop import create_evaluation_callback
+
+    from .interpolation import interpolate_into
+    from .settings import DallmiSettings
 
     best = run / "model-best"
     config = load_config(best / "config.cfg", interpolate=True)
     (dev_corpus,) = resolve_dot_names(config, [config["training"]["dev_corpus"]])
     weights = config["training"]["score_weights"]
-    scores = {}
-    for name, path in (("source", source), ("checkpoint", best)):
-        scores[name], _ = create_evaluation_callback(spacy.load(path), dev_corpus, weights)()
-    selected = "source" if scores["source"] > scores["checkpoint"] else "checkpoint"
+    block = (config["initialize"].get("before_init") or {}).get("settings")
+    settings = registry.resolve({"s": block})["s"] if block else DallmiSettings()
+
+    def score(nlp: spacy.Language) -> float:
+        return create_evaluation_callback(nlp, dev_corpus, weights)()[0]
+
+    source_nlp = spacy.load(source)
+    scores = {"source": score(source_nlp)}
+    if settings.blend_alphas:
+        adapted, blend = spacy.load(run / "model-last"), spacy.load(run / "model-last")
+    for alpha in sorted(settings.blend_alphas):
+        interpolate_into(blend, source_nlp, adapted, alpha)
+        scores[f"blend {alpha:g}"] = score(blend)
+    scores["checkpoint"] = score(spacy.load(best))
+    selected = max(scores, key=lambda name: scores[name])  # the first of equal scores
     if selected == "source":
         shutil.rmtree(best)
         shutil.copytree(source, best)
+    elif selected != "checkpoint":
+        alpha = float(selected.split()[1])
+        interpolate_into(blend, source_nlp, adapted, alpha)
+        shutil.rmtree(best)
+        blend.to_disk(best)
+    if selected != "checkpoint":
+        what = "the starting pipeline" if selected == "source" else f"the {selected} blend"
         msg.info(
-            f"model-best is the starting pipeline: its dev score {scores['source']:.4f} beats "
-            f"the best checkpoint's {scores['checkpoint']:.4f}"
+            f"model-best is {what}: dev score {scores[selected]:.4f} (the best checkpoint: "
+            f"{scores['checkpoint']:.4f})"
         )
     meta_path = best / "meta.json"
     meta = json.loads(meta_path.read_text(encoding="utf8"))

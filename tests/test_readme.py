@@ -91,6 +91,7 @@ def test_settings_table_lists_every_field_with_its_default() -> None:
             assert name not in documented, f"{name} is documented twice"
             documented[name] = json.loads(default)
     fields = {field.name: field.default for field in dataclasses.fields(DallmiSettings)}
+    fields = {k: list(v) if isinstance(v, tuple) else v for k, v in fields.items()}
     assert sorted(documented) == sorted(fields), (
         f"README only: {sorted(set(documented) - set(fields))}; "
         f"DallmiSettings only: {sorted(set(fields) - set(documented))}"

@@ -96,6 +96,9 @@ def test_resolves_from_a_config_and_fills_the_dataclass_defaults() -> None:
         ({"mixup_pairs": 2.5}, "mixup_pairs"),
         ({"mixup_lamda": 1.0}, "mixup_lamda"),
         ({"mixup_lambda": -1.0}, "mixup_lambda"),
+        ({"blend_alphas": [0.5, 1.5]}, "blend_alphas"),
+        ({"blend_alphas": [-0.1]}, "blend_alphas"),
+        ({"blend_alphas": 0.5}, "blend_alphas"),
     ],
 )
 def test_a_bad_config_block_names_the_setting(values: Dict[str, Any], named: str) -> None:
@@ -110,6 +113,9 @@ def test_the_component_takes_its_settings_block_from_the_dataclass(tiny_bert: st
     assert set(block) - {"@misc"} == set(SETTING_NAMES)
     expected = DallmiSettings(objective="dallmi", mixup_lambda=0.5)
     assert nlp.get_pipe("textcat").settings == expected
+    # as the saved config.cfg has them (a tuple default is written as a list)
+    saved = Config(nlp.config).to_str()
+    block = Config().from_str(saved)["components"]["textcat"]["settings"]
     assert {name: block[name] for name in SETTING_NAMES} == expected.to_dict()
 
 

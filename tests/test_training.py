@@ -18,6 +18,7 @@ from spacy.util import load_config, registry
 from spacy_dallmi.settings import PAPER_SETTINGS, PAPER_TRAINING, DallmiSettings
 from spacy_dallmi.training import (
     TRAINING_FILE,
+    _select_shipped,
     batches_per_epoch,
     linear_decay,
     print_dev_curve,
@@ -93,8 +94,49 @@ def test_sourced_configs_train_and_record_what_they_trained(
     assert saved["components"]["textcat"]["settings"]["objective"] == objective
     assert adapted("happy day").cats != spacy.load(source)("happy day").cats
     meta = json.loads((output / "model-best" / "meta.json").read_text())
-    assert meta["selection"]["selected"] in ("source", "checkpoint")
-    assert set(meta["selection"]["dev_scores"]) == {"source", "checkpoint"}
+    scores = meta["selection"]["dev_scores"]
+    assert list(scores) == ["source", "blend 0.25", "blend 0.5", "blend 0.75", "checkpoint"]
+    assert scores[meta["selection"]["selected"]] == max(scores.values())
+    # what was shipped is what scored best
+    shipped = spacy.load(output / "model-best")
+    dev = list(DocBin().from_disk(corpus["target_valid"]).get_docs(shipped.vocab))
+    weights = load_config(output / "model-best" / "config.cfg")["training"]["score_weights"]
+    examples = [Example(shipped.make_doc(doc.text), doc) for doc in dev]
+    assert weighted(shipped.evaluate(examples), weights) == pytest.approx(max(scores.values()))
+
+
+def weighted(scores, weights):
+    return sum(scores[name] * weight for name, weight in weights.items() if weight)
+
+
+def test_a_blend_that_scores_best_is_what_ships(source, corpus, tmp_path, monkeypatch):
+    """The selection's score is replaced by one that peaks exactly at the 0.5 blend, so the
+    blend must be chosen and saved: its weights are checked against a blend made here."""
+    import spacy.training.loop
+
+    output = train_epochs(
+        CONFIGS / "adapt.cfg", tmp_path / "run", 1, overrides=sourced_overrides(source, corpus),
+        keep_source=False,
+    )  # fmt: skip
+    head = lambda nlp: nlp.get_pipe("textcat").model.layers[2].get_param("W")  # noqa: E731
+    middle = 0.5 * (head(spacy.load(source)) + head(spacy.load(output / "model-last")))
+    fake = lambda nlp, corpus, weights: lambda: (-float(abs(head(nlp) - middle).sum()), {})  # noqa: E731
+    monkeypatch.setattr(spacy.training.loop, "create_evaluation_callback", fake)
+    _select_shipped(Path(source), output)
+    meta = json.loads((output / "model-best" / "meta.json").read_text())
+    assert meta["selection"]["selected"] == "blend 0.5"
+    assert head(spacy.load(output / "model-best")) == pytest.approx(middle, abs=1e-6)
+
+
+def test_without_blend_alphas_the_candidates_are_the_source_and_the_checkpoint(
+    source, corpus, tmp_path
+):
+    overrides = sourced_overrides(
+        source, corpus, **{"initialize.before_init.settings.blend_alphas": []}
+    )
+    output = train_epochs(CONFIGS / "finetune.cfg", tmp_path / "run", 1, overrides=overrides)
+    scores = json.loads((output / "model-best" / "meta.json").read_text())["selection"]
+    assert list(scores["dev_scores"]) == ["source", "checkpoint"]
 
 
 def test_budget_is_epochs_times_batches_and_the_rate_decays_to_zero(source, corpus, tmp_path):
