@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import srsly
 from environment import REPO_ROOT
+from spacy.util import load_config
 from stats import mean_std, paired_difference, recovery
 
 METHOD_ORDER = (
@@ -37,7 +38,11 @@ MODELS = {
     "last": "last epoch",
     "pu_score": "selected by PU score",
     "partial_ap": "selected by partial AP",
+    "shipped_pu_score": "shipped by PU score (epochs, source, blends)",
+    "shipped_partial_ap": "shipped by partial AP (epochs, source, blends)",
 }
+#: The product's selection score, as configs/adapt.cfg and finetune.cfg weight it.
+CRITERION_OF_WEIGHT = {"cats_pu_score": "pu_score", "cats_macro_ap": "partial_ap"}
 EXTRA_METRICS = {
     "macro_f": "macro F1 at 0.5",
     "macro_f_thresholds": "macro F1 at per-label thresholds (val, partial labels)",
@@ -75,7 +80,13 @@ def load_dataset_runs(folder: Path) -> Dict[str, Runs]:
 def test_score(run: Dict[str, Any], rname: str, model: str, metric: str = "macro_ap") -> float:
     """A test metric of the last epoch or of the epoch a criterion selected, in points
     (ECE too, so all columns share a unit)."""
-    test = run["last"] if model == "last" else run["selected"][rname][model]["test"]
+    if model == "last":
+        test = run["last"]
+    elif model.startswith("shipped_"):
+        # runs without blends (none, ft_full, aad) ship what the selection picks
+        test = run.get("shipped", run["selected"])[rname][model[len("shipped_") :]]["test"]
+    else:
+        test = run["selected"][rname][model]["test"]
     return 100.0 * (test[metric][rname] if metric in PER_RATIO_METRICS else test[metric])
 
 
@@ -140,40 +151,58 @@ def source_text(per_ratio: Dict[str, Runs]) -> str:
     )
 
 
+def product_criterion() -> str:
+    """The criterion ``adapt`` ships by: the score ``configs/adapt.cfg`` weights."""
+    config = load_config(REPO_ROOT / "configs" / "adapt.cfg", interpolate=False)
+    weights = config["training"]["score_weights"]
+    (name,) = [key for key, weight in weights.items() if weight]
+    return CRITERION_OF_WEIGHT[name]
+
+
 def summary_records(dataset: str, per_ratio: Dict[str, Runs]) -> List[Dict[str, Any]]:
+    """One record per (ratio, method, selection): ``last`` (the last epoch) and ``shipped``
+    (what ``adapt`` ships: the best of the epochs, the source and the blends by the product's
+    selection score), each paired with ``ft_partial`` under the same selection."""
     sources = source_models(per_ratio)
     source_dev = [info["best_score"] for info in sources.values()]
+    shipped = f"shipped_{product_criterion()}"
     records = []
     for rname, runs in per_ratio.items():
-        for method in METHOD_ORDER:
-            found = cell(runs, rname, method, "last")
-            if found is None:
-                continue
-            paired = found.get("paired")
-            records.append(
-                {
-                    "dataset": dataset,
-                    "ratio": int(rname[1:]) / 100,
-                    "method": method,
-                    "baseline": BASELINE,
-                    "n_seeds": found["n"],
-                    "mean": round(found["mean"], 4),
-                    "mean_diff": None if paired is None else round(paired.mean_diff, 4),
-                    "ci_low": None
-                    if paired is None or paired.ci_low is None
-                    else round(paired.ci_low, 4),
-                    "ci_high": None
-                    if paired is None or paired.ci_high is None
-                    else round(paired.ci_high, 4),
-                    "p_wilcoxon": None
-                    if paired is None or paired.p_wilcoxon is None
-                    else round(paired.p_wilcoxon, 4),
-                    "source_dev_macro_ap": round(100 * sum(source_dev) / len(source_dev), 4)
-                    if source_dev
-                    else None,
-                }
-            )
+        for selection, model in (("last", "last"), ("shipped", shipped)):
+            for method in METHOD_ORDER:
+                found = cell(runs, rname, method, model)
+                if found is None:
+                    continue
+                records.append(summary_record(dataset, rname, method, selection, model, found))
+                records[-1]["source_dev_macro_ap"] = (
+                    round(100 * sum(source_dev) / len(source_dev), 4) if source_dev else None
+                )
     return records
+
+
+def summary_record(
+    dataset: str, rname: str, method: str, selection: str, model: str, found: Dict[str, Any]
+) -> Dict[str, Any]:
+    paired = found.get("paired")
+
+    def rounded(name: str) -> Optional[float]:
+        value = None if paired is None else getattr(paired, name)
+        return None if value is None else round(value, 4)
+
+    return {
+        "dataset": dataset,
+        "ratio": int(rname[1:]) / 100,
+        "method": method,
+        "selection": selection,
+        "model": model,
+        "baseline": BASELINE,
+        "n_seeds": found["n"],
+        "mean": round(found["mean"], 4),
+        "mean_diff": rounded("mean_diff"),
+        "ci_low": rounded("ci_low"),
+        "ci_high": rounded("ci_high"),
+        "p_wilcoxon": rounded("p_wilcoxon"),
+    }
 
 
 def fmt_mean(found: Optional[Dict[str, Any]]) -> str:
@@ -261,7 +290,44 @@ def ratio_section(runs: Runs, rname: str) -> List[str]:
     ]
     lines += ["Other metrics, last epoch (points):", ""]
     lines += table(["method", *EXTRA_METRICS.values()], rows)
-    return lines
+    return lines + shipped_section(runs, rname)
+
+
+def paired_text(runs: Runs, rname: str, method: str, other: str, model: str) -> str:
+    """``method`` − ``other`` (both under ``model``) over their common seeds, with its CI."""
+    common = [s for s in seeds_of(runs, method) if s in set(seeds_of(runs, other))]
+    if not common or method == other:
+        return "–"
+    diff = paired_difference(
+        [test_score(runs[(method, s)], rname, model) for s in common],
+        [test_score(runs[(other, s)], rname, model) for s in common],
+    )
+    ci = "" if diff.ci_low is None else f" [{diff.ci_low:+.1f}, {diff.ci_high:+.1f}]"
+    return f"{diff.mean_diff:+.1f}{ci}"
+
+
+def shipped_section(runs: Runs, rname: str) -> List[str]:
+    """What ``adapt`` ships, against what a user gets for free: B = the better (by mean) of
+    ``none`` and ``ft_partial`` as shipped, and the share of the gap from B to ``ft_full``
+    that each method's shipped model recovers."""
+    model = f"shipped_{product_criterion()}"
+    means = {m: cell(runs, rname, m, model) for m in ("none", BASELINE, "ft_full")}
+    if any(found is None for found in means.values()):
+        return []
+    free = max(("none", BASELINE), key=lambda m: means[m]["mean"])
+    rows = []
+    for m in [m for m in METHOD_ORDER if seeds_of(runs, m)]:
+        found = cell(runs, rname, m, model)
+        value = recovery(found["mean"], means[free]["mean"], means["ft_full"]["mean"])
+        rows.append([
+            f"`{m}`", fmt_mean(found), paired_text(runs, rname, m, "none", model),
+            paired_text(runs, rname, m, BASELINE, model),
+            value if isinstance(value, str) else f"{value:.0f}%",
+        ])  # fmt: skip
+    header = ["method", f"macro AP, `{model}`", "− none [95% CI]", "− ft_partial [95% CI]",
+              f"recovery of B = `{free}` → `ft_full`"]  # fmt: skip
+    return [f"Shipped models (`{model}`: the best validation score among the epochs, the source "
+            "and its blends with the last epoch):", "", *table(header, rows)]  # fmt: skip
 
 
 def plot_curves(per_ratio: Dict[str, Runs], path: Path) -> bool:
@@ -418,26 +484,32 @@ def render_tuned(tuned: Dict[str, Any]) -> str:
 
 
 def overview(records: List[Dict[str, Any]]) -> str:
-    """One table per dataset, methods × ratios, from the summary records: mean macro AP of the
-    last epoch and the paired difference to ``ft_partial`` with its 95% CI."""
+    """Per dataset, methods × ratios from the summary records, for the shipped model and for
+    the last epoch: mean macro AP and the paired difference to ``ft_partial`` under the same
+    selection, with its 95% CI."""
     lines: List[str] = []
     for dataset in sorted({r["dataset"] for r in records}):
         mine = [r for r in records if r["dataset"] == dataset]
         ratios = sorted({r["ratio"] for r in mine})
         source = mine[0]["source_dev_macro_ap"]
         source = "not recorded" if source is None else f"{source:.1f}"
-        lines += [f"**{dataset}**, macro AP (points), last epoch: mean (seeds) and paired "
-                  "difference to `ft_partial` [95% CI]; the source models' dev macro AP at "
-                  f"their best epoch: {source}", ""]  # fmt: skip
-        rows = []
-        for method in METHOD_ORDER:
-            row = [f"`{method}`"]
-            for ratio in ratios:
-                found = [r for r in mine if r["method"] == method and r["ratio"] == ratio]
-                row.append(overview_cell(found[0]) if found else "–")
-            if any(value != "–" for value in row[1:]):
-                rows.append(row)
-        lines += table(["method", *(f"{100 * r:g}% removed" for r in ratios)], rows)
+        for selection in ("shipped", "last"):
+            chosen = [r for r in mine if r["selection"] == selection]
+            if not chosen:
+                continue
+            what = f"shipped (`{chosen[0]['model']}`)" if selection == "shipped" else "last epoch"
+            lines += [f"**{dataset}**, macro AP (points), {what}: mean (seeds) and paired "
+                      "difference to `ft_partial` [95% CI]; the source models' dev macro AP "
+                      f"at their best epoch: {source}", ""]  # fmt: skip
+            rows = []
+            for method in METHOD_ORDER:
+                row = [f"`{method}`"]
+                for ratio in ratios:
+                    found = [r for r in chosen if r["method"] == method and r["ratio"] == ratio]
+                    row.append(overview_cell(found[0]) if found else "–")
+                if any(value != "–" for value in row[1:]):
+                    rows.append(row)
+            lines += table(["method", *(f"{100 * r:g}% removed" for r in ratios)], rows)
     return "\n".join(lines)
 
 

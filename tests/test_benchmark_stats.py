@@ -82,7 +82,9 @@ def test_selection_keeps_the_source_model_and_prefers_earlier_ties():
     assert select(records, "r70", "partial_ap")["epoch"] == 1
 
 
-def _write_run(folder: Path, method: str, seed: int, ratio, macro_ap: float) -> None:
+def _write_run(
+    folder: Path, method: str, seed: int, ratio, macro_ap: float, shipped_ap=None
+) -> None:
     test = {"macro_ap": macro_ap, "macro_f": 0.5, "ece": 0.1, "macro_ap_rounded": 0.4}
     selected = {
         "r70": {c: {"epoch": 1, "val": 0.1, "test": test} for c in ("pu_score", "partial_ap")}
@@ -96,6 +98,10 @@ def _write_run(folder: Path, method: str, seed: int, ratio, macro_ap: float) -> 
         "selected": selected,
         "epochs": [{"epoch": 0, "test": test}],
     }
+    if shipped_ap is not None:  # a partial-label run with blends of the source
+        blend = {**test, "macro_ap": shipped_ap}
+        run["shipped"] = {"r70": {c: {"epoch": 1, "alpha": 0.5, "val": 0.2, "test": blend}
+                                  for c in ("pu_score", "partial_ap")}}  # fmt: skip
     (folder / f"s{seed}_{method}.json").write_text(json.dumps(run), encoding="utf8")
 
 
@@ -105,15 +111,24 @@ def test_summary_records_are_paired_by_seed(tmp_path):
     partial = [0.40, 0.45, 0.50]
     dallmi = [0.44, 0.46, 0.58]
     for seed in range(3):
-        _write_run(folder, "ft_partial", seed, 0.7, partial[seed])
-        _write_run(folder, "dallmi", seed, 0.7, dallmi[seed])
+        _write_run(folder, "ft_partial", seed, 0.7, partial[seed], shipped_ap=0.5)
+        _write_run(folder, "dallmi", seed, 0.7, dallmi[seed], shipped_ap=dallmi[seed] + 0.1)
         _write_run(folder, "none", seed, None, 0.30)
     records = summary_records("emotions", load_dataset_runs(folder))
-    by_method = {r["method"]: r for r in records}
+    by_method = {r["method"]: r for r in records if r["selection"] == "last"}
     assert set(by_method) == {"none", "ft_partial", "dallmi"}
     row = by_method["dallmi"]
-    keys = {"dataset", "ratio", "method", "baseline", "n_seeds", "mean", "mean_diff"}
-    assert set(row) == keys | {"ci_low", "ci_high", "p_wilcoxon"}
+    keys = {"dataset", "ratio", "method", "baseline", "n_seeds", "mean", "mean_diff", "model"}
+    assert set(row) == keys | {"ci_low", "ci_high", "p_wilcoxon", "selection"} | {
+        "source_dev_macro_ap"
+    }
+    # the shipped records read the shipped candidates; `none` ships itself
+    shipped = {r["method"]: r for r in records if r["selection"] == "shipped"}
+    assert shipped["dallmi"]["mean"] == pytest.approx(100 * numpy.mean(dallmi) + 10, abs=0.01)
+    assert shipped["dallmi"]["mean_diff"] == pytest.approx(
+        100 * (numpy.mean(dallmi) + 0.1 - 0.5), abs=0.01
+    )
+    assert shipped["none"]["mean"] == pytest.approx(30.0)
     assert (row["dataset"], row["ratio"], row["baseline"], row["n_seeds"]) == (
         "emotions",
         0.7,
@@ -185,7 +200,8 @@ def test_macro_f1_at_one_half_is_spacys_macro_f():
 def test_overview_rewrites_only_the_marked_section(tmp_path):
     from summarize import OVERVIEW_END, OVERVIEW_START, overview, replace_marked
 
-    record = {"dataset": "emotions", "ratio": 0.7, "baseline": "ft_partial", "n_seeds": 5}
+    record = {"dataset": "emotions", "ratio": 0.7, "baseline": "ft_partial", "n_seeds": 5,
+              "selection": "last", "model": "last", "source_dev_macro_ap": 81.23}  # fmt: skip
     records = [
         {**record, "method": "ft_partial", "mean": 60.8, "mean_diff": None},
         {**record, "method": "dallmi", "mean": 61.7, "mean_diff": 0.9, "ci_low": -0.04,
@@ -194,6 +210,7 @@ def test_overview_rewrites_only_the_marked_section(tmp_path):
     table = overview(records)
     assert "| `dallmi` | 61.7 (5)<br>+0.9 [-0.0, +1.9] |" in table
     assert "| `ft_partial` | 60.8 (5) |" in table
+    assert "last epoch" in table and "dev macro AP at their best epoch: 81.2" in table
     readme = tmp_path / "README.md"
     readme.write_text(f"before\n{OVERVIEW_START}\nold\n{OVERVIEW_END}\nafter\n", encoding="utf8")
     assert replace_marked(readme, table)
