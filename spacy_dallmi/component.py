@@ -34,8 +34,8 @@ from wasabi import msg
 
 from .architecture import has_transformer, tokenize
 from .inference import BucketedPipeMixin
-from .loss import MixUpConsistency, VariationalPULoss, masked_bce, sigmoid
-from .mixup import forward_with_mixup, plan_mixup
+from .loss import VariationalPULoss, masked_bce, sigmoid
+from .mixup import forward_with_mixup, mixup_consistency, plan_mixup
 from .settings import SETTING_NAMES, DallmiSettings
 
 DEFAULT_MODEL_CONFIG = """
@@ -278,19 +278,10 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         ops = self.model.ops
         pu_loss = VariationalPULoss(settings.loss_form, settings.positive_term)
         d_logits, loss = pu_loss(logits, ops.asarray2f(positives))
-        d_mixed = ops.alloc2f(*mixed_logits.shape)
-        if len(plan):
-            rows = ops.xp.arange(len(plan))
-            cols = ops.asarray1i(plan.labels)
-            weight = ops.asarray1f(plan.weight)
-            p_unlabeled = sigmoid(logits[ops.asarray1i(plan.unlabeled), cols])
-            targets = weight + (1.0 - weight) * p_unlabeled
-            consistency = MixUpConsistency(settings.loss_form)
-            d_q, mix_loss = consistency(mixed_logits[rows, cols], targets)
-            # each label's k pairs are averaged: sum_l mean_k M_lk
-            scale = weight_now / settings.mixup_pairs
-            d_mixed[rows, cols] = scale * d_q
-            loss += scale * mix_loss
+        d_mixed, mix_loss = mixup_consistency(
+            ops, logits, mixed_logits, plan, settings.loss_form, weight_now, settings.mixup_pairs
+        )
+        loss += mix_loss
         self._check_finite(loss)
         backprop(d_logits, d_mixed)
         return loss
