@@ -23,9 +23,8 @@ signature that typer turns into options, so this core module does not import typ
 """
 
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 from wasabi import msg
 
@@ -41,22 +40,13 @@ from .tables import (
     STATUS_COLUMN,
     ClassifyError,
     Counts,
-    Writer,
-    check_columns,
     check_output,
     check_output_folder,
-    counted,
     file_format,
-    open_sources,
     output_columns,
     parts_output,
-    publish,
-    temporary_output,
+    write_classified,
 )
-
-Predict = Callable[
-    [Iterable[Tuple[Any, Dict[str, Any]]]], Iterator[Tuple[Dict[str, Any], Dict[str, Any]]]
-]
 
 
 def classify_file(
@@ -85,60 +75,6 @@ def classify_file(
     return write_classified(
         [input_path], output_path, text_column, added, predict, progress, overwrite
     )
-
-
-def write_classified(
-    input_paths: Sequence[Path],
-    output_path: Path,
-    text_column: str,
-    added: List[str],
-    predict: Predict,
-    progress: Any = None,
-    overwrite: bool = False,
-) -> Counts:
-    """Read the rows of ``input_paths``, add the columns ``predict`` gives, write OUTPUT.
-
-    ``predict`` maps ``(text value, row)`` pairs to ``(row, added columns)`` in order: in
-    this process (:func:`classify_file`) or on Ray actors (``spacy_dallmi.ray``). The rows
-    go to a temporary file of this run's own and OUTPUT appears, whole, only at the end.
-    """
-    inputs, output_path = [Path(path) for path in input_paths], Path(output_path)
-    fmt = file_format(output_path)
-    check_output(output_path, overwrite, inputs)
-    counts = Counts()
-    start = time.perf_counter()
-    source = open_sources(inputs, counts)
-    check_columns(source.columns, text_column, added, str(inputs[0]))
-    if progress is not None and source.total is not None:
-        progress.total = source.total
-    temporary = temporary_output(output_path)
-    try:
-        writer = Writer(temporary, fmt, source.columns + added, source, added)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    try:
-        rows = counted(source.rows, counts)
-        items = ((row.get(text_column), row) for row in rows)
-        for row, columns in predict(items):
-            row.update(columns)
-            writer.write(row)
-            counts.statuses[columns[STATUS_COLUMN]] += 1
-            if progress is not None:
-                progress.update(1)
-        if counts.rows_in != writer.rows:
-            raise ClassifyError(
-                f"Read {counts.rows_in} rows but wrote {writer.rows}: a component's error "
-                "handler may have dropped documents. The output was not completed."
-            )
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
-    counts.rows_out = writer.rows
-    counts.seconds = time.perf_counter() - start
-    publish(temporary, output_path, overwrite)
-    return counts
 
 
 def print_statuses(statuses: Dict[str, int]) -> None:

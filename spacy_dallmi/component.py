@@ -11,12 +11,14 @@ The component owns its transformer (no listener) because MixUp needs the backbon
 embedding lookup inside the same update. Adaptation usually starts from a trained
 source pipeline with ``[components.textcat] source = ...``; spaCy then keeps the
 source's component settings and skips ``initialize``, so the adaptation settings and
-data checks come from the ``spacy_dallmi.adapt_sourced.v1`` callback in
+data checks come from the ``spacy_dallmi.adapt_sourced.v2`` callback in
 ``[initialize.before_init]``.
 """
 
+import inspect
 import math
 import warnings
+from dataclasses import fields
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import numpy
@@ -32,8 +34,8 @@ from wasabi import msg
 
 from .architecture import has_transformer, tokenize
 from .inference import BucketedPipeMixin
-from .loss import MixUpConsistency, VariationalPULoss, masked_bce, sigmoid
-from .mixup import forward_with_mixup, plan_mixup
+from .loss import VariationalPULoss, masked_bce, sigmoid
+from .mixup import forward_with_mixup, mixup_consistency, plan_mixup
 from .settings import SETTING_NAMES, DallmiSettings
 
 DEFAULT_MODEL_CONFIG = """
@@ -47,7 +49,28 @@ nO = null
 mixed_precision = false
 """
 DEFAULT_MODEL = Config().from_str(DEFAULT_MODEL_CONFIG)["model"]
-SETTINGS_BLOCK = {"@misc": "spacy_dallmi.DallmiSettings.v1"}
+
+
+def _with_settings_parameters(factory: Callable) -> Callable:
+    """Declare every :class:`DallmiSettings` field as a keyword argument of ``factory``.
+
+    spaCy builds a factory's config schema from its signature: only a parameter can be
+    set flat (``add_pipe(..., config={"mixup_lambda": 0.3})`` or a key of
+    ``[components.textcat]``, as for spaCy's own components), checked for its type and
+    written to the saved ``config.cfg``. Making the parameters from the dataclass's fields
+    keeps their names, types and defaults defined once, in ``settings.py``; ``factory``
+    receives them as ``**settings``.
+    """
+    signature = inspect.signature(factory)
+    kept = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    added = [
+        inspect.Parameter(
+            field.name, inspect.Parameter.KEYWORD_ONLY, default=field.default, annotation=field.type
+        )
+        for field in fields(DallmiSettings)
+    ]
+    factory.__signature__ = signature.replace(parameters=kept + added)  # type: ignore[attr-defined]
+    return factory
 
 
 @Language.factory(
@@ -57,7 +80,7 @@ SETTINGS_BLOCK = {"@misc": "spacy_dallmi.DallmiSettings.v1"}
         "model": DEFAULT_MODEL,
         "threshold": 0.5,
         "bucket_window": 1024,
-        "settings": SETTINGS_BLOCK,
+        **DallmiSettings().to_dict(),
         "scorer": {"@scorers": "spacy_dallmi.textcat_map_scorer.v1"},
     },
     default_score_weights={
@@ -71,22 +94,25 @@ SETTINGS_BLOCK = {"@misc": "spacy_dallmi.DallmiSettings.v1"}
         "cats_f_per_type": None,
     },
 )
+@_with_settings_parameters
 def make_dallmi_textcat(
     nlp: Language,
     name: str,
     model: Model[List[Doc], Floats2d],
     threshold: float,
     bucket_window: int,
-    settings: DallmiSettings,
     scorer: Optional[Callable],
+    **settings: Any,
 ) -> "DallmiTextCategorizer":
     """Create a ``dallmi_textcat`` component.
 
     threshold (float): probability at which a label counts as predicted, for F-scores.
     bucket_window (int): ``pipe`` sorts this many docs at a time by length, so batches
         hold texts of similar length (0 = arrival order); see ``inference.py``.
-    settings (DallmiSettings): how the component trains (``spacy_dallmi.DallmiSettings.v1``;
-        its fields and defaults are documented in ``settings.py``).
+    **settings: how the component trains, flat: every field of :class:`DallmiSettings`
+        (documented in ``settings.py``), defaulting to the dataclass's defaults. A value
+        of the wrong type is confection's error and a bad value the dataclass's, each
+        naming the setting.
     """
     return DallmiTextCategorizer(
         nlp.vocab,
@@ -94,7 +120,7 @@ def make_dallmi_textcat(
         name,
         threshold=threshold,
         bucket_window=bucket_window,
-        settings=settings,
+        settings=DallmiSettings(**settings),
         scorer=scorer,
     )
 
@@ -252,19 +278,10 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         ops = self.model.ops
         pu_loss = VariationalPULoss(settings.loss_form, settings.positive_term)
         d_logits, loss = pu_loss(logits, ops.asarray2f(positives))
-        d_mixed = ops.alloc2f(*mixed_logits.shape)
-        if len(plan):
-            rows = ops.xp.arange(len(plan))
-            cols = ops.asarray1i(plan.labels)
-            weight = ops.asarray1f(plan.weight)
-            p_unlabeled = sigmoid(logits[ops.asarray1i(plan.unlabeled), cols])
-            targets = weight + (1.0 - weight) * p_unlabeled
-            consistency = MixUpConsistency(settings.loss_form)
-            d_q, mix_loss = consistency(mixed_logits[rows, cols], targets)
-            # each label's k pairs are averaged: sum_l mean_k M_lk
-            scale = weight_now / settings.mixup_pairs
-            d_mixed[rows, cols] = scale * d_q
-            loss += scale * mix_loss
+        d_mixed, mix_loss = mixup_consistency(
+            ops, logits, mixed_logits, plan, settings.loss_form, weight_now, settings.mixup_pairs
+        )
+        loss += mix_loss
         self._check_finite(loss)
         backprop(d_logits, d_mixed)
         return loss
@@ -418,7 +435,7 @@ def make_adapt_sourced_callback(
         pipe.configure(settings)
         # A sourced component's config block is the source's; Language.config is built
         # from these per-component blocks, so update it to the settings now in force.
-        nlp._pipe_configs[component]["settings"] = {**SETTINGS_BLOCK, **settings.to_dict()}
+        nlp._pipe_configs[component].update(settings.to_dict())
         config = nlp.config.interpolate()
         (corpus,) = resolve_dot_names(config, [config["training"]["train_corpus"]])
         pipe.check_training_setup(corpus(nlp), nlp)

@@ -14,17 +14,19 @@ Table 3 ablation):
 The consistency target ``t = mu + (1 - mu) * p_ul`` is read from the batch's own
 rows of the same forward pass and treated as a constant; the mixed prediction
 ``q = sigmoid(z_mix)_l`` receives the gradient, which flows on into the head, the
-encoder and (for ``word_embeddings``) the embedding matrix.
+encoder and (for ``word_embeddings``) the embedding matrix. :func:`mixup_consistency`
+computes that term of the loss, and its gradient, from the pass's two outputs.
 """
 
 from dataclasses import dataclass
 from typing import Callable, Literal, Tuple
 
 import numpy
-from thinc.api import Model
+from thinc.api import Model, Ops
 from thinc.types import Floats2d
 
 from .architecture import Tokens, forward_embeddings, forward_features, forward_head
+from .loss import LossForm, MixUpConsistency, sigmoid
 from .settings import MIXUP_LOCATIONS
 
 MixUpLocation = Literal["word_embeddings", "encoder", "sentence"]
@@ -123,3 +125,37 @@ def forward_with_mixup(
         bp_pooled(bp_head(unmix(d_logits.copy(), d_mixed)))
 
     return logits, mix(logits), backprop_sentence
+
+
+def mixup_consistency(
+    ops: Ops,
+    logits: Floats2d,
+    mixed_logits: Floats2d,
+    plan: MixPlan,
+    form: LossForm,
+    weight: float,
+    pairs: int,
+) -> Tuple[Floats2d, float]:
+    """``(d_mixed_logits, value)`` of the step's MixUp term, ``weight * sum_l mean_k M_lk``.
+
+    ``logits`` and ``mixed_logits`` are the two outputs of :func:`forward_with_mixup`.
+    Row ``k`` of ``mixed_logits`` is checked on its own label ``l = plan.labels[k]`` only,
+    against ``t = mu + (1 - mu) * p_ul``, where ``p_ul`` is the unlabeled document's
+    probability in ``logits``: the target comes from the same pass and is a constant, so
+    the gradient is on ``mixed_logits`` alone (zero for the other labels). Each label's
+    ``pairs`` pairs are averaged, so the term's size does not grow with ``pairs``; ``weight``
+    is λ at this step (:meth:`DallmiSettings.mixup_weight`, after the warm-up). An empty
+    plan (MixUp off, or no label with both kinds of document) adds nothing.
+    """
+    d_mixed = ops.alloc2f(*mixed_logits.shape)
+    if not len(plan):
+        return d_mixed, 0.0
+    rows = ops.xp.arange(len(plan))
+    cols = ops.asarray1i(plan.labels)
+    mu = ops.asarray1f(plan.weight)
+    p_unlabeled = sigmoid(logits[ops.asarray1i(plan.unlabeled), cols])
+    targets = mu + (1.0 - mu) * p_unlabeled
+    d_q, value = MixUpConsistency(form)(mixed_logits[rows, cols], targets)
+    scale = weight / pairs
+    d_mixed[rows, cols] = scale * d_q
+    return d_mixed, scale * value

@@ -53,6 +53,7 @@ from .tables import (
     output_columns,
     publish,
     temporary_output,
+    write_classified,
 )
 
 PathLike = Union[str, Path]
@@ -300,14 +301,13 @@ def classify_file_with_ray(
     """Classify files with ``workers`` actors into ONE file, the format of its suffix.
 
     This process reads the rows and writes OUTPUT with the readers and the writer of
-    ``classify`` (:func:`spacy_dallmi.classify.write_classified`), and the actors only
+    ``classify`` (:func:`spacy_dallmi.tables.write_classified`), and the actors only
     predict, ``rows_per_call`` texts at a time (rounded up to whole length-sorting windows,
     so the batches are those of one process): the file is the one ``classify`` writes
     without Ray, row by row, with the same errors. At most two calls per actor are in
     flight, so memory stays bounded. Arguments as :func:`classify_with_ray`; ``progress``
     as :func:`spacy_dallmi.classify.classify_file`.
     """
-    from .classify import write_classified
     from .inference import BucketedPipeMixin
 
     _require_ray()

@@ -1,11 +1,12 @@
 """The training settings of ``dallmi_textcat``: one definition, used everywhere.
 
-The component factory, :meth:`DallmiTextCategorizer.configure` and the
-``spacy_dallmi.adapt_sourced.v2`` callback all take a :class:`DallmiSettings`. The
-dataclass is registered as ``spacy_dallmi.DallmiSettings.v1`` in ``registry.misc``,
-so a config block such as ``[components.textcat.settings]`` is filled with the
-defaults below by spaCy itself, and the README's settings table is checked against
-these fields by a test. Changing a default means changing it here, and nowhere else.
+The component factory takes these fields flat, as keys of ``[components.textcat]`` (its
+parameters and default config are made from them), and builds a :class:`DallmiSettings`;
+:meth:`DallmiTextCategorizer.configure` and the ``spacy_dallmi.adapt_sourced.v2`` callback
+take one too. The dataclass is registered as ``spacy_dallmi.DallmiSettings.v1`` in
+``registry.misc``, so the adaptation configs' ``[initialize.before_init.settings]`` block is
+filled with the defaults below by spaCy itself, and the README's settings table is checked
+against these fields by a test. Changing a default means changing it here, and nowhere else.
 
 The defaults are not the paper's: they were chosen by measurement (see the README
 and ``benchmarks/README.md``). ``PAPER_SETTINGS`` holds the paper's values, and

@@ -15,7 +15,10 @@ imported only when a Parquet file is read or written.
 
 Outputs are written to a temporary file of their own next to OUTPUT and published only when
 complete (:func:`temporary_output`, :func:`publish`): two runs on one OUTPUT never share a
-file, and OUTPUT is always one run's complete output.
+file, and OUTPUT is always one run's complete output. :func:`write_classified` is that
+read-predict-write run for one OUTPUT, whoever predicts: it lives here, below both callers,
+so that ``classify`` can hand over to ``spacy_dallmi.ray`` without Ray's module importing
+``classify`` back.
 """
 
 import csv
@@ -23,9 +26,10 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 PROB_PREFIX = "prob_"
 LABELS_COLUMN = "labels"
@@ -33,6 +37,10 @@ STATUS_COLUMN = "text_status"
 STATUSES = ("ok", "empty", "missing")
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
 CHUNK_ROWS = 1024  # rows per Parquet record batch, read and written
+
+Predict = Callable[
+    [Iterable[Tuple[Any, Dict[str, Any]]]], Iterator[Tuple[Dict[str, Any], Dict[str, Any]]]
+]
 
 
 class ClassifyError(ValueError):
@@ -518,3 +526,61 @@ def counted(rows: Iterator[Dict[str, Any]], counts: Counts) -> Iterator[Dict[str
     for row in rows:
         counts.rows_in += 1
         yield row
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def write_classified(
+    input_paths: Sequence[Path],
+    output_path: Path,
+    text_column: str,
+    added: List[str],
+    predict: Predict,
+    progress: Any = None,
+    overwrite: bool = False,
+) -> Counts:
+    """Read the rows of ``input_paths``, add the columns ``predict`` gives, write OUTPUT.
+
+    ``predict`` maps ``(text value, row)`` pairs to ``(row, added columns)`` in order: in
+    this process (:func:`spacy_dallmi.classify.classify_file`) or on Ray actors
+    (``spacy_dallmi.ray``). The rows go to a temporary file of this run's own and OUTPUT
+    appears, whole, only at the end.
+    """
+    inputs, output_path = [Path(path) for path in input_paths], Path(output_path)
+    fmt = file_format(output_path)
+    check_output(output_path, overwrite, inputs)
+    counts = Counts()
+    start = time.perf_counter()
+    source = open_sources(inputs, counts)
+    check_columns(source.columns, text_column, added, str(inputs[0]))
+    if progress is not None and source.total is not None:
+        progress.total = source.total
+    temporary = temporary_output(output_path)
+    try:
+        writer = Writer(temporary, fmt, source.columns + added, source, added)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    try:
+        rows = counted(source.rows, counts)
+        items = ((row.get(text_column), row) for row in rows)
+        for row, columns in predict(items):
+            row.update(columns)
+            writer.write(row)
+            counts.statuses[columns[STATUS_COLUMN]] += 1
+            if progress is not None:
+                progress.update(1)
+        if counts.rows_in != writer.rows:
+            raise ClassifyError(
+                f"Read {counts.rows_in} rows but wrote {writer.rows}: a component's error "
+                "handler may have dropped documents. The output was not completed."
+            )
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    counts.rows_out = writer.rows
+    counts.seconds = time.perf_counter() - start
+    publish(temporary, output_path, overwrite)
+    return counts

@@ -22,6 +22,7 @@ from spacy_dallmi.architecture import (
     tokenize,
 )
 from spacy_dallmi.mixup import MixPlan
+from spacy_dallmi.settings import DallmiSettings
 
 from .util import LABELS, hide_positives, make_examples, make_nlp, toy_texts
 
@@ -178,7 +179,7 @@ def make_pipeline(backbone: str, pooling: str = "mean", **settings) -> Language:
     nlp = spacy.blank("en")
     config = {
         "model": {"name": backbone, "max_length": 32, "pooling": pooling},
-        "settings": settings,
+        **settings,
     }
     nlp.add_pipe("dallmi_textcat", name="textcat", config=config)
     return nlp
@@ -242,6 +243,60 @@ def test_options_train_through_update(tiny_bert, monkeypatch, pooling, settings)
         assert n_mixed == 0
         expected = pu_loss_by_hand(logits, positives, textcat.settings.loss_form)
         assert losses["textcat"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_flat_settings_reach_the_component_and_its_loss(tiny_bert, monkeypatch):
+    """``add_pipe(config={"mixup_lambda": 0.3, "loss_form": "log"})`` configures the
+    component, and one update's loss is the log-form PU loss plus 0.3 times the log-form
+    MixUp term, computed here by hand from the step's own logits."""
+    nlp = spacy.blank("en")
+    model = {"name": tiny_bert, "max_length": 32}
+    config = {"model": model, "mixup_lambda": 0.3, "loss_form": "log"}
+    textcat = nlp.add_pipe("dallmi_textcat", config=config)
+    assert textcat.settings == DallmiSettings(mixup_lambda=0.3, loss_form="log")
+    assert nlp.config["components"]["dallmi_textcat"]["loss_form"] == "log"
+    nlp = make_pipeline(tiny_bert, objective="dallmi", mixup_lambda=0.3, loss_form="log")
+    examples = make_examples(nlp, hide_positives(toy_texts(12, seed=7), 0.5))
+    nlp.initialize(lambda: examples)
+    textcat = nlp.get_pipe("textcat")
+    steps = []
+    forward = component.forward_with_mixup
+
+    def recording(model, tokens, plan, location):
+        logits, mixed, backprop = forward(model, tokens, plan, location)
+        steps.append((logits.copy(), mixed.copy(), plan))
+        return logits, mixed, backprop
+
+    monkeypatch.setattr(component, "forward_with_mixup", recording)
+    loss = nlp.update(examples)["textcat"]
+    ((logits, mixed, plan),) = steps
+    assert len(plan) == len(LABELS)
+    positives = textcat._positives(examples)
+    p_unlabeled = 1.0 / (1.0 + numpy.exp(-logits[plan.unlabeled, plan.labels].astype("float64")))
+    targets = plan.weight + (1.0 - plan.weight) * p_unlabeled
+    mixed_logits = mixed[numpy.arange(len(plan)), plan.labels].astype("float64")
+    log_q = -numpy.log1p(numpy.exp(-mixed_logits))
+    mixup_term = float(((numpy.log(targets) - log_q) ** 2).sum())
+    expected = pu_loss_by_hand(logits, positives, "log") + 0.3 * mixup_term
+    assert loss == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert loss != pytest.approx(pu_loss_by_hand(logits, positives, "norm"), rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "values,named",
+    [
+        ({"mixup_lambda": -1}, "mixup_lambda"),
+        ({"mixup_lamda": 0.3}, "mixup_lamda"),
+        ({"seed": "abc"}, "seed"),
+        ({"blend_alphas": [1.5]}, "blend_alphas"),
+        ({"positive_term": "l2", "loss_form": "log"}, "positive_term"),
+    ],
+)
+def test_a_bad_flat_setting_is_one_error_naming_it(tiny_bert, values, named):
+    nlp = spacy.blank("en")
+    with pytest.raises(ValueError, match=named):
+        nlp.add_pipe("dallmi_textcat", config={"model": {"name": tiny_bert}, **values})
+    assert not nlp.pipe_names
 
 
 def test_cls_pooling_classifies_the_first_word_piece(tiny_bert):

@@ -3,11 +3,11 @@
 import numpy
 import pytest
 import torch
-from thinc.api import fix_random_seed
+from thinc.api import NumpyOps, fix_random_seed
 
 from spacy_dallmi import architecture, mixup
 from spacy_dallmi.architecture import forward_embeddings, get_hf_objects, tokenize
-from spacy_dallmi.mixup import plan_mixup
+from spacy_dallmi.mixup import MixPlan, mixup_consistency, plan_mixup
 from spacy_dallmi.settings import DallmiSettings
 
 from .util import make_examples, make_nlp, toy_texts
@@ -41,6 +41,28 @@ def test_plan_draws_one_pair_per_label_with_both_kinds():
     again = plan_mixup(positives, numpy.random.default_rng(0), 0.3, 0.3)
     assert again.positive.tolist() == plan.positive.tolist()
     assert again.weight.tolist() == plan.weight.tolist()
+
+
+def test_consistency_checks_each_pair_on_its_label_and_averages_the_pairs():
+    """``mixup_consistency`` by hand (norm form): pair k's target is its mu plus (1 - mu)
+    times the unlabeled doc's probability; only entry (k, label_k) gets gradient."""
+    rng = numpy.random.default_rng(0)
+    logits = rng.normal(0, 2, (5, 3)).astype("float32")
+    mixed = rng.normal(0, 2, (4, 3)).astype("float32")
+    labels, positive, unlabeled = numpy.array([[0, 0, 2, 2], [1, 2, 0, 3], [4, 3, 1, 1]])
+    mu = numpy.array([0.2, 0.5, 0.9, 0.1], dtype="float32")
+    plan = MixPlan(labels=labels, positive=positive, unlabeled=unlabeled, weight=mu)
+    d_mixed, value = mixup_consistency(NumpyOps(), logits, mixed, plan, "norm", 0.6, 2)
+    p, q = (1.0 / (1.0 + numpy.exp(-x.astype("float64"))) for x in (logits, mixed))
+    rows = numpy.arange(4)
+    target, q_k = mu + (1 - mu) * p[unlabeled, labels], q[rows, labels]
+    assert value == pytest.approx(0.3 * ((target - q_k) ** 2).sum(), rel=1e-5)
+    expected = numpy.zeros_like(d_mixed)
+    expected[rows, labels] = 0.3 * -2 * (target - q_k) * q_k * (1 - q_k)
+    numpy.testing.assert_allclose(d_mixed, expected, rtol=1e-5, atol=1e-7)
+    empty = plan_mixup(numpy.zeros((5, 0)), rng, 1.0, 1.0)
+    d_empty, nothing = mixup_consistency(NumpyOps(), logits, mixed[:0], empty, "norm", 0.6, 2)
+    assert nothing == 0.0 and d_empty.shape == (0, 3)
 
 
 def test_interpolated_rows_match_their_sources(tiny_bert):

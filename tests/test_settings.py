@@ -5,6 +5,7 @@ import math
 from typing import Any, Dict
 
 import pytest
+from spacy.language import Language
 from spacy.util import Config, registry
 from thinc.api import ConfigValidationError
 
@@ -106,16 +107,17 @@ def test_a_bad_config_block_names_the_setting(values: Dict[str, Any], named: str
         registry.resolve(settings_block(**values))
 
 
-def test_the_component_takes_its_settings_block_from_the_dataclass(tiny_bert: str) -> None:
+def test_the_component_takes_its_settings_flat_with_the_dataclass_defaults(tiny_bert: str) -> None:
+    defaults = Language.get_factory_meta("dallmi_textcat").default_config
+    assert {name: defaults[name] for name in SETTING_NAMES} == DallmiSettings().to_dict()
     nlp = make_nlp(tiny_bert, objective="dallmi", mixup_lambda=0.5)
-    block = nlp.config["components"]["textcat"]["settings"]
-    assert block["@misc"] == "spacy_dallmi.DallmiSettings.v1"
-    assert set(block) - {"@misc"} == set(SETTING_NAMES)
+    block = nlp.config["components"]["textcat"]
+    assert "settings" not in block
     expected = DallmiSettings(objective="dallmi", mixup_lambda=0.5)
     assert nlp.get_pipe("textcat").settings == expected
     # as the saved config.cfg has them (a tuple default is written as a list)
     saved = Config(nlp.config).to_str()
-    block = Config().from_str(saved)["components"]["textcat"]["settings"]
+    block = Config().from_str(saved)["components"]["textcat"]
     assert {name: block[name] for name in SETTING_NAMES} == expected.to_dict()
 
 

@@ -89,9 +89,9 @@ def test_sourced_configs_train_and_record_what_they_trained(
     assert textcat.cfg["objective"] == objective
     assert textcat.labels == spacy.load(source).get_pipe("textcat").labels
     # the saved config says what was trained, not the source's objective
-    assert adapted.config["components"]["textcat"]["settings"]["objective"] == objective
+    assert adapted.config["components"]["textcat"]["objective"] == objective
     saved = load_config(output / "model-last" / "config.cfg")
-    assert saved["components"]["textcat"]["settings"]["objective"] == objective
+    assert saved["components"]["textcat"]["objective"] == objective
     assert adapted("happy day").cats != spacy.load(source)("happy day").cats
     meta = json.loads((output / "model-best" / "meta.json").read_text())
     scores = meta["selection"]["dev_scores"]

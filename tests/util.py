@@ -42,7 +42,7 @@ def make_examples(nlp: Language, rows: Sequence[Tuple[str, Dict[str, float]]]) -
 
 def make_nlp(backbone: str, max_length: int = 32, **settings) -> Language:
     nlp = spacy.blank("en")
-    config = {"model": {"name": backbone, "max_length": max_length}, "settings": settings}
+    config = {"model": {"name": backbone, "max_length": max_length}, **settings}
     nlp.add_pipe("dallmi_textcat", name="textcat", config=config)
     return nlp
 

@@ -13,9 +13,10 @@ extra dependencies (matplotlib for the figures) with ``pip install "spacy-dallmi
   compared methods, metrics files (selected and last model, calibration) and the Markdown
   report;
 - :mod:`.thresholds`: per-label decision thresholds fitted on the validation slice;
-- :mod:`.cli` (data, evaluation, report), :mod:`.model_commands` (``train``,
+- :mod:`.data_commands` (data, evaluation, report), :mod:`.model_commands` (``train``,
   ``find-thresholds``), :mod:`.project_commands` (the spaCy project's ``check`` and
-  ``table``) and :mod:`.grid` (``tune`` and ``ablate``): the command line.
+  ``table``) and :mod:`.grid` (``tune`` and ``ablate``): the command line, its commands
+  registered on the app of :mod:`.commands` and assembled by :mod:`.cli`.
 """
 
 #: The one line a missing optional dependency of the kit is reported with.

@@ -26,7 +26,7 @@ from spacy.util import load_config
 from wasabi import MarkdownRenderer, msg
 
 from ..settings import LOSS_FORMS, MIXUP_LOCATIONS, DallmiSettings
-from .cli import _split_names, app
+from .commands import _split_names, app
 
 SETTINGS = "initialize.before_init.settings"
 LEARN_RATE = "training.optimizer.learn_rate.initial_rate"

@@ -14,7 +14,7 @@ import typer
 from spacy.cli._util import parse_config_overrides
 from wasabi import msg
 
-from .cli import SKIPPED_FILE, app
+from .commands import SKIPPED_FILE, app
 from .run_inputs import INPUTS_FILE, finished_with, run_inputs, write_record
 
 #: The per-epoch learning-curve records, inside the training output folder.

@@ -25,7 +25,7 @@ import srsly
 import typer
 from wasabi import msg
 
-from .cli import _build_report, _split_names, _var_value, app
+from .commands import _build_report, _split_names, _var_value, app
 from .datasets import DATASETS, GOEMOTIONS_FILES, PUBMED_FILES, SEMEVAL_FILES
 from .prepare import read_files, read_warnings
 from .protocol import check_label_sets
