@@ -161,7 +161,8 @@ def build_pipeline(
     nlp.add_pipe(
         "dallmi_textcat",
         config={
-            "settings": {"objective": objective, "mixup": mixup},
+            "objective": objective,
+            "mixup": mixup,
             "model": {
                 "@architectures": "spacy_dallmi.TransformerClassifier.v1",
                 "name": settings.backbone,
