@@ -150,6 +150,7 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
             raise ValueError(f"bucket_window must be an integer >= 0, got {bucket_window!r}.")
         self.cfg["bucket_window"] = bucket_window
         self._step = 0
+        self._teacher: Optional[Dict[str, numpy.ndarray]] = None  # set_teacher, not saved
         self.configure(settings or DallmiSettings())
 
     def configure(self, settings: Optional[DallmiSettings] = None, **changes: Any) -> None:
@@ -246,6 +247,10 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
             d_scores, loss = pu_loss(scores, ops.asarray2f(self._positives(examples)))
             return loss, d_scores
         truths, observed = self._truths(examples)
+        if settings.teacher_weight > 0:
+            teacher = self._teacher_targets([eg.predicted.text for eg in examples])
+            unlabeled = (truths == 0.0) & observed.astype(bool)
+            truths = numpy.where(unlabeled, settings.teacher_weight * teacher, truths)
         smoothing = settings.label_smoothing
         targets = truths * (1.0 - smoothing) + smoothing / 2.0
         weights = None
@@ -282,9 +287,51 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
             ops, logits, mixed_logits, plan, settings.loss_form, weight_now, settings.mixup_pairs
         )
         loss += mix_loss
+        if settings.teacher_weight > 0:
+            teacher = ops.asarray2f(self._teacher_targets([doc.text for doc in docs]))
+            unlabeled = ops.asarray2f((positives == 0).astype("float32"))
+            d_teacher, teacher_loss = masked_bce(logits, teacher, unlabeled)
+            d_logits = d_logits + settings.teacher_weight * d_teacher
+            loss += settings.teacher_weight * teacher_loss
         self._check_finite(loss)
         backprop(d_logits, d_mixed)
         return loss
+
+    def set_teacher(self, examples: Iterable[Example]) -> None:
+        """Record the current model's (the source's) targets ``q`` for the training docs'
+        unlabeled entries, for ``teacher_weight`` (see :class:`DallmiSettings`).
+
+        ``posterior`` turns each probability ``p`` into ``(1 − c)·p / (1 − c·p)``, the
+        probability that an unlabeled entry is positive when a share ``c`` of the label's
+        positives is known (Elkan & Noto 2008); ``c`` is estimated per label as the known
+        positives over the expected positives ``Σ p`` on these docs, capped at 0.99.
+        """
+        examples = list(examples)
+        docs = [eg.predicted for eg in examples]
+        batches = [self.predict(docs[i : i + 64]) for i in range(0, len(docs), 64)]
+        probabilities = numpy.concatenate([self.model.ops.to_numpy(b) for b in batches])
+        if self.settings.teacher_target == "posterior":
+            known = self._positives(examples).sum(axis=0)
+            c = numpy.clip(known / numpy.maximum(probabilities.sum(axis=0), 1e-6), 0.0, 0.99)
+            probabilities = (1 - c) * probabilities / (1 - c * probabilities)
+        self._teacher = {doc.text: row.astype("float32") for doc, row in zip(docs, probabilities)}
+
+    def _teacher_targets(self, texts: List[str]) -> numpy.ndarray:
+        teacher = self._teacher
+        if teacher is None:
+            raise ValueError(
+                f"teacher_weight = {self.settings.teacher_weight} of component '{self.name}' "
+                "needs the source model's predictions on the training docs: train a sourced "
+                "config whose [initialize.before_init] is spacy_dallmi.adapt_sourced.v2, or "
+                "set teacher_weight = 0."
+            )
+        missing = [text for text in texts if text not in teacher]
+        if missing:
+            raise ValueError(
+                f"Component '{self.name}' has no teacher prediction for the training doc "
+                f"{missing[0][:60]!r}: the teacher covers the corpus read at initialization."
+            )
+        return numpy.stack([teacher[text] for text in texts])
 
     def _label_values(self, examples: List[Example], allowed: Tuple[float, ...]) -> None:
         """Refuse label values that the objective does not define, naming doc and label."""
@@ -439,6 +486,8 @@ def make_adapt_sourced_callback(
         config = nlp.config.interpolate()
         (corpus,) = resolve_dot_names(config, [config["training"]["train_corpus"]])
         pipe.check_training_setup(corpus(nlp), nlp)
+        if settings.teacher_weight > 0:
+            pipe.set_teacher(corpus(nlp))
         if settings.objective == "dallmi":
             msg.info(
                 f"'{component}' adapts with DALLMi: its loss is negative by construction "

@@ -23,6 +23,7 @@ LOSS_FORMS = ("norm", "log")
 POSITIVE_TERMS = ("mean", "l2")
 MIXUP_LOCATIONS = ("word_embeddings", "encoder", "sentence")
 NEGATIVE_WEIGHTINGS = ("uniform", "wan")
+TEACHER_TARGETS = ("source", "posterior")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,13 @@ class DallmiSettings:
     negative_weighting: ``bce`` only: ``uniform``, or ``wan`` (negatives weighted
         ``1 / (L - 1)``, "weak assume negative"; both from Cole et al., CVPR 2021).
     seed: seed of the MixUp pair and weight draws.
+    teacher_weight: sourced runs: weight w of the starting (source) model's predictions on
+        unlabeled target entries. ``bce``: an unlabeled entry's target is ``w·q`` instead of
+        0; ``dallmi``: ``w ×`` the BCE of the unlabeled entries against ``q`` is added to
+        the PU loss. 0 = off.
+    teacher_target: ``q`` is the source probability ``p`` (``source``) or the posterior that
+        an unlabeled entry is positive, ``(1 − c)·p / (1 − c·p)`` with ``c`` the label's
+        share of known positives among its expected positives (``posterior``; Elkan & Noto).
     blend_alphas: WiSE-FT weights α tried when a sourced run picks the model it ships:
         ``model-best`` is the best dev score among the starting pipeline, the best
         checkpoint and the blends ``(1 − α)·source + α·model-last``; () = no blends.
@@ -65,6 +73,8 @@ class DallmiSettings:
     label_smoothing: float = 0.0
     negative_weighting: str = "uniform"
     seed: int = 0
+    teacher_weight: float = 0.0
+    teacher_target: str = "source"
     blend_alphas: Sequence[float] = (0.25, 0.5, 0.75)
 
     def __post_init__(self) -> None:
@@ -88,6 +98,7 @@ class DallmiSettings:
             "positive_term": POSITIVE_TERMS,
             "mixup_location": MIXUP_LOCATIONS,
             "negative_weighting": NEGATIVE_WEIGHTINGS,
+            "teacher_target": TEACHER_TARGETS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -110,6 +121,8 @@ class DallmiSettings:
             isinstance(self.mixup_pairs, int) and self.mixup_pairs >= 1
         ):
             raise ValueError(f"mixup_pairs must be an integer >= 1, got {self.mixup_pairs!r}.")
+        if not 0.0 <= self.teacher_weight <= 1.0:
+            raise ValueError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}.")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}.")
         if self.positive_term == "l2" and self.loss_form != "norm":
