@@ -86,6 +86,11 @@ METHODS: Dict[str, Method] = {
     "dallmi": Method("adapt.cfg", "partial"),
     "dallmi_lambda0": Method("adapt.cfg", "partial", {"mixup_lambda": 0.0}),
     "dallmi_paper": Method("adapt.cfg", "partial", _PAPER, PAPER_TRAINING["learn_rate"]),
+    # issue 22: the source model's (posterior) predictions as targets for unlabeled entries
+    "ft_teacher": Method(
+        "finetune.cfg", "partial", {"teacher_weight": 1.0, "teacher_target": "posterior"}
+    ),
+    "dallmi_teacher": Method("adapt.cfg", "partial", {"teacher_weight": 0.5}),
 }
 
 

@@ -31,7 +31,7 @@ from stats import mean_std, paired_difference, recovery
 
 METHOD_ORDER = (
     "none", "ft_partial", "ft_full", "an_ls", "wan", "aad", "dallmi", "dallmi_lambda0",
-    "dallmi_paper",
+    "dallmi_paper", "ft_teacher", "dallmi_teacher",
 )  # fmt: skip
 BASELINE = "ft_partial"
 MODELS = {

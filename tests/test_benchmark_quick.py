@@ -12,7 +12,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "datasets"
 METHODS = ("none", "ft_partial", "ft_full", "an_ls", "wan", "aad", "dallmi", "dallmi_lambda0")
-METHODS += ("dallmi_paper",)
+METHODS += ("dallmi_paper", "ft_teacher", "dallmi_teacher")
 
 
 def _run(script: str, *args: str) -> str:
