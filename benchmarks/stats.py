@@ -1,4 +1,4 @@
-"""Paired statistics for the multi-seed benchmark, and the calibration error.
+"""Paired statistics for the multi-seed benchmark, and macro F1 at per-label thresholds.
 
 Every method of the paired protocol is trained from the same source model on the same splits
 and hidden labels at a seed, so the seed-to-seed spread (7–9 points in the first, unpaired
@@ -24,7 +24,6 @@ from scipy import stats as scipy_stats
 
 #: Recovery is printed only where ft_full − ft_partial is at least this many points.
 MIN_RECOVERY_GAP = 3.0
-ECE_BINS = 15
 
 
 @dataclass(frozen=True)
@@ -83,30 +82,6 @@ def recovery(
     if gap < min_gap:
         return f"n/a (gap {gap:.1f})"
     return 100.0 * (method - ft_partial) / gap
-
-
-def expected_calibration_error(
-    probabilities: np.ndarray, truth: np.ndarray, n_bins: int = ECE_BINS
-) -> float:
-    """ECE over all (doc, label) probabilities, in equal-width bins on [0, 1].
-
-    ``Σ_b (n_b / N) · |mean(p in b) − mean(y in b)|``. A user acts on ``doc.cats`` at a
-    threshold, so how far a probability is from the observed frequency matters besides the
-    ranking that AP measures. Bins are right-closed except the first (0 falls in bin 0, 1 in
-    the last bin).
-    """
-    p = np.asarray(probabilities, dtype=float).ravel()
-    y = np.asarray(truth, dtype=float).ravel()
-    if p.shape != y.shape or not p.size:
-        raise ValueError(
-            f"probabilities and truth must match and be non-empty: {p.shape}, {y.shape}"
-        )
-    bins = np.clip(np.ceil(p * n_bins).astype(int) - 1, 0, n_bins - 1)
-    error = 0.0
-    for b in np.unique(bins):
-        members = bins == b
-        error += members.sum() / p.size * abs(p[members].mean() - y[members].mean())
-    return float(error)
 
 
 def macro_f1(probabilities: np.ndarray, truth: np.ndarray, thresholds: Sequence[float]) -> float:

@@ -12,7 +12,7 @@ from scipy import stats as scipy_stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from paired import select  # noqa: E402
-from stats import expected_calibration_error, paired_difference, recovery  # noqa: E402
+from stats import paired_difference, recovery  # noqa: E402
 from summarize import load_dataset_runs, summary_records  # noqa: E402
 
 
@@ -61,16 +61,6 @@ def test_recovery_needs_a_gap_of_three_points():
     assert recovery(55.0, 50.0, 60.0) == pytest.approx(50.0)
     assert recovery(40.0, 50.0, 60.0) == pytest.approx(-100.0)
     assert recovery(33.4, 50.5, 52.2) == "n/a (gap 1.7)"
-
-
-def test_expected_calibration_error_by_hand():
-    # 0.1 twice (one positive): bin 1, |0.1 - 0.5| * 2/4; 0.9 twice (both positive): bin 13,
-    # |0.9 - 1.0| * 2/4.  ECE = 0.2 + 0.05.
-    probs = numpy.array([[0.1, 0.9], [0.1, 0.9]])
-    truth = numpy.array([[0, 1], [1, 1]])
-    assert expected_calibration_error(probs, truth) == pytest.approx(0.25)
-    # The edges 0 and 1 fall in the first and last bins; a calibrated set scores 0.
-    assert expected_calibration_error([0.0, 1.0, 0.5, 0.5], [0, 1, 0, 1]) == pytest.approx(0.0)
 
 
 def test_selection_keeps_the_source_model_and_prefers_earlier_ties():
