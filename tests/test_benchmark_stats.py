@@ -12,8 +12,10 @@ from scipy import stats as scipy_stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 from paired import select  # noqa: E402
-from stats import paired_difference, recovery  # noqa: E402
+from stats import paired_difference  # noqa: E402
 from summarize import load_dataset_runs, summary_records  # noqa: E402
+
+from spacy_dallmi.experiments.runs import recovery  # noqa: E402
 
 
 def test_paired_t_interval_by_hand():
@@ -58,9 +60,12 @@ def test_undefined_statistics_are_none():
 
 
 def test_recovery_needs_a_gap_of_three_points():
-    assert recovery(55.0, 50.0, 60.0) == pytest.approx(50.0)
-    assert recovery(40.0, 50.0, 60.0) == pytest.approx(-100.0)
-    assert recovery(33.4, 50.5, 52.2) == "n/a (gap 1.7)"
+    # in points, as the summaries print it; the report passes fractions (points=100)
+    assert recovery(55.0, 50.0, 60.0, points=1, decimals=0) == "50%"
+    assert recovery(40.0, 50.0, 60.0, points=1, decimals=0) == "-100%"
+    assert recovery(33.4, 50.5, 52.2, points=1, decimals=0) == "n/a (gap 1.7)"
+    assert recovery(0.55, 0.50, 0.60) == "50.0%"
+    assert recovery(0.334, 0.505, 0.522) == "n/a (gap 1.7)"
 
 
 def test_selection_keeps_the_source_model_and_prefers_earlier_ties():
