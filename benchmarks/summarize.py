@@ -29,12 +29,9 @@ from environment import REPO_ROOT
 from spacy.util import load_config
 from stats import mean_std, paired_difference
 
+from spacy_dallmi.experiments.methods import BENCHMARK_METHODS, registered
 from spacy_dallmi.experiments.runs import MIN_RECOVERY_GAP, recovery
 
-METHOD_ORDER = (
-    "none", "ft_partial", "ft_full", "an_ls", "wan", "aad", "dallmi", "dallmi_lambda0",
-    "dallmi_paper",
-)  # fmt: skip
 BASELINE = "ft_partial"
 MODELS = {
     "last": "last epoch",
@@ -52,7 +49,7 @@ EXTRA_METRICS = {
     "ece": "ECE (15 bins)",
     "macro_ap_rounded": "paper's rounded-prediction AP",
 }
-CURVE_METHODS = ("ft_partial", "dallmi")
+CURVE_METHODS = registered(("ft_partial", "dallmi"))
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results"
 #: The section of benchmarks/README.md that ``overview`` rewrites.
 OVERVIEW_START = "<!-- paired overview: written by summarize.py -->"
@@ -171,7 +168,7 @@ def summary_records(dataset: str, per_ratio: Dict[str, Runs]) -> List[Dict[str, 
     records = []
     for rname, runs in per_ratio.items():
         for selection, model in (("last", "last"), ("shipped", shipped)):
-            for method in METHOD_ORDER:
+            for method in BENCHMARK_METHODS:
                 found = cell(runs, rname, method, model)
                 if found is None:
                     continue
@@ -249,7 +246,7 @@ def mixed_settings(runs: Runs, method: str) -> bool:
 
 
 def ratio_section(runs: Runs, rname: str) -> List[str]:
-    methods = [m for m in METHOD_ORDER if seeds_of(runs, m)]
+    methods = [m for m in BENCHMARK_METHODS if seeds_of(runs, m)]
     lines = [f"## {int(rname[1:])}% of target positives removed", ""]
     mixed = [m for m in methods if mixed_settings(runs, m)]
     if mixed:
@@ -317,7 +314,7 @@ def shipped_section(runs: Runs, rname: str) -> List[str]:
         return []
     free = max(("none", BASELINE), key=lambda m: means[m]["mean"])
     rows = []
-    for m in [m for m in METHOD_ORDER if seeds_of(runs, m)]:
+    for m in [m for m in BENCHMARK_METHODS if seeds_of(runs, m)]:
         found = cell(runs, rname, m, model)
         value = recovery(
             found["mean"], means[free]["mean"], means["ft_full"]["mean"], points=1, decimals=0
@@ -406,7 +403,7 @@ def settings_section(per_ratio: Dict[str, Runs]) -> List[str]:
             if len(texts[m]) == 1
             else "**differs between runs:** " + "<br>".join(texts[m]),
         ]
-        for m in METHOD_ORDER
+        for m in BENCHMARK_METHODS
         if m in texts
     ]
     return ["## Settings of each method", "", *table(["method", "settings"], rows)]
@@ -504,7 +501,7 @@ def overview(records: List[Dict[str, Any]]) -> str:
                       "difference to `ft_partial` [95% CI]; the source models' dev macro AP "
                       f"at their best epoch: {source}", ""]  # fmt: skip
             rows = []
-            for method in METHOD_ORDER:
+            for method in BENCHMARK_METHODS:
                 row = [f"`{method}`"]
                 for ratio in ratios:
                     found = [r for r in chosen if r["method"] == method and r["ratio"] == ratio]

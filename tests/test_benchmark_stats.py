@@ -11,10 +11,11 @@ from scipy import stats as scipy_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from paired import select  # noqa: E402
+from paired import METHODS, Method, as_registered, select  # noqa: E402
 from stats import paired_difference  # noqa: E402
 from summarize import load_dataset_runs, summary_records  # noqa: E402
 
+from spacy_dallmi.experiments.methods import registered  # noqa: E402
 from spacy_dallmi.experiments.runs import recovery  # noqa: E402
 
 
@@ -66,6 +67,21 @@ def test_recovery_needs_a_gap_of_three_points():
     assert recovery(33.4, 50.5, 52.2, points=1, decimals=0) == "n/a (gap 1.7)"
     assert recovery(0.55, 0.50, 0.60) == "50.0%"
     assert recovery(0.334, 0.505, 0.522) == "n/a (gap 1.7)"
+
+
+def test_method_lists_must_match_the_registry():
+    assert registered(("none", "dallmi")) == ("none", "dallmi")
+    with pytest.raises(ValueError, match="Unknown method"):
+        registered(("none", "dalmi"))
+    with pytest.raises(ValueError, match="in that order"):
+        registered({"dallmi": 1, "none": 2}, exactly=("none", "dallmi"))
+    assert as_registered(dict(METHODS)) == METHODS
+    with pytest.raises(ValueError, match="in that order"):
+        as_registered({name: METHODS[name] for name in reversed(METHODS)})
+    with pytest.raises(ValueError, match="ft_full.*disagrees"):
+        as_registered({**METHODS, "ft_full": Method("finetune.cfg", "partial")})
+    with pytest.raises(ValueError, match="dallmi_lambda0.*disagrees"):
+        as_registered({**METHODS, "dallmi_lambda0": Method("adapt.cfg", "partial", tuned=True)})
 
 
 def test_selection_keeps_the_source_model_and_prefers_earlier_ties():
