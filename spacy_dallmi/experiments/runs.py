@@ -156,7 +156,8 @@ def recovery(
     divides noise by noise (a 1.7-point gap once gave "−1010%"), so the gap is shown instead.
     The three scores share a unit with ``points`` points to it: 100 for the metrics files'
     fractions (the report), 1 for the benchmarks' points (their summaries, which print
-    ``decimals=0``). The gap is compared in that unit, so both see the same threshold.
+    ``decimals=0``). The threshold is brought into that unit (3.0 / 100 is the float 0.03)
+    rather than the gap into points, so scaling never rounds a gap across it.
     """
     gap = ft_full - ft_partial
     if gap < MIN_RECOVERY_GAP / points:
