@@ -38,6 +38,12 @@ from runner import Evaluator, effective_settings, train_run
 from spacy.util import load_config
 from splits import RATIOS, SeedCorpora, Sizes, prepare_seed, prepared_counts, ratio_name
 
+from spacy_dallmi.experiments.methods import (
+    BENCHMARK_METHODS,
+    METHOD_INFO,
+    TUNED_METHODS,
+    registered,
+)
 from spacy_dallmi.interpolation import interpolate_into
 from spacy_dallmi.settings import PAPER_SETTINGS, PAPER_TRAINING
 from spacy_dallmi.training import TRAINING_FILE, train_epochs
@@ -75,23 +81,37 @@ class Method:
         return self.labels != "partial"
 
 
+def as_registered(methods: Dict[str, Method]) -> Dict[str, Method]:
+    """``methods`` once they are the registry's (:mod:`spacy_dallmi.experiments.methods`), in
+    its order, each reading the target labels the registry gives it, and a tuned learning rate
+    only for a method the tune workflow tunes: the summaries list the methods by the registry."""
+    registered(methods, exactly=BENCHMARK_METHODS)
+    for name, method in methods.items():
+        if method.labels != METHOD_INFO[name].labels or (
+            method.tuned and name not in TUNED_METHODS
+        ):
+            raise ValueError(f"{name}: {method} disagrees with the registry's {METHOD_INFO[name]}")
+    return methods
+
+
 _PAPER = {k: v for k, v in PAPER_SETTINGS.to_dict().items() if k not in ("objective", "seed")}
-METHODS: Dict[str, Method] = {
-    "none": Method(None),
-    "ft_partial": Method("finetune.cfg", "partial", tuned=True),
-    "ft_full": Method("finetune.cfg", "full"),
-    "an_ls": Method("finetune.cfg", "partial", {"label_smoothing": 0.1}, tuned=True),
-    "wan": Method("finetune.cfg", "partial", {"negative_weighting": "wan"}, tuned=True),
-    "aad": Method("aad", settings=AAD_SETTINGS),
-    "dallmi": Method("adapt.cfg", "partial"),
-    "dallmi_lambda0": Method("adapt.cfg", "partial", {"mixup_lambda": 0.0}),
-    "dallmi_paper": Method("adapt.cfg", "partial", _PAPER, PAPER_TRAINING["learn_rate"]),
-    # issue 22: the source model's (posterior) predictions as targets for unlabeled entries
-    "ft_teacher": Method(
-        "finetune.cfg", "partial", {"teacher_weight": 1.0, "teacher_target": "posterior"}
-    ),
-    "dallmi_teacher": Method("adapt.cfg", "partial", {"teacher_weight": 0.5}),
-}
+METHODS: Dict[str, Method] = as_registered(
+    {
+        "none": Method(None),
+        "ft_partial": Method("finetune.cfg", "partial", tuned=True),
+        "ft_full": Method("finetune.cfg", "full"),
+        "an_ls": Method("finetune.cfg", "partial", {"label_smoothing": 0.1}, tuned=True),
+        "wan": Method("finetune.cfg", "partial", {"negative_weighting": "wan"}, tuned=True),
+        "aad": Method("aad", settings=AAD_SETTINGS),
+        "dallmi": Method("adapt.cfg", "partial"),
+        "dallmi_lambda0": Method("adapt.cfg", "partial", {"mixup_lambda": 0.0}),
+        "dallmi_paper": Method("adapt.cfg", "partial", _PAPER, PAPER_TRAINING["learn_rate"]),
+        "ft_teacher": Method(
+            "finetune.cfg", "partial", {"teacher_weight": 1.0, "teacher_target": "posterior"}
+        ),
+        "dallmi_teacher": Method("adapt.cfg", "partial", {"teacher_weight": 0.5}),
+    }
+)
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:

@@ -28,9 +28,10 @@ from spacy.training.initialize import init_nlp
 from spacy.training.loop import train
 from spacy.util import load_config, registry
 from splits import RATIOS, SeedCorpora, ratio_name
-from stats import expected_calibration_error, macro_f1
+from stats import macro_f1
 
 from spacy_dallmi.callbacks import find_textcat
+from spacy_dallmi.experiments.evaluate import expected_calibration_error
 from spacy_dallmi.experiments.thresholds import fit_threshold_columns
 from spacy_dallmi.scorer import score_cats_map
 from spacy_dallmi.training import batches_per_epoch

@@ -1,4 +1,4 @@
-"""Paired statistics for the multi-seed benchmark, and the calibration error.
+"""Paired statistics for the multi-seed benchmark, and macro F1 at per-label thresholds.
 
 Every method of the paired protocol is trained from the same source model on the same splits
 and hidden labels at a seed, so the seed-to-seed spread (7–9 points in the first, unpaired
@@ -7,24 +7,19 @@ tables) cancels in the per-seed differences. The comparisons here are therefore 
 - a paired-t 95% confidence interval of the mean difference (method − baseline);
 - a Wilcoxon signed-rank p-value, which does not assume normal differences (with 5 seeds the
   smallest two-sided exact p-value it can reach is 2 / 2**5 = 0.0625, so it cannot reach 0.05;
-  the CI is the criterion, the p-value a check on it);
-- the recovery ``(m − ft_partial) / (ft_full − ft_partial)``, only where the gap it divides by
-  is large enough to mean something (a 1.7-point gap once gave "−1010%").
+  the CI is the criterion, the p-value a check on it).
 
-Scores enter in points (percent) so the gap threshold and the printed numbers share a unit.
+The recovery ``(m − ft_partial) / (ft_full − ft_partial)`` is the study report's
+(:func:`spacy_dallmi.experiments.runs.recovery`), given the scores in points.
 """
 
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import numpy as np
 from scipy import stats as scipy_stats
-
-#: Recovery is printed only where ft_full − ft_partial is at least this many points.
-MIN_RECOVERY_GAP = 3.0
-ECE_BINS = 15
 
 
 @dataclass(frozen=True)
@@ -69,44 +64,6 @@ def paired_difference(
     if n > 1 and np.any(diffs != 0):
         p_value = float(scipy_stats.wilcoxon(diffs).pvalue)
     return PairedDifference(n, mean_diff, ci_low, ci_high, p_value)
-
-
-def recovery(
-    method: float, ft_partial: float, ft_full: float, min_gap: float = MIN_RECOVERY_GAP
-) -> Union[float, str]:
-    """Share of the partial→full gap that ``method`` recovers, in percent, or the reason not.
-
-    All three in points. Below ``min_gap`` the ratio is dominated by noise in its denominator,
-    so the answer is the text ``"n/a (gap x.x)"``.
-    """
-    gap = ft_full - ft_partial
-    if gap < min_gap:
-        return f"n/a (gap {gap:.1f})"
-    return 100.0 * (method - ft_partial) / gap
-
-
-def expected_calibration_error(
-    probabilities: np.ndarray, truth: np.ndarray, n_bins: int = ECE_BINS
-) -> float:
-    """ECE over all (doc, label) probabilities, in equal-width bins on [0, 1].
-
-    ``Σ_b (n_b / N) · |mean(p in b) − mean(y in b)|``. A user acts on ``doc.cats`` at a
-    threshold, so how far a probability is from the observed frequency matters besides the
-    ranking that AP measures. Bins are right-closed except the first (0 falls in bin 0, 1 in
-    the last bin).
-    """
-    p = np.asarray(probabilities, dtype=float).ravel()
-    y = np.asarray(truth, dtype=float).ravel()
-    if p.shape != y.shape or not p.size:
-        raise ValueError(
-            f"probabilities and truth must match and be non-empty: {p.shape}, {y.shape}"
-        )
-    bins = np.clip(np.ceil(p * n_bins).astype(int) - 1, 0, n_bins - 1)
-    error = 0.0
-    for b in np.unique(bins):
-        members = bins == b
-        error += members.sum() / p.size * abs(p[members].mean() - y[members].mean())
-    return float(error)
 
 
 def macro_f1(probabilities: np.ndarray, truth: np.ndarray, thresholds: Sequence[float]) -> float:

@@ -27,12 +27,11 @@ from typing import Any, Dict, List, Optional, Tuple
 import srsly
 from environment import REPO_ROOT
 from spacy.util import load_config
-from stats import mean_std, paired_difference, recovery
+from stats import mean_std, paired_difference
 
-METHOD_ORDER = (
-    "none", "ft_partial", "ft_full", "an_ls", "wan", "aad", "dallmi", "dallmi_lambda0",
-    "dallmi_paper", "ft_teacher", "dallmi_teacher",
-)  # fmt: skip
+from spacy_dallmi.experiments.methods import BENCHMARK_METHODS, registered
+from spacy_dallmi.experiments.runs import MIN_RECOVERY_GAP, recovery
+
 BASELINE = "ft_partial"
 MODELS = {
     "last": "last epoch",
@@ -50,7 +49,7 @@ EXTRA_METRICS = {
     "ece": "ECE (15 bins)",
     "macro_ap_rounded": "paper's rounded-prediction AP",
 }
-CURVE_METHODS = ("ft_partial", "dallmi")
+CURVE_METHODS = registered(("ft_partial", "dallmi"))
 DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results"
 #: The section of benchmarks/README.md that ``overview`` rewrites.
 OVERVIEW_START = "<!-- paired overview: written by summarize.py -->"
@@ -169,7 +168,7 @@ def summary_records(dataset: str, per_ratio: Dict[str, Runs]) -> List[Dict[str, 
     records = []
     for rname, runs in per_ratio.items():
         for selection, model in (("last", "last"), ("shipped", shipped)):
-            for method in METHOD_ORDER:
+            for method in BENCHMARK_METHODS:
                 found = cell(runs, rname, method, model)
                 if found is None:
                     continue
@@ -230,8 +229,7 @@ def recovery_text(runs: Runs, rname: str, method: str, model: str) -> str:
     means = [cell(runs, rname, m, model) for m in (method, BASELINE, "ft_full")]
     if None in means or method in (BASELINE, "ft_full"):
         return "–"
-    value = recovery(*(found["mean"] for found in means))
-    return value if isinstance(value, str) else f"{value:.0f}%"
+    return recovery(*(found["mean"] for found in means), points=1, decimals=0)
 
 
 def mixed_settings(runs: Runs, method: str) -> bool:
@@ -248,7 +246,7 @@ def mixed_settings(runs: Runs, method: str) -> bool:
 
 
 def ratio_section(runs: Runs, rname: str) -> List[str]:
-    methods = [m for m in METHOD_ORDER if seeds_of(runs, m)]
+    methods = [m for m in BENCHMARK_METHODS if seeds_of(runs, m)]
     lines = [f"## {int(rname[1:])}% of target positives removed", ""]
     mixed = [m for m in methods if mixed_settings(runs, m)]
     if mixed:
@@ -316,13 +314,14 @@ def shipped_section(runs: Runs, rname: str) -> List[str]:
         return []
     free = max(("none", BASELINE), key=lambda m: means[m]["mean"])
     rows = []
-    for m in [m for m in METHOD_ORDER if seeds_of(runs, m)]:
+    for m in [m for m in BENCHMARK_METHODS if seeds_of(runs, m)]:
         found = cell(runs, rname, m, model)
-        value = recovery(found["mean"], means[free]["mean"], means["ft_full"]["mean"])
+        value = recovery(
+            found["mean"], means[free]["mean"], means["ft_full"]["mean"], points=1, decimals=0
+        )
         rows.append([
             f"`{m}`", fmt_mean(found), paired_text(runs, rname, m, "none", model),
-            paired_text(runs, rname, m, BASELINE, model),
-            value if isinstance(value, str) else f"{value:.0f}%",
+            paired_text(runs, rname, m, BASELINE, model), value,
         ])  # fmt: skip
     header = ["method", f"macro AP, `{model}`", "− none [95% CI]", "− ft_partial [95% CI]",
               f"recovery of B = `{free}` → `ft_full`"]  # fmt: skip
@@ -404,7 +403,7 @@ def settings_section(per_ratio: Dict[str, Runs]) -> List[str]:
             if len(texts[m]) == 1
             else "**differs between runs:** " + "<br>".join(texts[m]),
         ]
-        for m in METHOD_ORDER
+        for m in BENCHMARK_METHODS
         if m in texts
     ]
     return ["## Settings of each method", "", *table(["method", "settings"], rows)]
@@ -435,7 +434,7 @@ def render(dataset: str, per_ratio: Dict[str, Runs], curve: Optional[str]) -> st
         "- macro AP on probabilities, in points, on the fully labelled target test split; "
         "paired differences over the seeds both methods have (95% paired-t CI, Wilcoxon "
         "signed-rank p; with 5 seeds p cannot go below 0.0625); recovery = (m − ft_partial) / "
-        "(ft_full − ft_partial), printed where that gap is ≥ 3 points",
+        f"(ft_full − ft_partial), printed where that gap is ≥ {MIN_RECOVERY_GAP:g} points",
         "- mean wall time per run (min): "
         + ", ".join(f"`{m}` {sum(v) / len(v) / 60:.1f}" for m, v in walls.items()),
         "",
@@ -502,7 +501,7 @@ def overview(records: List[Dict[str, Any]]) -> str:
                       "difference to `ft_partial` [95% CI]; the source models' dev macro AP "
                       f"at their best epoch: {source}", ""]  # fmt: skip
             rows = []
-            for method in METHOD_ORDER:
+            for method in BENCHMARK_METHODS:
                 row = [f"`{method}`"]
                 for ratio in ratios:
                     found = [r for r in chosen if r["method"] == method and r["ratio"] == ratio]

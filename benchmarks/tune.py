@@ -45,12 +45,14 @@ from paired import (
 from scipy import stats as scipy_stats
 from splits import ratio_name
 
+from spacy_dallmi.experiments.methods import TUNED_METHODS
 from spacy_dallmi.settings import DallmiSettings
 from spacy_dallmi.training import batches_per_epoch
 
 LEARN_RATES = (3e-5, 1e-4, 3e-4)
 LAMBDAS = (0.0, 0.03, 0.1)
-BASELINES = ("ft_partial", "an_ls", "wan")
+#: The baselines whose learning rate the grid chooses (``paired.py`` reads it back for them).
+BASELINES = tuple(name for name, method in METHODS.items() if method.tuned)
 CHOICE = "pu_score"
 STAGED = ("mixup_lambda", "mixup_warmup_steps")  # the DALLMi settings the search varies
 
@@ -122,7 +124,7 @@ def main(argv: List[str]) -> None:
     protocol = Protocol(args)
     protocol.tuned = {}  # the grid runs every point as given, never a tuned value
     folder = args.results.parent / args.results.name.replace("paired_", "tune_")
-    methods = [m for m in args.methods.split(",") if m in (*BASELINES, "dallmi")]
+    methods = [m for m in args.methods.split(",") if m in TUNED_METHODS]
     start = time.perf_counter()
     corpora, source = protocol.setup_seed(seed)
     points: List[Dict[str, Any]] = []

@@ -27,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -88,9 +89,19 @@ def output_columns(labels: List[str], with_labels: bool) -> List[str]:
     return columns + ([LABELS_COLUMN] if with_labels else []) + [STATUS_COLUMN]
 
 
+def repeated(names: Iterable[str]) -> List[str]:
+    """The names that occur more than once, sorted: a table's columns or a JSON object's keys,
+    here and in the experiment kit's readers. It runs on every JSON line read, so the usual
+    answer (none) is a set's length away."""
+    names = list(names)
+    if len(set(names)) == len(names):
+        return []
+    return sorted(name for name, count in Counter(names).items() if count > 1)
+
+
 def check_columns(columns: List[str], text_column: str, added: List[str], where: str) -> None:
     """Fail on duplicate names, a missing text column or an added column that exists."""
-    duplicates = sorted({name for name in columns if columns.count(name) > 1})
+    duplicates = repeated(columns)
     if duplicates:
         raise ClassifyError(f"{where} has duplicate column names: {duplicates}.")
     if text_column not in columns:
@@ -134,19 +145,24 @@ def _decoded(path: Path, rows: Iterator[Dict[str, Any]]) -> Iterator[Dict[str, A
 
 def not_utf8(path: Path, error: UnicodeDecodeError) -> ClassifyError:
     """The error for a text file that is not UTF-8: the file, its first bad line, the fix."""
-    line = 0
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError:
-                line = number
-                break
+    line = first_undecodable_line(path, "utf-8")
     where = f", line {line}" if line else ""
     return ClassifyError(
         f"{path}{where}: not valid UTF-8 text ({error.reason}). Save the file as UTF-8 "
         f"(e.g. iconv -f cp1252 -t utf-8 {path.name} > utf8{path.suffix}) and run again."
     )
+
+
+def first_undecodable_line(path: Path, encoding: str) -> int:
+    """The 1-based number of the first line that is not valid ``encoding`` (0 if none is), for
+    errors that send the user to the line; the experiment kit's readers use it too."""
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode(encoding)
+            except UnicodeDecodeError:
+                return number
+    return 0
 
 
 def open_sources(paths: List[Path], counts: Counts) -> Source:
@@ -207,9 +223,9 @@ def _read_delimited(path: Path, delimiter: str, counts: Counts) -> Source:
 
 
 def _unique_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"duplicate keys {sorted({k for k in keys if keys.count(k) > 1})}")
+    duplicates = repeated([key for key, _ in pairs])
+    if duplicates:
+        raise ValueError(f"duplicate keys {duplicates}")
     return dict(pairs)
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from spacy_dallmi.experiments.methods import BENCHMARK_METHODS
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "datasets"
-METHODS = ("none", "ft_partial", "ft_full", "an_ls", "wan", "aad", "dallmi", "dallmi_lambda0")
-METHODS += ("dallmi_paper", "ft_teacher", "dallmi_teacher")
 
 
 def _run(script: str, *args: str) -> str:
@@ -36,7 +36,7 @@ def test_paired_quick_runs_resumes_and_summarises(tiny_bert, tmp_path):
     first = _run("paired.py", *args)
     assert "training" in first
     runs = {path.stem: json.loads(path.read_text()) for path in results.glob("*.json")}
-    assert {run["method"] for run in runs.values()} == set(METHODS)
+    assert {run["method"] for run in runs.values()} == set(BENCHMARK_METHODS)
     for run in runs.values():
         assert {"protocol", "epochs", "last", "selected", "wall_seconds", "git"} <= set(run)
         assert str(tmp_path) not in json.dumps(run), "a machine path leaked into a result"
@@ -62,16 +62,16 @@ def test_paired_quick_runs_resumes_and_summarises(tiny_bert, tmp_path):
         assert 0.0 <= record["test"]["macro_f_full_thresholds"] <= 1.0
 
     second = _run("paired.py", *args)
-    assert "training" not in second and second.count("skipped") == len(METHODS) - 1
+    assert "training" not in second and second.count("skipped") == len(BENCHMARK_METHODS) - 1
 
     _run("summarize.py", "--results", str(tmp_path))
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert {record["method"] for record in summary} == set(METHODS)
+    assert {record["method"] for record in summary} == set(BENCHMARK_METHODS)
     report = (tmp_path / "paired_emotions.md").read_text()
     assert "source models: dev macro AP" in report and "stopped at epoch s0: 2" in report
     assert all(record["source_dev_macro_ap"] is not None for record in summary)
     settings = report.split("## Settings of each method")[1]
-    for method in METHODS:
+    for method in BENCHMARK_METHODS:
         assert f"| `{method}` |" in settings
     assert "temperature 20" in settings  # AAD's row states its settings
     assert "mixup_lambda 0," in settings and "label_smoothing 0.1" in settings

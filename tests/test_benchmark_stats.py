@@ -11,9 +11,12 @@ from scipy import stats as scipy_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from paired import select  # noqa: E402
-from stats import expected_calibration_error, paired_difference, recovery  # noqa: E402
+from paired import METHODS, Method, as_registered, select  # noqa: E402
+from stats import paired_difference  # noqa: E402
 from summarize import load_dataset_runs, summary_records  # noqa: E402
+
+from spacy_dallmi.experiments.methods import registered  # noqa: E402
+from spacy_dallmi.experiments.runs import recovery  # noqa: E402
 
 
 def test_paired_t_interval_by_hand():
@@ -58,19 +61,27 @@ def test_undefined_statistics_are_none():
 
 
 def test_recovery_needs_a_gap_of_three_points():
-    assert recovery(55.0, 50.0, 60.0) == pytest.approx(50.0)
-    assert recovery(40.0, 50.0, 60.0) == pytest.approx(-100.0)
-    assert recovery(33.4, 50.5, 52.2) == "n/a (gap 1.7)"
+    # in points, as the summaries print it; the report passes fractions (points=100)
+    assert recovery(55.0, 50.0, 60.0, points=1, decimals=0) == "50%"
+    assert recovery(40.0, 50.0, 60.0, points=1, decimals=0) == "-100%"
+    assert recovery(33.4, 50.5, 52.2, points=1, decimals=0) == "n/a (gap 1.7)"
+    assert recovery(0.55, 0.50, 0.60) == "50.0%"
+    assert recovery(0.334, 0.505, 0.522) == "n/a (gap 1.7)"
 
 
-def test_expected_calibration_error_by_hand():
-    # 0.1 twice (one positive): bin 1, |0.1 - 0.5| * 2/4; 0.9 twice (both positive): bin 13,
-    # |0.9 - 1.0| * 2/4.  ECE = 0.2 + 0.05.
-    probs = numpy.array([[0.1, 0.9], [0.1, 0.9]])
-    truth = numpy.array([[0, 1], [1, 1]])
-    assert expected_calibration_error(probs, truth) == pytest.approx(0.25)
-    # The edges 0 and 1 fall in the first and last bins; a calibrated set scores 0.
-    assert expected_calibration_error([0.0, 1.0, 0.5, 0.5], [0, 1, 0, 1]) == pytest.approx(0.0)
+def test_method_lists_must_match_the_registry():
+    assert registered(("none", "dallmi")) == ("none", "dallmi")
+    with pytest.raises(ValueError, match="Unknown method"):
+        registered(("none", "dalmi"))
+    with pytest.raises(ValueError, match="in that order"):
+        registered({"dallmi": 1, "none": 2}, exactly=("none", "dallmi"))
+    assert as_registered(dict(METHODS)) == METHODS
+    with pytest.raises(ValueError, match="in that order"):
+        as_registered({name: METHODS[name] for name in reversed(METHODS)})
+    with pytest.raises(ValueError, match="ft_full.*disagrees"):
+        as_registered({**METHODS, "ft_full": Method("finetune.cfg", "partial")})
+    with pytest.raises(ValueError, match="dallmi_lambda0.*disagrees"):
+        as_registered({**METHODS, "dallmi_lambda0": Method("adapt.cfg", "partial", tuned=True)})
 
 
 def test_selection_keeps_the_source_model_and_prefers_earlier_ties():

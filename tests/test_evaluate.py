@@ -466,6 +466,13 @@ def test_expected_calibration_error_by_hand():
     assert expected_calibration_error(probs, gold) == pytest.approx(expected)
     assert expected_calibration_error(np.ones((2, 2)), np.ones((2, 2))) == pytest.approx(0.0)
     assert expected_calibration_error(np.zeros((0, 3)), np.zeros((0, 3))) is None
+    # 0.1 twice (one positive): |0.1 - 0.5| * 2/4; 0.9 twice (both positive): |0.9 - 1| * 2/4
+    probs = np.array([[0.1, 0.9], [0.1, 0.9]])
+    assert expected_calibration_error(probs, np.array([[0, 1], [1, 1]])) == pytest.approx(0.25)
+    # The edges 0 and 1 fall in the first and last bins; a calibrated set scores 0.
+    assert expected_calibration_error([0.0, 1.0, 0.5, 0.5], [0, 1, 0, 1]) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="must match"):
+        expected_calibration_error(np.ones((2, 2)), np.ones(3))
 
 
 def test_evaluate_run_scores_selected_and_last_models(saved_pipeline, tmp_path):

@@ -35,10 +35,14 @@ def expected_calibration_error(
     with ``n_bins`` equal-width bins on [0, 1] (the last bin includes 1.0).
 
     A user acts on ``doc.cats`` at a threshold, so a model whose 0.8 means 0.3 misleads them
-    even at a high AP. None for no pairs at all.
+    even at a high AP. The benchmarks (``benchmarks/runner.py``) score with it too, so the
+    study's ``cats_ece`` and theirs are one number. None for no pairs at all; a different count
+    of probabilities and gold values is an error rather than a silent misalignment.
     """
     probs = numpy.asarray(probabilities, dtype="float64").ravel()
     truth = numpy.asarray(gold, dtype="float64").ravel()
+    if probs.shape != truth.shape:
+        raise ValueError(f"probabilities and gold must match: {probs.shape}, {truth.shape}")
     if probs.size == 0:
         return None
     bins = numpy.minimum((probs * n_bins).astype(int), n_bins - 1)

@@ -16,21 +16,23 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from wasabi import MarkdownRenderer
 
-from .methods import ALL_METHODS
+from .methods import ALL_METHODS, registered
 from .runs import Run, ratio_header
 
 # The paper's Fig. 5 colours: fine-tuning with partial labels blue, DALLMi green, full red.
-METHOD_COLOURS = {
-    "none": "tab:gray",
-    "ft_partial": "tab:blue",
-    "an_ls": "tab:cyan",
-    "wan": "tab:purple",
-    "dallmi": "tab:green",
-    "dallmi_lambda0": "tab:olive",
-    "dallmi_paper": "tab:brown",
-    "ft_full": "tab:red",
-}
-CURVE_METHODS = ("ft_partial", "dallmi", "ft_full")
+METHOD_COLOURS = registered(
+    {
+        "none": "tab:gray",
+        "ft_partial": "tab:blue",
+        "an_ls": "tab:cyan",
+        "wan": "tab:purple",
+        "dallmi": "tab:green",
+        "dallmi_lambda0": "tab:olive",
+        "dallmi_paper": "tab:brown",
+        "ft_full": "tab:red",
+    }
+)
+CURVE_METHODS = registered(("ft_partial", "dallmi", "ft_full"))
 CURVE_FIGURE = "macro_map_per_epoch.png"
 LABEL_FIGURE = "ap_per_label.png"
 

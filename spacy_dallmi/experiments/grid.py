@@ -27,16 +27,20 @@ from wasabi import MarkdownRenderer, msg
 
 from ..settings import LOSS_FORMS, MIXUP_LOCATIONS, DallmiSettings
 from .commands import _split_names, app
+from .methods import TUNED_METHODS, registered
 
 SETTINGS = "initialize.before_init.settings"
 LEARN_RATE = "training.optimizer.learn_rate.initial_rate"
 #: Config and fixed overrides of each tuned method (AN-LS and WAN are options of `bce`).
-TUNED = {
-    "dallmi": ("adapt.cfg", {}),
-    "ft_partial": ("finetune.cfg", {}),
-    "an_ls": ("finetune.cfg", {f"{SETTINGS}.label_smoothing": 0.1}),
-    "wan": ("finetune.cfg", {f"{SETTINGS}.negative_weighting": "wan"}),
-}
+TUNED = registered(
+    {
+        "dallmi": ("adapt.cfg", {}),
+        "ft_partial": ("finetune.cfg", {}),
+        "an_ls": ("finetune.cfg", {f"{SETTINGS}.label_smoothing": 0.1}),
+        "wan": ("finetune.cfg", {f"{SETTINGS}.negative_weighting": "wan"}),
+    },
+    exactly=TUNED_METHODS,
+)
 RUN_FILE = "grid_point.json"
 
 

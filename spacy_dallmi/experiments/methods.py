@@ -1,31 +1,111 @@
 """The methods the project compares, by the names their metrics files and report rows use.
 
+The one place that says which methods exist, what each trains on, which the tune workflow tunes
+and in which order they are listed: the study (:mod:`.evaluate`, :mod:`.runs`, :mod:`.report`,
+the project's commands) and the benchmarks (``benchmarks/paired.py``, ``tune.py``,
+``summarize.py``) take their lists from here. A list of some of them kept elsewhere (the
+methods a figure draws, the configs of the tuned ones) goes through :func:`registered`, so a
+misspelt or forgotten name fails at import instead of leaving a method silently out.
+
 A module of constants only, so the command line can name them without importing torch.
 """
 
-#: The four rows of the paper's Table 2, in its order.
-METHODS = ("none", "ft_partial", "ft_full", "dallmi")
-#: Every method the project runs, in report order: the paper's rows, the missing-label
-#: baselines of Cole et al. 2021 (AN-LS, WAN), DALLMi at lambda = 0 and with the paper's preset.
-ALL_METHODS = (
-    "none",
-    "ft_partial",
-    "an_ls",
-    "wan",
-    "ft_full",
-    "dallmi",
-    "dallmi_lambda0",
-    "dallmi_paper",
-)
-#: Methods that read no hidden-label pattern: one run serves every ratio.
-RATIO_FREE_METHODS = ("none", "ft_full")
-METHOD_DESCRIPTIONS = {
-    "none": "the source model, no adaptation",
-    "ft_partial": "BCE fine-tuning on the partial labels (hidden positives count as negatives)",
-    "an_ls": "AN-LS: fine-tuning, unlabeled = negative, label smoothing 0.1 (Cole et al. 2021)",
-    "wan": "WAN: fine-tuning, negatives weighted 1/(L-1) (Cole et al. 2021)",
-    "ft_full": "BCE fine-tuning on all labels (upper bound; does not depend on the ratio)",
-    "dallmi": "DALLMi with the defaults: variational PU loss, MixUp and label-balanced batches",
-    "dallmi_lambda0": "DALLMi without MixUp (lambda = 0: what the reference code optimises)",
-    "dallmi_paper": "DALLMi with the paper's preset (configs/adapt_paper.cfg)",
+from dataclasses import dataclass
+from typing import Dict, Iterable, Optional, Tuple, TypeVar
+
+Names = TypeVar("Names", bound=Iterable[str])
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A method's line in the report, and the target labels it trains on: ``"partial"`` (a
+    ratio's labels with hidden positives, so it runs once per ratio), ``"full"`` or None."""
+
+    description: str
+    labels: Optional[str]
+
+
+#: Every method, in the benchmarks' order: the source model, fine-tuning on partial and on all
+#: labels, the missing-label baselines of Cole et al. 2021 (AN-LS, WAN), the unsupervised AAD,
+#: DALLMi with the defaults, at lambda = 0 and with the paper's preset, and the teacher-target
+#: variants of issue 22.
+METHOD_INFO: Dict[str, MethodInfo] = {
+    "none": MethodInfo("the source model, no adaptation", None),
+    "ft_partial": MethodInfo(
+        "BCE fine-tuning on the partial labels (hidden positives count as negatives)", "partial"
+    ),
+    "ft_full": MethodInfo(
+        "BCE fine-tuning on all labels (upper bound; does not depend on the ratio)", "full"
+    ),
+    "an_ls": MethodInfo(
+        "AN-LS: fine-tuning, unlabeled = negative, label smoothing 0.1 (Cole et al. 2021)",
+        "partial",
+    ),
+    "wan": MethodInfo("WAN: fine-tuning, negatives weighted 1/(L-1) (Cole et al. 2021)", "partial"),
+    "aad": MethodInfo(
+        "AAD: adversarial adaptation with distillation on the target texts, no target label "
+        "(Ryu & Lee 2020); run by the benchmarks only",
+        None,
+    ),
+    "dallmi": MethodInfo(
+        "DALLMi with the defaults: variational PU loss, MixUp and label-balanced batches",
+        "partial",
+    ),
+    "dallmi_lambda0": MethodInfo(
+        "DALLMi without MixUp (lambda = 0: what the reference code optimises)", "partial"
+    ),
+    "dallmi_paper": MethodInfo(
+        "DALLMi with the paper's preset (configs/adapt_paper.cfg)", "partial"
+    ),
+    "ft_teacher": MethodInfo(
+        "fine-tuning with the source model's posterior as the target of unlabeled entries "
+        "(teacher_weight 1, teacher_target posterior); benchmarks only",
+        "partial",
+    ),
+    "dallmi_teacher": MethodInfo(
+        "DALLMi plus 0.5 x the BCE of unlabeled entries against the source model's "
+        "probabilities (teacher_weight 0.5); benchmarks only",
+        "partial",
+    ),
 }
+
+
+def registered(names: Names, exactly: Optional[Tuple[str, ...]] = None) -> Names:
+    """``names`` (method names, or a mapping keyed by them) as given, once each is a method of
+    :data:`METHOD_INFO` and, with ``exactly``, once they are those methods in that order.
+
+    Raises ValueError otherwise: the lists are read at import, so a list that has drifted
+    from the registry stops the module loading rather than skipping a method in a table.
+    """
+    unknown = [name for name in names if name not in METHOD_INFO]
+    if unknown:
+        raise ValueError(f"Unknown method(s) {unknown}: the methods are {tuple(METHOD_INFO)}.")
+    if exactly is not None and tuple(names) != exactly:
+        raise ValueError(f"The methods {tuple(names)} must be {exactly}, in that order.")
+    return names
+
+
+#: The four rows of the paper's Table 2, in its order.
+METHODS = registered(("none", "ft_partial", "ft_full", "dallmi"))
+#: Every method the study runs (AAD is benchmarked only), in report order: the partial-label
+#: baselines come before the upper bound ``ft_full``, unlike the benchmarks' order.
+ALL_METHODS = registered(
+    (
+        "none",
+        "ft_partial",
+        "an_ls",
+        "wan",
+        "ft_full",
+        "dallmi",
+        "dallmi_lambda0",
+        "dallmi_paper",
+    )
+)
+#: Every method in the benchmarks' order: the order ``benchmarks/paired.py`` trains them in
+#: and its summaries list them in.
+BENCHMARK_METHODS = tuple(METHOD_INFO)
+#: Methods of the study that read no hidden-label pattern: one run serves every ratio.
+RATIO_FREE_METHODS = tuple(name for name in ALL_METHODS if METHOD_INFO[name].labels != "partial")
+#: Methods whose learning rate (and, for DALLMi, settings) the tune workflow chooses.
+TUNED_METHODS = registered(("dallmi", "ft_partial", "an_ls", "wan"))
+METHOD_DESCRIPTIONS = {name: METHOD_INFO[name].description for name in ALL_METHODS}

@@ -27,6 +27,7 @@ from wasabi import msg
 
 from .commands import _build_report, _split_names, _var_value, app
 from .datasets import DATASETS, GOEMOTIONS_FILES, PUBMED_FILES, SEMEVAL_FILES
+from .methods import TUNED_METHODS
 from .prepare import read_files, read_warnings
 from .protocol import check_label_sets
 from .readers import (
@@ -44,8 +45,6 @@ BUILTIN_FILES = {
     + [f"semeval2018_ec/{name}" for name in SEMEVAL_FILES],
     "pubmed": [f"pubmed/{name}" for name in PUBMED_FILES],
 }
-#: Methods whose learning rate (and, for DALLMi, settings) the `tune` workflow chooses.
-TUNED_METHODS = ("dallmi", "ft_partial", "an_ls", "wan")
 INPUTS_FILE = "inputs.json"
 BACKBONES_FILE = Path("training") / "backbones.json"
 SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

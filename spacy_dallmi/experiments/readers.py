@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy
 
+from ..tables import first_undecodable_line, repeated
 from .cells import RowProblem, is_blank, parse_flag, parse_label_list, text_value
 
 PathLike = Union[str, Path]
@@ -243,10 +244,10 @@ def detect_format(path: Path, file_format: Optional[str] = None) -> str:
 
 def _check_columns(path: Path, required: Sequence[str], found: Sequence[str]) -> None:
     """Every required column exists, and no column name is used twice."""
-    repeated = sorted({name for name in found if list(found).count(name) > 1})
-    if repeated:
+    twice = repeated(found)
+    if twice:
         raise DataPreparationError(
-            f"The header of {path} names column(s) {', '.join(repr(c) for c in repeated)} more "
+            f"The header of {path} names column(s) {', '.join(repr(c) for c in twice)} more "
             "than once, so it is unclear which one to read. Give every column its own name."
         )
     missing = [column for column in required if column not in found]
@@ -260,22 +261,10 @@ def _check_columns(path: Path, required: Sequence[str], found: Sequence[str]) ->
 
 def _unique_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
     """``json.loads`` hook: a key given twice in one object is an error, not "last one wins"."""
-    keys = [key for key, _ in pairs]
-    repeated = sorted({key for key in keys if keys.count(key) > 1})
-    if repeated:
-        raise DataPreparationError(f"key(s) {', '.join(map(repr, repeated))} given twice")
+    twice = repeated([key for key, _ in pairs])
+    if twice:
+        raise DataPreparationError(f"key(s) {', '.join(map(repr, twice))} given twice")
     return dict(pairs)
-
-
-def _first_undecodable_line(path: Path, encoding: str) -> int:
-    """The 1-based number of the first line that is not valid ``encoding`` (0 if none is)."""
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                raw.decode(encoding)
-            except UnicodeDecodeError:
-                return number
-    return 0
 
 
 def _records(
@@ -334,7 +323,7 @@ def iter_records(
     except LookupError:
         raise DataPreparationError(f"Unknown encoding {encoding!r} for {path}.") from None
     except UnicodeDecodeError as error:
-        line = _first_undecodable_line(path, encoding)
+        line = first_undecodable_line(path, encoding)
         raise DataPreparationError(
             f"{path}, line {line}: not valid {encoding} text ({error.reason}). Pass the file's "
             "encoding, e.g. --encoding cp1252 (encoding='cp1252')."

@@ -29,11 +29,17 @@ from wasabi import MarkdownRenderer
 
 from .figures import figure_blocks
 from .methods import ALL_METHODS, METHOD_DESCRIPTIONS
-from .runs import MISSING, Run, format_cell, load_runs, metric_values, ratio_header, recovery
+from .runs import (
+    MIN_RECOVERY_GAP,
+    MISSING,
+    Run,
+    format_cell,
+    load_runs,
+    metric_values,
+    ratio_header,
+    recovery,
+)
 
-#: Recovery is only printed when full-label fine-tuning beats partial-label fine-tuning by at
-#: least this much macro AP: below it, the ratio divides noise by noise.
-MIN_RECOVERY_GAP = 0.03
 METRICS = (
     ("cats_macro_ap", "Macro mAP", "Mean over labels of the AP of the predicted probabilities"),
     ("cats_macro_f", "Macro F1 at the threshold", "spaCy's macro F-score at 0.5"),
@@ -60,7 +66,7 @@ GAINS_NOTE = (
     "Recovery = (method − ft_partial) / (ft_full − ft_partial): the share of the gap between "
     "partial- and full-label fine-tuning that the method closes (0% = no better than "
     "`ft_partial`, 100% = as good as `ft_full`); printed only where that gap is at least "
-    f"{100 * MIN_RECOVERY_GAP:g} points, else n/a with the gap. Both on the selected models."
+    f"{MIN_RECOVERY_GAP:g} points, else n/a with the gap. Both on the selected models."
 )
 SETTING_EXCLUDED = ("seed", "ratio")
 
@@ -89,11 +95,7 @@ def _gain_cells(runs: Sequence[Run], method: str, ratio: float) -> List[str]:
     needed = (own, means["ft_partial"], means["ft_full"])
     if method in ("ft_partial", "ft_full") or None in needed:
         return [delta, MISSING]
-    gap = means["ft_full"] - means["ft_partial"]
-    if gap < MIN_RECOVERY_GAP:
-        return [delta, f"n/a (gap {100 * gap:.1f})"]
-    value = recovery(own, means["ft_partial"], means["ft_full"])
-    return [delta, MISSING if value is None else f"{100 * value:.1f}%"]
+    return [delta, recovery(own, means["ft_partial"], means["ft_full"])]
 
 
 def _metric_blocks(

@@ -17,6 +17,8 @@ import srsly
 from .methods import ALL_METHODS, RATIO_FREE_METHODS
 
 MISSING = "–"
+#: Recovery is given only where ft_full − ft_partial is at least this many points.
+MIN_RECOVERY_GAP = 3.0
 
 REQUIRED_KEYS = (
     "method",
@@ -142,17 +144,25 @@ def format_cell(values: Sequence[float]) -> str:
     return f"{mean:.1f} ± {100 * statistics.stdev(values):.1f} (n={len(values)})"
 
 
-def recovery(dallmi: float, ft_partial: float, ft_full: float) -> Optional[float]:
-    """Share of the gap between partial- and full-label fine-tuning that DALLMi closes.
+def recovery(
+    method: float, ft_partial: float, ft_full: float, points: float = 100.0, decimals: int = 1
+) -> str:
+    """The share of the gap between partial- and full-label fine-tuning that ``method`` closes,
+    as report text: ``52.6%``, or ``n/a (gap 1.7)`` where the gap is below
+    :data:`MIN_RECOVERY_GAP` points.
 
-    ``(dallmi - ft_partial) / (ft_full - ft_partial)``: 0 means no better than fine-tuning on
-    the partial labels, 1 means as good as having every label. None when the denominator is
-    <= 0, where there is no gap to close and the ratio would be meaningless.
+    ``(method - ft_partial) / (ft_full - ft_partial)``: 0% means no better than fine-tuning on
+    the partial labels, 100% as good as having every label. Below the minimum gap the ratio
+    divides noise by noise (a 1.7-point gap once gave "−1010%"), so the gap is shown instead.
+    The three scores share a unit with ``points`` points to it: 100 for the metrics files'
+    fractions (the report), 1 for the benchmarks' points (their summaries, which print
+    ``decimals=0``). The threshold is brought into that unit (3.0 / 100 is the float 0.03)
+    rather than the gap into points, so scaling never rounds a gap across it.
     """
     gap = ft_full - ft_partial
-    if gap <= 0:
-        return None
-    return (dallmi - ft_partial) / gap
+    if gap < MIN_RECOVERY_GAP / points:
+        return f"n/a (gap {points * gap:.1f})"
+    return f"{100.0 * (method - ft_partial) / gap:.{decimals}f}%"
 
 
 def ratio_header(ratio: Optional[float]) -> str:
