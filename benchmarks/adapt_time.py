@@ -65,7 +65,7 @@ def main(argv: List[str]) -> None:
         "label": args.label,
         "vars": variables,
         "project_commit": git_commit(project),
-        "command": " ".join(["spacy project run adapt .", *command[6:]]),
+        "command": " ".join(["spacy project run adapt .", *command[7:]]),
         "wall_seconds": round(wall, 1),
         "source_training": srsly.read_json(sources[0]) if sources else None,
         "load_average_before": load_before,
