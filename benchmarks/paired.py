@@ -191,7 +191,11 @@ class Protocol:
         its dev curve and stopping epoch go into every result file of the seed."""
         a = self.args
         folder = corpora.folder / "source"
-        wanted = {"source_epochs": a.source_epochs, "source_patience": a.source_patience}
+        wanted = {
+            key: value
+            for key, value in self.shared().items()
+            if key in ("source_epochs", "source_patience", "max_length", "batch_size", "backbone")
+        }
         if folder.exists():
             stored = srsly.read_json(folder / SOURCE_INFO).get("settings")
             if stored != wanted:

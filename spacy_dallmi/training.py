@@ -232,7 +232,8 @@ def summarise_dev_curve(
     if not curve:
         raise ValueError("The run made no dev evaluation.")
     scores = [row["score"] for row in curve]
-    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    # spaCy saves model-best again at a later evaluation that ties the best score
+    best = max(range(len(scores)), key=lambda i: (scores[i], i))
     last_gain = 100 * (scores[-1] - scores[-2]) if len(scores) > 1 else None
     if not patience:
         reason = "fixed_budget"
@@ -327,24 +328,25 @@ def _select_shipped(source: Path, run: Path) -> None:
     block = (config["initialize"].get("before_init") or {}).get("settings")
     settings = registry.resolve({"s": block})["s"] if block else DallmiSettings()
 
-    def score(nlp: spacy.Language) -> float:
-        return create_evaluation_callback(nlp, dev_corpus, weights)()[0]
+    def evaluate(nlp: spacy.Language) -> Tuple[float, Dict[str, Any]]:
+        return create_evaluation_callback(nlp, dev_corpus, weights)()
 
     source_nlp = spacy.load(source)
-    scores = {"source": score(source_nlp)}
-    if settings.blend_alphas:
+    results = {"source": evaluate(source_nlp)}
+    alphas = {f"blend {alpha}": alpha for alpha in sorted(settings.blend_alphas)}
+    if alphas:
         adapted, blend = spacy.load(run / "model-last"), spacy.load(run / "model-last")
-    for alpha in sorted(settings.blend_alphas):
+    for name, alpha in alphas.items():
         interpolate_into(blend, source_nlp, adapted, alpha)
-        scores[f"blend {alpha:g}"] = score(blend)
-    scores["checkpoint"] = score(spacy.load(best))
+        results[name] = evaluate(blend)
+    results["checkpoint"] = evaluate(spacy.load(best))
+    scores = {name: score for name, (score, _) in results.items()}
     selected = max(scores, key=lambda name: scores[name])  # the first of equal scores
     if selected == "source":
         shutil.rmtree(best)
         shutil.copytree(source, best)
     elif selected != "checkpoint":
-        alpha = float(selected.split()[1])
-        interpolate_into(blend, source_nlp, adapted, alpha)
+        interpolate_into(blend, source_nlp, adapted, alphas[selected])
         shutil.rmtree(best)
         blend.to_disk(best)
     if selected != "checkpoint":
@@ -356,4 +358,7 @@ def _select_shipped(source: Path, run: Path) -> None:
     meta_path = best / "meta.json"
     meta = json.loads(meta_path.read_text(encoding="utf8"))
     meta["selection"] = {"selected": selected, "dev_scores": scores}
+    # the dev scores of what was shipped (the source's own meta has source-domain scores)
+    other = results[selected][1]
+    meta["performance"] = {metric: other.get(metric, 0.0) for metric in weights}
     meta_path.write_text(json.dumps(meta, indent=2), encoding="utf8")
