@@ -31,6 +31,7 @@ from stats import mean_std, paired_difference
 
 from spacy_dallmi.experiments.methods import BENCHMARK_METHODS, registered
 from spacy_dallmi.experiments.runs import MIN_RECOVERY_GAP, recovery
+from spacy_dallmi.settings import DallmiSettings
 
 BASELINE = "ft_partial"
 MODELS = {
@@ -73,7 +74,30 @@ def load_dataset_runs(folder: Path) -> Dict[str, Runs]:
     for runs in per_ratio.values():
         for run in shared:
             runs[(run["method"], run["seed"])] = run
+    fill_later_settings([*shared, *(run for runs in per_ratio.values() for run in runs.values())])
     return dict(sorted(per_ratio.items()))
+
+
+def fill_later_settings(runs: List[Dict[str, Any]]) -> None:
+    """Give a run the default of a setting that other runs of its method record and it lacks.
+
+    A run recorded before a setting existed trained with that setting's default (the setting
+    did not exist to change it), so its configuration is the same as a later run that records
+    the default; without this, the two would count as "trained with different settings".
+    """
+    defaults = DallmiSettings().to_dict()
+    keys: Dict[str, set] = defaultdict(set)
+    for run in runs:
+        keys[run["method"]].update((run.get("protocol", {}).get("settings") or {}).keys())
+    for run in runs:
+        settings = run.get("protocol", {}).get("settings")
+        if settings is not None:
+            filled = {**{k: defaults[k] for k in keys[run["method"]] if k in defaults}, **settings}
+            # one order (the settings' own, then the rest as recorded), so equal runs read alike
+            order = [k for k in defaults if k in filled] + [
+                k for k in settings if k not in defaults
+            ]
+            run["protocol"]["settings"] = {k: filled[k] for k in order}
 
 
 def test_score(run: Dict[str, Any], rname: str, model: str, metric: str = "macro_ap") -> float:

@@ -155,6 +155,28 @@ def test_summary_records_are_paired_by_seed(tmp_path):
     assert by_method["none"]["mean"] == pytest.approx(30.0)
 
 
+def test_a_setting_recorded_later_counts_at_its_default(tmp_path):
+    from summarize import mixed_settings
+
+    folder = tmp_path / "paired_pubmed"
+    folder.mkdir()
+    older = {"objective": "bce", "label_smoothing": 0.0}
+    for seed, settings in enumerate([older, {**older, "teacher_weight": 0.0}, older]):
+        _write_run(folder, "ft_partial", seed, 0.7, 0.5)
+        path = folder / f"s{seed}_ft_partial.json"
+        run = json.loads(path.read_text(encoding="utf8"))
+        run["protocol"] = {"settings": settings}
+        path.write_text(json.dumps(run), encoding="utf8")
+    runs = load_dataset_runs(folder)["r70"]
+    assert runs[("ft_partial", 0)]["protocol"]["settings"]["teacher_weight"] == 0.0
+    assert not mixed_settings(runs, "ft_partial")
+    # a setting changed away from its default is a different configuration
+    run = json.loads((folder / "s2_ft_partial.json").read_text(encoding="utf8"))
+    run["protocol"]["settings"]["teacher_weight"] = 1.0
+    (folder / "s2_ft_partial.json").write_text(json.dumps(run), encoding="utf8")
+    assert mixed_settings(load_dataset_runs(folder)["r70"], "ft_partial")
+
+
 def test_aad_distillation_is_a_bernoulli_kl():
     import torch
     from aad import bernoulli_distillation
