@@ -18,6 +18,8 @@ from typing import Any, Dict, Sequence
 
 from spacy.util import registry
 
+from .selection import check_confidence
+
 OBJECTIVES = ("bce", "dallmi")
 LOSS_FORMS = ("norm", "log")
 POSITIVE_TERMS = ("mean", "l2")
@@ -58,6 +60,10 @@ class DallmiSettings:
     blend_alphas: WiSE-FT weights α tried when a sourced run picks the model it ships:
         ``model-best`` is the best dev score among the starting pipeline, the best
         checkpoint and the blends ``(1 − α)·source + α·model-last``; () = no blends.
+    selection_confidence: sourced runs: a candidate replaces the starting pipeline only if
+        its PU score beats the pipeline's on at least this share of paired bootstrap
+        resamples of the dev documents (:mod:`spacy_dallmi.selection`); 0 = the best dev
+        score wins.
     """
 
     objective: str = "bce"
@@ -76,6 +82,7 @@ class DallmiSettings:
     teacher_weight: float = 0.0
     teacher_target: str = "source"
     blend_alphas: Sequence[float] = (0.25, 0.5, 0.75)
+    selection_confidence: float = 0.0
 
     def __post_init__(self) -> None:
         alphas = self.blend_alphas
@@ -123,6 +130,7 @@ class DallmiSettings:
             raise ValueError(f"mixup_pairs must be an integer >= 1, got {self.mixup_pairs!r}.")
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}.")
+        check_confidence(self.selection_confidence)
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}.")
         if self.positive_term == "l2" and self.loss_form != "norm":

@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any, Callable, Dict, Iterator, List, Optional, Tuple, Union
 
+import numpy
 import spacy
 from spacy.util import load_config, registry, resolve_dot_names
 from wasabi import msg
@@ -314,11 +315,13 @@ def _select_shipped(source: Path, run: Path) -> None:
     """Make ``model-best`` the candidate with the best dev score (the run's
     ``score_weights``): the starting pipeline, spaCy's best checkpoint, or a blend
     ``(1 − α)·source + α·model-last`` for each of the settings' ``blend_alphas`` (WiSE-FT).
-    Ties go to the candidate nearest the source. The choice and every score are written to
-    ``model-best/meta.json``."""
+    Ties go to the candidate nearest the source. With ``selection_confidence`` > 0 a candidate
+    must also beat the source's PU score on that share of bootstrap resamples of the dev set
+    (:mod:`.selection`). The choice and every score are written to ``model-best/meta.json``."""
     from spacy.training.loop import create_evaluation_callback
 
     from .interpolation import interpolate_into
+    from .selection import choose, pu_win_rate
     from .settings import DallmiSettings
 
     best = run / "model-best"
@@ -327,21 +330,36 @@ def _select_shipped(source: Path, run: Path) -> None:
     weights = config["training"]["score_weights"]
     block = (config["initialize"].get("before_init") or {}).get("settings")
     settings = registry.resolve({"s": block})["s"] if block else DallmiSettings()
+    source_nlp = spacy.load(source)
+    confidence = settings.selection_confidence
+    if confidence:
+        # an unlabeled entry (0 or absent) is "not a known positive", as the PU score reads it
+        references = [eg.reference for eg in dev_corpus(source_nlp)]
+        labels = sorted({label for doc in references for label in doc.cats})
+        known = numpy.array([[doc.cats.get(lb, 0.0) >= 0.5 for lb in labels] for doc in references])
 
-    def evaluate(nlp: spacy.Language) -> Tuple[float, Dict[str, Any]]:
+        def probabilities(nlp: spacy.Language) -> numpy.ndarray:
+            docs = nlp.pipe(doc.text for doc in references)
+            return numpy.array([[doc.cats.get(label, 0.0) for label in labels] for doc in docs])
+
+        source_probs = probabilities(source_nlp)
+    wins: Dict[str, float] = {}
+
+    def evaluate(name: str, nlp: spacy.Language) -> Tuple[float, Dict[str, Any]]:
+        if confidence and name != "source":
+            wins[name] = pu_win_rate(known, probabilities(nlp), source_probs, seed=settings.seed)
         return create_evaluation_callback(nlp, dev_corpus, weights)()
 
-    source_nlp = spacy.load(source)
-    results = {"source": evaluate(source_nlp)}
+    results = {"source": evaluate("source", source_nlp)}
     alphas = {f"blend {alpha}": alpha for alpha in sorted(settings.blend_alphas)}
     if alphas:
         adapted, blend = spacy.load(run / "model-last"), spacy.load(run / "model-last")
     for name, alpha in alphas.items():
         interpolate_into(blend, source_nlp, adapted, alpha)
-        results[name] = evaluate(blend)
-    results["checkpoint"] = evaluate(spacy.load(best))
+        results[name] = evaluate(name, blend)
+    results["checkpoint"] = evaluate("checkpoint", spacy.load(best))
     scores = {name: score for name, (score, _) in results.items()}
-    selected = max(scores, key=lambda name: scores[name])  # the first of equal scores
+    selected = choose(scores, wins, confidence)  # the first of equal scores
     if selected == "source":
         shutil.rmtree(best)
         shutil.copytree(source, best)
@@ -355,9 +373,17 @@ def _select_shipped(source: Path, run: Path) -> None:
             f"model-best is {what}: dev score {scores[selected]:.4f} (the best checkpoint: "
             f"{scores['checkpoint']:.4f})"
         )
+    if confidence and selected != max(scores, key=lambda name: scores[name]):
+        msg.info(
+            f"No model beat the starting pipeline on {confidence:.0%} of the dev resamples "
+            f"(wins: {', '.join(f'{n} {w:.2f}' for n, w in wins.items())}): kept the better "
+            "of those that did."
+        )
     meta_path = best / "meta.json"
     meta = json.loads(meta_path.read_text(encoding="utf8"))
-    meta["selection"] = {"selected": selected, "dev_scores": scores}
+    meta["selection"] = {"selected": selected, "dev_scores": scores, "confidence": confidence}
+    if confidence:
+        meta["selection"]["pu_win_rates"] = wins
     # the dev scores of what was shipped (the source's own meta has source-domain scores)
     other = results[selected][1]
     meta["performance"] = {metric: other.get(metric, 0.0) for metric in weights}

@@ -108,6 +108,8 @@ def test_a_bad_config_block_names_the_setting(values: Dict[str, Any], named: str
 
 
 def test_the_component_takes_its_settings_flat_with_the_dataclass_defaults(tiny_bert: str) -> None:
+    import spacy_dallmi.component  # noqa: F401  (registers the factory, whatever ran before)
+
     defaults = Language.get_factory_meta("dallmi_textcat").default_config
     assert {name: defaults[name] for name in SETTING_NAMES} == DallmiSettings().to_dict()
     nlp = make_nlp(tiny_bert, objective="dallmi", mixup_lambda=0.5)

@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy
 import pytest
 import spacy
 from spacy.cli.debug_config import debug_config
@@ -126,6 +127,51 @@ def test_a_blend_that_scores_best_is_what_ships(source, corpus, tmp_path, monkey
     meta = json.loads((output / "model-best" / "meta.json").read_text())
     assert meta["selection"]["selected"] == "blend 0.5"
     assert head(spacy.load(output / "model-best")) == pytest.approx(middle, abs=1e-6)
+
+
+@pytest.mark.parametrize("win_rate,shipped", [(0.95, "blend 0.5"), (0.5, "source")])
+def test_a_confident_selection_ships_a_candidate_only_if_it_wins_often_enough(
+    source, corpus, tmp_path, monkeypatch, win_rate, shipped
+):
+    """The dev score prefers the 0.5 blend; with ``selection_confidence`` 0.9 it ships only if
+    it beats the source on 90% of the resamples, else the source ships. The win rates see the
+    dev slice's known positives and each model's probabilities on it."""
+    import spacy.training.loop
+
+    import spacy_dallmi.selection
+
+    settings = "initialize.before_init.settings.selection_confidence"
+    overrides = {**sourced_overrides(source, corpus), settings: 0.9}
+    output = train_epochs(
+        CONFIGS / "adapt.cfg", tmp_path / "run", 1, overrides=overrides, keep_source=False
+    )
+    head = lambda nlp: nlp.get_pipe("textcat").model.layers[2].get_param("W")  # noqa: E731
+    middle = 0.5 * (head(spacy.load(source)) + head(spacy.load(output / "model-last")))
+    fake = lambda nlp, corpus, weights: lambda: (-float(abs(head(nlp) - middle).sum()), {})  # noqa: E731
+    monkeypatch.setattr(spacy.training.loop, "create_evaluation_callback", fake)
+    dev = list(DocBin().from_disk(corpus["target_valid"]).get_docs(spacy.blank("en").vocab))
+    source_probs = [[doc.cats[label] for label in sorted(LABELS)] for doc in
+                    spacy.load(source).pipe(doc.text for doc in dev)]  # fmt: skip
+    calls = []
+
+    def win(known, candidate, source_p, seed=0):
+        calls.append((known, candidate, source_p))
+        return win_rate
+
+    monkeypatch.setattr(spacy_dallmi.selection, "pu_win_rate", win)
+    _select_shipped(Path(source), output)
+    selection = json.loads((output / "model-best" / "meta.json").read_text())["selection"]
+    assert selection["selected"] == shipped
+    assert selection["confidence"] == 0.9
+    assert selection["pu_win_rates"] == {name: win_rate for name in selection["dev_scores"]
+                                         if name != "source"}  # fmt: skip
+    known = [[doc.cats[label] == 1.0 for label in sorted(LABELS)] for doc in dev]
+    for got_known, candidate, got_source in calls:
+        assert got_known.tolist() == known
+        assert got_source == pytest.approx(numpy.array(source_probs), abs=1e-6)
+        assert candidate.shape == got_source.shape
+    if shipped == "source":
+        assert head(spacy.load(output / "model-best")) == pytest.approx(head(spacy.load(source)))
 
 
 def test_without_blend_alphas_the_candidates_are_the_source_and_the_checkpoint(
