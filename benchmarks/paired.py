@@ -53,6 +53,8 @@ RESULTS = REPO_ROOT / "benchmarks" / "results"
 SETTINGS_KEY = "initialize.before_init.settings"
 LEARN_RATE_KEY = "training.optimizer.learn_rate.initial_rate"
 CRITERIA = ("pu_score", "partial_ap")
+#: Confident selection (``selection_confidence``): criterion -> (score, share of resamples).
+CONFIDENT = {"pu_score_c90": ("pu_score", 0.9)}
 #: WiSE-FT weights between the source (0) and the last epoch (1) scored for partial-label runs.
 ALPHAS = (0.25, 0.5, 0.75)
 SOURCE_INFO = "benchmark_source.json"
@@ -254,15 +256,32 @@ def relative(value: Any, work: Path) -> Any:
     return value
 
 
-def select(records: List[Dict[str, Any]], rname: str, criterion: str) -> Dict[str, Any]:
+def allowed(candidate: Dict[str, Any], rname: str, confidence: float) -> bool:
+    """Whether a candidate may be shipped: the source always, another only if it beat the
+    source's PU score on ``confidence`` of the resamples (``pu_win``)."""
+    return (
+        confidence == 0.0
+        or candidate.get("epoch") == 0
+        or candidate["val"][rname]["pu_win"] >= confidence
+    )
+
+
+def select(
+    records: List[Dict[str, Any]], rname: str, criterion: str, confidence: float = 0.0
+) -> Dict[str, Any]:
     """The record with the best validation ``criterion`` at ratio ``rname``; ties go to the
     earliest epoch (the source model first), so adaptation must earn its place."""
+    records = [r for r in records if allowed(r, rname, confidence)]
     best = max(records, key=lambda r: (r["val"][rname][criterion], -r["epoch"]))
     return {"epoch": best["epoch"], "val": best["val"][rname][criterion], "test": best["test"]}
 
 
 def select_shipped(
-    records: List[Dict[str, Any]], blends: List[Dict[str, Any]], rname: str, criterion: str
+    records: List[Dict[str, Any]],
+    blends: List[Dict[str, Any]],
+    rname: str,
+    criterion: str,
+    confidence: float = 0.0,
 ) -> Dict[str, Any]:
     """The candidate a product would ship: the best validation ``criterion`` among the epochs
     (epoch 0 = the source) and the blends of the source with the last epoch. Ties go to the
@@ -270,10 +289,20 @@ def select_shipped(
     candidates = [(0.0 if r["epoch"] == 0 else 1.0 + r["epoch"], r["epoch"], r) for r in records]
     last = records[-1]["epoch"]
     candidates += [(b["alpha"], last, b) for b in blends]
+    candidates = [c for c in candidates if allowed(c[2], rname, confidence)]
     distance, epoch, best = max(candidates, key=lambda c: (c[2]["val"][rname][criterion], -c[0]))
     alpha = 0.0 if epoch == 0 else min(distance, 1.0)
     return {"epoch": epoch, "alpha": alpha, "val": best["val"][rname][criterion],
             "test": best["test"]}  # fmt: skip
+
+
+def criteria(records: List[Dict[str, Any]], rname: str) -> Dict[str, Tuple[str, float]]:
+    """Criterion name -> (validation score, confidence): the plain ones, and the confident
+    ones when every candidate but the source records its ``pu_win``."""
+    found = {c: (c, 0.0) for c in CRITERIA}
+    if all("pu_win" in r["val"][rname] for r in records if r["epoch"] != 0):
+        found.update(CONFIDENT)
+    return found
 
 
 def summarise_records(
@@ -281,11 +310,18 @@ def summarise_records(
 ) -> Dict[str, Any]:
     summary = {
         "last": records[-1]["test"],
-        "selected": {r: {c: select(records, r, c) for c in CRITERIA} for r in ratios},
+        "selected": {
+            r: {c: select(records, r, *spec) for c, spec in criteria(records, r).items()}
+            for r in ratios
+        },
     }
     if blends:
         summary["shipped"] = {
-            r: {c: select_shipped(records, list(blends), r, c) for c in CRITERIA} for r in ratios
+            r: {
+                c: select_shipped(records, list(blends), r, *spec)
+                for c, spec in criteria(records, r).items()
+            }
+            for r in ratios
         }
     return summary
 
@@ -381,7 +417,7 @@ def run_method(
         return srsly.read_json(path)
     print(f"[paired] {key}: training", flush=True)
     start = time.perf_counter()
-    evaluate = Evaluator(corpora)
+    evaluate = Evaluator(corpora, source=spacy.load(corpora.folder / "source"))
     if method.config == "aad":
         run = train_aad(protocol, seed, corpora, effective, evaluate)
     else:

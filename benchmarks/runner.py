@@ -33,7 +33,8 @@ from stats import macro_f1
 from spacy_dallmi.callbacks import find_textcat
 from spacy_dallmi.experiments.evaluate import expected_calibration_error
 from spacy_dallmi.experiments.thresholds import fit_threshold_columns
-from spacy_dallmi.scorer import score_cats_map
+from spacy_dallmi.scorer import GOLD_POSITIVE_CUTOFF, score_cats_map
+from spacy_dallmi.selection import pu_win_rate
 from spacy_dallmi.training import batches_per_epoch
 
 PROBE = "paired_benchmark.epoch_probe.v1"
@@ -109,7 +110,12 @@ class Evaluator:
     labels cost; never a choice).
     """
 
-    def __init__(self, corpora: SeedCorpora, ratios: Sequence[float] = RATIOS) -> None:
+    def __init__(
+        self,
+        corpora: SeedCorpora,
+        ratios: Sequence[float] = RATIOS,
+        source: Optional[Language] = None,
+    ) -> None:
         labels = corpora.labels
         self.val_full = read_set(corpora.val_full, labels)
         self.val_partial = {}
@@ -119,6 +125,9 @@ class Evaluator:
                 raise ValueError(f"validation slices of ratio {ratio} and full labels differ")
             self.val_partial[ratio_name(ratio)] = partial
         self.test = read_set(corpora.test, labels)
+        # with the source model, each ratio's ``pu_win``: the share of paired bootstrap
+        # resamples of the slice on which a model's PU score beats the source's
+        self.source_probs = None if source is None else predict(source, self.val_full.texts)
 
     def __call__(self, nlp: Language) -> Dict[str, Any]:
         val_probs = predict(nlp, self.val_full.texts)
@@ -126,6 +135,9 @@ class Evaluator:
         for name, labelled in self.val_partial.items():
             scores = labelled.score(val_probs)
             val[name] = {"pu_score": scores["cats_pu_score"], "partial_ap": scores["cats_macro_ap"]}
+            if self.source_probs is not None:
+                known = labelled.matrix >= GOLD_POSITIVE_CUTOFF
+                val[name]["pu_win"] = pu_win_rate(known, val_probs, self.source_probs)
         val["full"] = {"macro_ap": self.val_full.score(val_probs)["cats_macro_ap"]}
         test_probs = predict(nlp, self.test.texts)
         scores = self.test.score(test_probs)

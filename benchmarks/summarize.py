@@ -40,6 +40,7 @@ MODELS = {
     "partial_ap": "selected by partial AP",
     "shipped_pu_score": "shipped by PU score (epochs, source, blends)",
     "shipped_partial_ap": "shipped by partial AP (epochs, source, blends)",
+    "shipped_pu_score_c90": "shipped by PU score, beating the source on 90% of resamples",
 }
 #: The product's selection score, as configs/adapt.cfg and finetune.cfg weight it.
 CRITERION_OF_WEIGHT = {"cats_pu_score": "pu_score", "cats_macro_ap": "partial_ap"}
@@ -103,7 +104,7 @@ def fill_later_settings(runs: List[Dict[str, Any]]) -> None:
 def test_score(run: Dict[str, Any], rname: str, model: str, metric: str = "macro_ap") -> float:
     """A test metric of the last epoch or of the epoch a criterion selected, in points
     (ECE too, so all columns share a unit)."""
-    if model == "last":
+    if model == "last" or run["method"] == "none":  # the source is all that none ships
         test = run["last"]
     elif model.startswith("shipped_"):
         # runs without blends (none, ft_full, aad) ship what the selection picks
@@ -119,17 +120,29 @@ def seeds_of(runs: Runs, method: str, metric: str = "macro_ap") -> List[int]:
     return sorted(seed for (m, seed), run in runs.items() if m == method and metric in run["last"])
 
 
+def has_model(run: Dict[str, Any], rname: str, model: str) -> bool:
+    """Whether a run holds ``model`` (runs made before a criterion was added lack it)."""
+    if model == "last" or run["method"] == "none":
+        return True
+    if model.startswith("shipped_"):
+        return model[len("shipped_") :] in run.get("shipped", run["selected"])[rname]
+    return model in run["selected"][rname]
+
+
 def cell(
     runs: Runs, rname: str, method: str, model: str, metric: str = "macro_ap"
 ) -> Optional[Dict[str, Any]]:
     """Mean, std and the paired comparison to the baseline of one method at one ratio."""
     seeds = seeds_of(runs, method, metric)
+    seeds = [s for s in seeds if has_model(runs[(method, s)], rname, model)]
     if not seeds:
         return None
     values = [test_score(runs[(method, s)], rname, model, metric) for s in seeds]
     mean, std = mean_std(values)
     result: Dict[str, Any] = {"n": len(seeds), "mean": mean, "std": std, "seeds": seeds}
-    baseline_seeds = set(seeds_of(runs, BASELINE, metric))
+    baseline_seeds = {
+        s for s in seeds_of(runs, BASELINE, metric) if has_model(runs[(BASELINE, s)], rname, model)
+    }
     paired = [s for s in seeds if s in baseline_seeds]
     if paired:
         diff = paired_difference(

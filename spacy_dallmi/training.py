@@ -347,7 +347,7 @@ def _select_shipped(source: Path, run: Path) -> None:
 
     def evaluate(name: str, nlp: spacy.Language) -> Tuple[float, Dict[str, Any]]:
         if confidence and name != "source":
-            wins[name] = pu_win_rate(known, probabilities(nlp), source_probs, seed=settings.seed)
+            wins[name] = pu_win_rate(known, probabilities(nlp), source_probs)
         return create_evaluation_callback(nlp, dev_corpus, weights)()
 
     results = {"source": evaluate("source", source_nlp)}
