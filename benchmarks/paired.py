@@ -112,6 +112,12 @@ METHODS: Dict[str, Method] = as_registered(
             "finetune.cfg", "partial", {"teacher_weight": 1.0, "teacher_target": "posterior"}
         ),
         "dallmi_teacher": Method("adapt.cfg", "partial", {"teacher_weight": 0.5}),
+        "ft_teacher_source": Method(
+            "finetune.cfg", "partial", {"teacher_weight": 1.0, "teacher_target": "source"}
+        ),
+        "dallmi_posterior": Method(
+            "adapt.cfg", "partial", {"teacher_weight": 1.0, "teacher_target": "posterior"}
+        ),
     }
 )
 

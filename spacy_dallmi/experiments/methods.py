@@ -67,6 +67,16 @@ METHOD_INFO: Dict[str, MethodInfo] = {
         "probabilities (teacher_weight 0.5); benchmarks only",
         "partial",
     ),
+    "ft_teacher_source": MethodInfo(
+        "fine-tuning with the source model's probability as the target of unlabeled entries "
+        "(teacher_weight 1, teacher_target source: distillation); benchmarks only",
+        "partial",
+    ),
+    "dallmi_posterior": MethodInfo(
+        "DALLMi plus the BCE of unlabeled entries against the source model's posterior "
+        "(teacher_weight 1, teacher_target posterior); benchmarks only",
+        "partial",
+    ),
 }
 
 
