@@ -315,12 +315,25 @@ def evaluate_command(
     test split; write metrics with the run's settings. Without a test split (a partially
     labelled target and no test file) or for a run that was skipped, the metrics file says
     why instead."""
-    from .evaluate import evaluate_run, skipped_result, write_metrics
-
     settings = {}
     for item in setting or []:
         name, _, value = item.partition("=")
         settings[name] = _var_value(value)
+    evaluate_to(run, test, output, method, settings, epoch_log, gpu_id)
+
+
+def evaluate_to(
+    run: Path,
+    test: Path,
+    output: Path,
+    method: str,
+    settings: Dict[str, Any],
+    epoch_log: Optional[Path] = None,
+    gpu_id: int = -1,
+) -> None:
+    """Write the metrics file of ``run`` on ``test`` (see the ``evaluate`` command)."""
+    from .evaluate import evaluate_run, skipped_result, write_metrics
+
     marker = run / SKIPPED_FILE
     reason = None
     if marker.is_file():

@@ -109,6 +109,41 @@ def train_command(
     one evaluation per epoch, the dev curve printed and written to OUTPUT/training.json,
     output renamed into place only when finished. Extra --section.key value
     options override the config, as with `spacy train`."""
+    overrides = parse_config_overrides(ctx.args)
+    if overrides_file is not None:
+        overrides.update(read_overrides(overrides_file))
+    if not parse_flag(curve, "--curve"):
+        curve_docs = None
+    train_run(
+        config,
+        output,
+        epochs,
+        overrides,
+        patience=patience,
+        gpu_id=gpu_id,
+        keep_source=keep_source,
+        curve_docs=curve_docs,
+        skip_if_missing=skip_if_missing,
+        force=force,
+    )
+
+
+def train_run(
+    config: Path,
+    output: Path,
+    epochs: int,
+    overrides: Dict[str, Any],
+    *,
+    patience: int = 0,
+    gpu_id: int = -1,
+    keep_source: bool = True,
+    curve_docs: Optional[Path] = None,
+    skip_if_missing: Optional[Path] = None,
+    force: bool = False,
+) -> None:
+    """Train ``config`` into ``output`` unless ``output`` holds a finished run of the same
+    inputs (see :mod:`.run_inputs`); a missing ``skip_if_missing`` leaves a skipped marker,
+    and existing ``curve_docs`` are scored after every epoch for the learning curve only."""
     from ..training import PARTIAL_SUFFIX, train_epochs
 
     if not config.is_file():
@@ -122,10 +157,8 @@ def train_command(
         write_skipped(output, reason)
         msg.info(f"{output}: {reason}")
         return
-    overrides = parse_config_overrides(ctx.args)
-    if overrides_file is not None:
-        overrides.update(read_overrides(overrides_file))
-    if parse_flag(curve, "--curve") and curve_docs is not None:
+    overrides = dict(overrides)
+    if curve_docs is not None:
         if curve_docs.is_file():
             partial = output.with_name(output.name + PARTIAL_SUFFIX)
             overrides["paths.curve_docs"] = str(curve_docs)
@@ -169,6 +202,11 @@ def find_thresholds_command(
 ) -> None:
     """Tune one decision threshold per label (best F1 on DOCS' labels; unlabeled counts as
     negative). Use the validation slice, never the test split."""
+    find_thresholds(model, docs, output, gpu_id)
+
+
+def find_thresholds(model: Path, docs: Path, output: Path, gpu_id: int = -1) -> None:
+    """Fit and write the per-label thresholds of ``model`` on ``docs`` (see the command)."""
     import spacy
     from spacy.tokens import DocBin
 
