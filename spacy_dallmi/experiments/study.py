@@ -21,7 +21,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import srsly
 import typer
@@ -119,7 +119,9 @@ def parse_options(text: str) -> Dict[str, Any]:
                 options[name] = type(default)(value)
         except ValueError:
             kind = "true or false" if isinstance(default, bool) else type(default).__name__
-            raise CheckError(f"Option {name} must be {kind}, got {value!r} (--vars.options)")
+            raise CheckError(
+                f"Option {name} must be {kind}, got {value!r} (--vars.options)"
+            ) from None
         if name in CHOICES and options[name] not in CHOICES[name]:
             raise CheckError(
                 f"Option {name} must be {' or '.join(CHOICES[name])}, got {value!r} "
