@@ -635,42 +635,39 @@ def run_table(study: Study) -> None:
 
 
 def run_tune(study: Study) -> None:
-    from .grid import tune_command
+    from .grid import tune
 
     start(study)
-    tune_command(
+    tune(
         study.folder("training", "source") / "model-best",
         study.partial,
         Path("tuned") / study.data_name,
-        work=Path("tuning") / study.model_key / study.hide,
+        Path("tuning") / study.model_key / study.hide,
         epochs=study.epochs,
         batch_size=study.batch_size,
         learn_rates=study.tune_learn_rates,
         lambdas=study.tune_lambdas,
         warmup=study.tune_warmup,
-        methods=",".join(TUNED_METHODS),
         seed=study.seed,
-        configs=Path("configs"),
         gpu_id=study.gpu_id,
     )
 
 
 def run_ablations(study: Study) -> None:
-    from .grid import ablate_command
+    from .grid import ablate
 
     start(study)
-    ablate_command(
+    ablate(
         study.folder("training", "source") / "model-best",
         study.corpus,
         study.partial,
         Path("reports") / f"{study.data_name}_ablations.md",
-        work=Path("ablations") / study.model_key / study.hide,
+        Path("ablations") / study.model_key / study.hide,
         epochs=study.epochs,
         batch_size=study.batch_size,
         learn_rate=study.learn_rate,
         lambdas=study.ablation_lambdas,
         seed=study.seed,
-        configs=Path("configs"),
         gpu_id=study.gpu_id,
     )
 
