@@ -327,16 +327,14 @@ def test_ablation_batcher_configs_resolve_with_size_and_seed(tmp_path: Path, bat
     assert callable(registry.resolve({"batcher": block})["batcher"])
 
 
-def test_train_skips_with_a_marker_and_reads_an_overrides_file(tmp_path: Path) -> None:
+def test_a_run_without_its_data_is_skipped_with_a_marker(tmp_path: Path) -> None:
+    from spacy_dallmi.experiments.model_commands import train_run
+
     config = REPO / "configs" / "finetune.cfg"
     output = tmp_path / "ft_full"
-    skipped = run(["train", config, output, "--epochs", "1", "--skip-if-missing", "none.spacy"])
-    assert skipped.exit_code == 0, skipped.output
+    train_run(config, output, 1, {}, skip_if_missing=tmp_path / "none.spacy")
     reason = srsly.read_json(output / "skipped.json")["reason"]
     assert "none.spacy does not exist" in reason
-    (tmp_path / "bad.json").write_text('{"learn_rate": 1}', encoding="utf8")
-    bad = run(["train", config, output, "--epochs", "1", "--overrides-file", tmp_path / "bad.json"])
-    assert bad.exit_code == 1 and "dotted config overrides" in bad.text
 
 
 def test_prepare_custom_as_the_project_calls_it(tmp_path: Path) -> None:

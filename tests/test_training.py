@@ -337,12 +337,10 @@ def test_train_command_skips_a_finished_run_with_the_same_inputs(
     shutil.copytree(source, own_source)
     train = tmp_path / "target_train.spacy"
     shutil.copy(corpus["target_train"], train)
-    overrides_file = tmp_path / "tuned.json"
-    overrides_file.write_text('{"training.optimizer.learn_rate.initial_rate": 0.0001}')
     output = tmp_path / "run"
     base = ["train", str(config), str(output), "--paths.source", str(own_source)]
     base += ["--paths.train", str(train), "--paths.dev", corpus["target_valid"]]
-    base += ["--overrides-file", str(overrides_file)]
+    base += ["--training.optimizer.learn_rate.initial_rate", "0.0001"]
 
     def run(*extra, epochs="1"):
         done = CliRunner().invoke(app, [*base, "--epochs", epochs, *extra])
@@ -359,7 +357,7 @@ def test_train_command_skips_a_finished_run_with_the_same_inputs(
         lambda: config.write_text(config.read_text() + "\n# edited\n"),
         lambda: train.write_bytes(Path(corpus["target_valid"]).read_bytes()),
         lambda: (own_source / "meta.json").write_text("{}"),
-        lambda: overrides_file.write_text('{"training.optimizer.learn_rate.initial_rate": 3e-4}'),
+        lambda: base.__setitem__(-1, "0.0003"),
         lambda: monkeypatch.setattr(run_inputs, "code_fingerprint", lambda: {"source": "new"}),
         lambda: (output / run_inputs.INPUTS_FILE).write_text("{not json"),
         lambda: shutil.rmtree(output / "model-last"),

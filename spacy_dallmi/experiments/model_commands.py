@@ -21,32 +21,6 @@ from .run_inputs import INPUTS_FILE, finished_with, run_inputs, write_record
 CURVE_FILE = "curve.jsonl"
 
 
-def parse_flag(value: str, option: str) -> bool:
-    """A true/false option as a project var spells it (``true``, ``false``, ``1``, ``0``)."""
-    text = value.strip().lower()
-    if text not in ("true", "false", "1", "0", "yes", "no"):
-        msg.fail(f"{option} must be true or false, got {value!r}", exits=1)
-    return text in ("true", "1", "yes")
-
-
-def read_overrides(path: Path) -> Dict[str, Any]:
-    """A JSON object of dotted config overrides, e.g. ``{"training.optimizer.learn_rate.
-    initial_rate": 0.0001}`` (what the `tune` workflow writes)."""
-    if not path.is_file():
-        msg.fail(f"Overrides file not found: {path}", exits=1)
-    try:
-        overrides = srsly.read_json(path)
-    except ValueError as error:
-        msg.fail(f"{path} is not valid JSON: {error}", exits=1)
-    if not isinstance(overrides, dict) or not all("." in key for key in overrides):
-        msg.fail(
-            f"{path} must hold a JSON object of dotted config overrides, e.g. "
-            '{"training.optimizer.learn_rate.initial_rate": 0.0001}',
-            exits=1,
-        )
-    return overrides
-
-
 def write_skipped(output: Path, reason: str) -> None:
     """Put a marker saying why there is no model where the run's output would be, so the
     evaluation step can say so too instead of failing on a missing model."""
@@ -79,24 +53,11 @@ def train_command(
         "--keep-source/--no-keep-source",
         help="For a sourced config: model-best may be the starting pipeline if it scores best.",
     ),
-    overrides_file: Optional[Path] = typer.Option(
-        None,
-        "--overrides-file",
-        help="JSON object of dotted config overrides, applied after the --section.key ones "
-        "(so tuned values replace them).",
-    ),
     curve_docs: Optional[Path] = typer.Option(
         None,
         "--curve-docs",
         help="Held-out labelled docs scored after every epoch for the learning-curve figure "
         "only (never for selection); written to OUTPUT/curve.jsonl. Skipped if missing.",
-    ),
-    curve: str = typer.Option("true", "--curve", help="false: no per-epoch curve."),
-    skip_if_missing: Optional[Path] = typer.Option(
-        None,
-        "--skip-if-missing",
-        help="Do not train, and leave OUTPUT/skipped.json saying why, when this file does not "
-        "exist (e.g. fully labelled target train for a partially labelled target).",
     ),
     force: bool = typer.Option(
         False,
@@ -110,10 +71,6 @@ def train_command(
     output renamed into place only when finished. Extra --section.key value
     options override the config, as with `spacy train`."""
     overrides = parse_config_overrides(ctx.args)
-    if overrides_file is not None:
-        overrides.update(read_overrides(overrides_file))
-    if not parse_flag(curve, "--curve"):
-        curve_docs = None
     train_run(
         config,
         output,
@@ -123,7 +80,6 @@ def train_command(
         gpu_id=gpu_id,
         keep_source=keep_source,
         curve_docs=curve_docs,
-        skip_if_missing=skip_if_missing,
         force=force,
     )
 

@@ -625,6 +625,7 @@ def run_baselines(study: Study, with_report: bool = True) -> None:
 def run_table(study: Study) -> None:
     """``adapt`` and ``baselines`` at every seed and ratio of the options, then the report:
     seeds form the outer loop, so the ratio-free runs are trained once per seed."""
+    check(study)
     for seed in _split_names(study.seeds) or []:
         for ratio in _split_names(study.ratios) or []:
             cell = Study(**{**study.__dict__, "seed": int(seed), "ratio": float(ratio)})
