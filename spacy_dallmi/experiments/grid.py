@@ -5,14 +5,14 @@ warm-up) on the partially labelled validation slice, by the label-free selection
 (``cats_pu_score``, the score of the run's best epoch): no target test label is read. Every
 fine-tuning baseline gets the same learning rates and epochs as DALLMi, so tuning does not
 favour the method. The choice is written as config overrides, ``<output>/<method>.json``,
-which the project's training steps apply with ``--vars.tuned true``.
+which the study's training runs apply with ``--vars.options tuned=true``.
 
 ``ablate`` (issue 9) trains the variants of the paper's Tables 3 and 4 beside default DALLMi
 and reports each relative to it, with the wall time per epoch.
 
-Each grid point trains into its own folder under ``--work``, named by its settings; a point
-whose folder holds a finished run (``python -m spacy_dallmi train`` renames it into place
-only at the end) is read back instead of trained again, so an interrupted grid resumes.
+Each grid point trains into its own folder under ``work``, named by its settings; a point
+whose folder holds a finished run (training renames it into place only at the end) is read
+back instead of trained again, so an interrupted grid resumes.
 """
 
 import re
