@@ -18,6 +18,8 @@ from spacy_dallmi.experiments.prepare import prepare_files
 from spacy_dallmi.experiments.study import OPTIONS, CheckError, Study, parse_options
 
 REPO = Path(__file__).resolve().parents[1]
+LEARN_RATE_KEY = "training.optimizer.learn_rate.initial_rate"
+SETTINGS_KEY = "initialize.before_init.settings"
 TRAINED = ("ft_partial", "an_ls", "wan", "ft_full", "dallmi", "dallmi_lambda0", "dallmi_paper")
 
 
@@ -360,3 +362,48 @@ def test_prepare_custom_as_the_project_calls_it(tmp_path: Path) -> None:
         "source_test.spacy",
         "source_train.spacy",
     ]
+
+
+def test_tune_and_ablations_run_the_grid_from_the_study(in_tmp: Path, monkeypatch) -> None:
+    """The study hands its folders and options to the grid (training is a stub here: the
+    slow tests train for real); tuned values then reach the tuned methods' runs."""
+    import spacy_dallmi.experiments.grid as grid
+    import spacy_dallmi.experiments.study as study_module
+    import spacy_dallmi.training as training
+
+    trained = []
+
+    def fake_point(config, folder, epochs, overrides, gpu_id):
+        trained.append((config.name, folder, overrides))
+        score = overrides.get(LEARN_RATE_KEY, 0.0) + overrides.get(
+            f"{SETTINGS_KEY}.mixup_lambda", 0
+        )
+        return {"dev_score": score, "seconds_per_epoch": 1.0}
+
+    monkeypatch.setattr(study_module, "start", lambda found: None)
+    monkeypatch.setattr(grid, "train_point", fake_point)
+    monkeypatch.setattr(grid, "_test_score", lambda run, test: None)
+    monkeypatch.setattr(grid, "batcher_config", lambda config, *args: config)
+    monkeypatch.setattr(training, "batches_per_epoch", lambda config, overrides: 5)
+    args = ["--source-file", "s.csv", "--target-file", "t.csv", "--labels-column", "labels"]
+    options = "tune_learn_rates=0.0001,0.0003 tune_lambdas=0,0.1 tune_warmup=0,1"
+    made = study(dataset="custom", data_name="custom", ratio=0.0)
+    (made.folder("training", "source") / "model-best").mkdir(parents=True)
+    made.partial.mkdir(parents=True)
+    for name in ("target_train.spacy", "target_valid.spacy"):
+        (made.partial / name).touch()
+    tuned = run(["study", "tune", *args, "--options", options])
+    assert tuned.exit_code == 0, tuned.output
+    chosen = srsly.read_json(in_tmp / "tuned" / "custom" / "dallmi.json")
+    assert chosen["overrides"][LEARN_RATE_KEY] == pytest.approx(0.0003)
+    assert chosen["overrides"][f"{SETTINGS_KEY}.mixup_warmup_steps"] in (0, 5)
+    assert {name for name, _, _ in trained} == {"adapt.cfg", "finetune.cfg"}
+    assert all("tuning/custom/" in str(folder) for _, folder, _ in trained)
+    found = study(dataset="custom", data_name="custom", tuned=True)
+    _, overrides = found.training("dallmi")
+    assert overrides[LEARN_RATE_KEY] == pytest.approx(0.0003)
+    trained.clear()
+    ablated = run(["study", "ablations", *args, "--options", "ablation_lambdas=0,1"])
+    assert ablated.exit_code == 0, ablated.output
+    assert (in_tmp / "reports" / "custom_ablations.md").is_file()
+    assert all("ablations/custom/" in str(folder) for _, folder, _ in trained)

@@ -121,7 +121,7 @@ def tune(
     warm = [int(x) for x in _split_names(warmup) or []]
     for path in (source, partial / "target_train.spacy", partial / "target_valid.spacy"):
         if not path.exists():
-            msg.fail(f"Not found: {path} (run the prepare and train-source steps first)", exits=1)
+            msg.fail(f"Not found: {path} (prepare the data and train the source first)", exits=1)
     base = _base_overrides(source, partial, batch_size, seed)
     output.mkdir(parents=True, exist_ok=True)
     for method in _split_names(methods) or []:
