@@ -129,7 +129,8 @@ def train_run(
     if not force and finished_with(output, inputs):
         msg.good(
             f"{output}: already trained from the same config, overrides, epochs, input files "
-            f"and code ({output / INPUTS_FILE}); not trained again. Pass --force to retrain."
+            f"and code ({output / INPUTS_FILE}); not trained again. Pass --force (in the project "
+            "--vars.options force=NAME) to retrain."
         )
         return
     try:
