@@ -222,10 +222,12 @@ def _read_delimited(path: Path, delimiter: str, counts: Counts) -> Source:
     return Source(path, header, rows())
 
 
-def _unique_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
-    duplicates = repeated([key for key, _ in pairs])
-    if duplicates:
-        raise ValueError(f"duplicate keys {duplicates}")
+def unique_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
+    """``json.loads`` hook: a key given twice in one object is an error, not "last one wins"
+    (here and in the experiment kit's readers)."""
+    twice = repeated([key for key, _ in pairs])
+    if twice:
+        raise ValueError(f"key(s) {', '.join(map(repr, twice))} given twice")
     return dict(pairs)
 
 
@@ -258,7 +260,7 @@ def _jsonl_records(path: Path, lines: Iterable[str], counts: Counts) -> Iterator
             counts.blank_lines += 1
             continue
         try:
-            record = json.loads(line, object_pairs_hook=_unique_keys)
+            record = json.loads(line, object_pairs_hook=unique_keys)
         except ValueError as error:
             raise ClassifyError(f"{path}, line {number}: not a JSON record ({error}).") from error
         if not isinstance(record, dict):

@@ -10,6 +10,7 @@ from typing import List
 import numpy
 import pytest
 import spacy
+import srsly
 from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
@@ -199,57 +200,39 @@ def test_report_without_matplotlib_is_one_clear_line(tmp_path: Path) -> None:
     assert 'The report needs matplotlib: pip install "spacy-dallmi[project]"' in output
 
 
-def test_table_with_an_unknown_dataset_is_one_clear_line(tmp_path: Path) -> None:
-    result = run(["table", tmp_path, "--var", "dataset=emotion"])
+def test_table_with_an_unknown_dataset_is_one_clear_line(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run(["study", "table", "--dataset", "emotion"])
     assert result.exit_code == 1
     assert "Unknown dataset 'emotion'" in result.text and one_message(result.output)
 
 
-FAKE_RUN = """
-import sys
-from pathlib import Path
-import srsly
-dataset, ratio, seed, fail = sys.argv[1:]
-if fail == "yes":
-    sys.exit(3)
-folder = Path(f"metrics/{dataset}/s{seed}_{ratio}")
-folder.mkdir(parents=True, exist_ok=True)
-for method, value in (("ft_partial", 0.5), ("ft_full", 0.7), ("dallmi", 0.6)):
-    srsly.write_json(folder / f"{method}.json", {
-        "method": method, "settings": {"ratio": float(ratio), "seed": int(seed)},
-        "n_docs": 10, "wall_seconds": 1.0, "epochs": [],
-        "metrics": {"cats_macro_ap": value, "cats_macro_ap_rounded": value,
-                    "cats_ap_per_type": {"a": value}, "cats_ap_skipped_labels": []}})
-"""
+def test_table_runs_every_seed_and_ratio_then_one_report(tmp_path: Path, monkeypatch) -> None:
+    """Seeds form the outer loop; each cell runs adapt and baselines without a report, and
+    the report comes once, from every cell's metrics files."""
+    import spacy_dallmi.experiments.study as study
 
-FAKE_PROJECT = """
-vars:
-  dataset: emotions
-  ratio: 0.5
-  seed: 0
-  fail: "no"
-workflows:
-  adapt: [run]
-  baselines: [run]
-commands:
-  - name: run
-    script:
-      - "python fake_run.py ${vars.dataset} ${vars.ratio} ${vars.seed} ${vars.fail}"
-"""
+    monkeypatch.chdir(tmp_path)
+    cells = []
 
+    def fake(cell, with_report=True):
+        assert not with_report
+        cells.append((cell.seed, cell.ratio))
+        folder = tmp_path / "metrics" / "emotions" / f"s{cell.seed}_{cell.ratio}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for method, value in (("ft_partial", 0.5), ("ft_full", 0.7), ("dallmi", 0.6)):
+            metrics = {"cats_macro_ap": value, "cats_macro_ap_rounded": value}
+            metrics.update(cats_ap_per_type={"a": value}, cats_ap_skipped_labels=[])
+            srsly.write_json(folder / f"{method}.json", {
+                "method": method, "settings": {"ratio": cell.ratio, "seed": cell.seed},
+                "n_docs": 10, "wall_seconds": 1.0, "epochs": [], "metrics": metrics})  # fmt: skip
 
-def test_table_runs_the_workflows_in_process_and_stops_cleanly(tmp_path: Path) -> None:
-    (tmp_path / "project.yml").write_text(FAKE_PROJECT, encoding="utf8")
-    (tmp_path / "fake_run.py").write_text(FAKE_RUN, encoding="utf8")
-    args = ["table", tmp_path, "--ratios", "0.5,0.7", "--seeds", "0,1", "--var", "dataset=emotions"]
-    result = run(args)
+    monkeypatch.setattr(study, "check", lambda found: [])
+    monkeypatch.setattr(study, "run_adapt", fake)
+    monkeypatch.setattr(study, "run_baselines", lambda cell, with_report: None)
+    result = run(["study", "table", "--dataset", "emotions", "--options", "ratios=0.5,0.7"])
     assert result.exit_code == 0, result.output
-    folders = sorted(p.name for p in (tmp_path / "metrics" / "emotions").iterdir())
-    # ratios are read as `--vars.ratio 0.7` is, so a table and a single run share folders
-    assert folders == ["s0_0.5", "s0_0.7000000000000001", "s1_0.5", "s1_0.7000000000000001"]
+    assert cells == [(0, 0.5), (0, 0.7), (1, 0.5), (1, 0.7)]
     report = (tmp_path / "reports" / "emotions.md").read_text(encoding="utf8")
     assert "| `dallmi` | – | 50.0% | – | 50.0% |" in report
     assert str(tmp_path) not in report
-    failed = run(["table", tmp_path, "--var", "dataset=emotions", "--var", "fail=yes"])
-    assert failed.exit_code == 1
-    assert "the adapt workflow failed at ratio 0.5, seed 0 (exit code 3)" in failed.text

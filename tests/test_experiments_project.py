@@ -1,7 +1,7 @@
 """The spaCy project without training: its keyed run folders, the `check` step, the
 validation slice, and the rule that no training or selection step is given the test split."""
 
-import shlex
+import re
 from pathlib import Path
 from typing import Dict, List
 
@@ -15,51 +15,79 @@ from weasel.util import load_project_config
 
 from spacy_dallmi.experiments.cli import app
 from spacy_dallmi.experiments.prepare import prepare_files
+from spacy_dallmi.experiments.study import OPTIONS, CheckError, Study, parse_options
 
 REPO = Path(__file__).resolve().parents[1]
-TRAINING_COMMANDS = (
-    "train-source",
-    "train-dallmi",
-    "train-dallmi-lambda0",
-    "train-dallmi-paper",
-    "finetune-partial",
-    "finetune-an-ls",
-    "finetune-wan",
-    "finetune-full",
-    "tune-grid",
-    "ablate",
-    "thresholds",
+LEARN_RATE_KEY = "training.optimizer.learn_rate.initial_rate"
+SETTINGS_KEY = "initialize.before_init.settings"
+TRAINED = ("ft_partial", "an_ls", "wan", "ft_full", "dallmi", "dallmi_lambda0", "dallmi_paper")
+
+
+def study(**changes: object) -> Study:
+    """The emotions study at ratio 0.7, with vars or options changed."""
+    values = dict(dataset="emotions", data_name="emotions", data_dir=Path("data"))
+    values.update(source_file="", target_file="", target_test_file="", text_column="text")
+    values.update(labels_column="", label_columns="", ratio=0.7000000000000001, seed=0)
+    values.update(backbone="all-MiniLM-L6-v2", epochs=3, gpu_id=-1)
+    options = parse_options("")
+    for name, value in changes.items():
+        if name in OPTIONS:
+            options[name] = value
+        else:
+            values[name] = value
+    return Study(**values, options=options)
+
+
+def run_folders(found: Study) -> Dict[str, str]:
+    """Training and metrics paths by step, as the study names them."""
+    folders = {"source": str(found.folder("training", "source"))}
+    folders["none"] = str(found.folder("metrics", "none"))
+    for method in TRAINED:
+        folders[f"train-{method}"] = str(found.folder("training", method))
+        folders[f"evaluate-{method}"] = str(found.folder("metrics", method))
+    return folders
+
+
+def test_project_has_few_vars_and_no_nested_weasel_call() -> None:
+    config = load_project_config(REPO)
+    assert len(config["vars"]) <= 15
+    for command in config["commands"]:
+        assert command["script"][0].startswith("python -m spacy_dallmi study ")
+    assert "weasel" not in (REPO / "spacy_dallmi" / "experiments" / "study.py").read_text("utf8")
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("batch_size=big", "Option batch_size must be int, got 'big' (--vars.options)"),
+        ("curve=maybe", "Option curve must be true or false, got 'maybe'"),
+        ("loss_form=square", "Option loss_form must be norm or log, got 'square'"),
+        ("batchsize=8", "Unknown option 'batchsize=8' in --vars.options"),
+        ("batch_size", "Unknown option 'batch_size' in --vars.options"),
+    ],
 )
-STUDY = {"vars.dataset": "emotions", "vars.ratio": 0.7000000000000001}
+def test_a_bad_option_is_one_clear_error(text: str, expected: str) -> None:
+    with pytest.raises(CheckError, match=re.escape(expected)):
+        parse_options(text)
 
 
-def commands(overrides: Dict[str, object]) -> Dict[str, dict]:
-    config = load_project_config(REPO, overrides=overrides)
-    return {command["name"]: command for command in config["commands"]}
+def test_options_are_read_as_their_defaults_types() -> None:
+    options = parse_options("batch_size=64 learn_rate=0.0001 curve=false ratios=0.5,0.9")
+    assert options["batch_size"] == 64 and options["learn_rate"] == 0.0001
+    assert options["curve"] is False and options["ratios"] == "0.5,0.9"
+    assert options["max_length"] == OPTIONS["max_length"]
 
 
-def outputs(overrides: Dict[str, object]) -> Dict[str, List[str]]:
-    return {name: c.get("outputs", []) for name, c in commands(overrides).items()}
-
-
-def run_folders(overrides: Dict[str, object]) -> Dict[str, str]:
-    """Training and metrics outputs by command (the report's own file aside)."""
-    found = {}
-    for name, paths in outputs(overrides).items():
-        for path in paths:
-            if path.startswith(("training/", "metrics/")):
-                found[name] = path
-    return found
-
-
-def test_no_dependency_or_output_list_collapses_into_one_string() -> None:
-    """confection can join a list of interpolated strings into one "a, b" string; weasel would
-    then look for a file of that name."""
-    for overrides in ({}, STUDY, {**STUDY, "vars.tuned": True, "vars.learn_rate": 0.0003}):
-        for name, command in commands(overrides).items():
-            for key in ("deps", "outputs"):
-                joined = [path for path in command.get(key, []) if ", " in path]
-                assert not joined, (name, key, joined)
+def test_run_folders_keep_their_names() -> None:
+    found = run_folders(study(ratio=0.0, dataset="custom", data_name="custom"))
+    model = "custom/src1000_tgt1000_test1000_tf0.2_vf0.15/s0/all-MiniLM-L6-v2_len64_b32_se20p2"
+    dallmi = "per_sample_0/dallmi_lr5e-05_lam0.1_wu0_norm_e3_tunedfalse"
+    assert found["source"] == f"training/{model}/source"
+    assert found["train-dallmi"] == f"training/{model}/{dallmi}"
+    assert found["train-ft_full"] == f"training/{model}/ft_full_lr5e-05_e3"
+    wan = "per_sample_0/wan_lr5e-05_e3_tunedfalse.json"
+    assert found["evaluate-wan"] == f"metrics/{model}/{wan}"
+    assert found["none"] == f"metrics/{model}/none.json"
 
 
 @pytest.mark.parametrize(
@@ -85,8 +113,8 @@ def test_no_dependency_or_output_list_collapses_into_one_string() -> None:
     ],
 )
 def test_every_setting_that_changes_a_result_changes_the_dallmi_run_folder(var, value) -> None:
-    base = run_folders(STUDY)
-    changed = run_folders({**STUDY, f"vars.{var}": value})
+    changes = {var: value, "data_name": value} if var == "dataset" else {var: value}
+    base, changed = run_folders(study()), run_folders(study(**changes))
     assert changed["train-dallmi"] != base["train-dallmi"]
     assert changed["evaluate-dallmi"] != base["evaluate-dallmi"]
 
@@ -96,35 +124,26 @@ def test_every_setting_that_changes_a_result_changes_the_dallmi_run_folder(var, 
 )
 def test_runs_a_setting_does_not_affect_are_shared(var, value) -> None:
     """A new DALLMi setting reuses the source model and the ratio-free baselines."""
-    base = run_folders(STUDY)
-    changed = run_folders({**STUDY, f"vars.{var}": value})
-    for name in ("train-source", "evaluate-source"):
+    base, changed = run_folders(study()), run_folders(study(**{var: value}))
+    for name in ("source", "none"):
         assert changed[name] == base[name]
     if var != "learn_rate":
-        assert changed["finetune-full"] == base["finetune-full"]
+        assert changed["train-ft_full"] == base["train-ft_full"]
     if var == "mixup_lambda":
-        assert changed["finetune-partial"] == base["finetune-partial"]
+        assert changed["train-ft_partial"] == base["train-ft_partial"]
 
 
 def test_training_and_selection_never_receive_the_test_split() -> None:
-    """The test split reaches a training command only as the per-epoch curve's docs, which
-    `--vars.curve false` turns off and which spaCy's selection never reads (the slow test
-    shows that poisoning it changes nothing)."""
-    for curve in (True, False):
-        found = commands({**STUDY, "vars.curve": curve})
-        for name in TRAINING_COMMANDS:
-            args = shlex.split(found[name]["script"][0])
-            tests = [i for i, arg in enumerate(args) if "target_test" in arg]
-            if curve and name.startswith(("train-dallmi", "finetune")):
-                assert [args[i - 1] for i in tests] == ["--curve-docs"], name
-                assert args[args.index("--curve") + 1] == "true"
-            elif name.startswith(("train-dallmi", "finetune")):
-                assert args[args.index("--curve") + 1] == "false", name
-            else:
-                assert not tests, name
-            dev = args[args.index("--paths.dev") + 1] if "--paths.dev" in args else ""
-            assert "target_test" not in dev
-            assert name == "train-source" or not dev or "target_valid" in dev
+    """No training run is given the test split as its train or dev corpus: it reaches
+    training only as the per-epoch curve's docs (`curve=false` turns them off), which spaCy's
+    selection never reads (the slow test shows that poisoning it changes nothing)."""
+    found = study()
+    for method in TRAINED:
+        config, overrides = found.training(method)
+        assert (REPO / "configs" / config).is_file()
+        assert not [value for value in overrides.values() if "target_test" in str(value)]
+        assert "target_valid" in overrides["paths.dev"], method
+        assert "target_train" in overrides["paths.train"], method
 
 
 def run(args: List[str]):
@@ -150,53 +169,53 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.mark.parametrize(
     "args,expected",
     [
-        (["emotion"], "Unknown dataset 'emotion': set --vars.dataset"),
-        (["custom", "--source-file", "nope.csv"], "not found: nope.csv (set --vars.source_file)"),
-        (["custom", "--source-file", "s.csv"], "set --vars.target_file"),
-        (["custom", "--source-file", "s.csv", "--target-file", "t.csv"], "set --vars.labels_col"),
+        (["--dataset", "emotion"], "Unknown dataset 'emotion': set --vars.dataset"),
+        (["--source-file", "nope.csv"], "not found: nope.csv (set --vars.source_file)"),
+        (["--source-file", "s.csv"], "set --vars.target_file"),
+        (["--source-file", "s.csv", "--target-file", "t.csv"], "set --vars.labels_col"),
         (
-            ["custom", "--source-file", "s.csv", "--target-file", "t.csv", "--labels-column", "y"],
+            ["--source-file", "s.csv", "--target-file", "t.csv", "--labels-column", "y"],
             "Column(s) 'y' not found in s.csv. Columns found: 'text', 'labels'. Set "
             "--vars.labels_column.",
         ),
         (
-            ["custom", "--source-file", "s.csv", "--target-file", "t.csv", "--text-column", "tx"]
+            ["--source-file", "s.csv", "--target-file", "t.csv", "--text-column", "tx"]
             + ["--labels-column", "labels"],
             "Set --vars.text_column.",
         ),
-        (["pubmed", "--data-dir", "nowhere"], "Set --vars.data_dir"),
-        (["pubmed", "--ratio", "0"], "set --vars.ratio to the share"),
-        (["custom", "--backbone", "/models/bert"], "set --vars.backbone_key to a short name"),
-        (["custom", "--tuned", "true"], "No tuned values for dallmi"),
+        (["--dataset", "pubmed", "--data-dir", "nowhere", "--ratio", "0.5"], "Set --vars.data_dir"),
+        (["--dataset", "pubmed"], "set --vars.ratio to the share"),
+        (["--backbone", "/models/bert"], 'or --vars.options "backbone_key=NAME"'),
+        (["--options", "tuned=true"], "No tuned values for dallmi"),
+        (["--options", "tuned=maybe"], "Option tuned must be true or false"),
     ],
 )
 def test_check_names_the_var_to_set_in_one_line(in_tmp: Path, args, expected) -> None:
     defaults = ["--source-file", "s.csv", "--target-file", "t.csv", "--labels-column", "labels"]
-    if args[0] == "custom" and len(args) > 1 and args[1] in ("--backbone", "--tuned"):
-        args = [*args, *defaults, "--overrides-dir", "overrides/custom/tunedtrue"]
-    if args[0] == "pubmed" and "--data-dir" not in args:
+    if args[0] in ("--backbone", "--options"):
+        args = [*args, *defaults]
+    if "pubmed" in args and "--data-dir" not in args:
         args = [*args, "--data-dir", str(REPO.parent / "shared" / "datasets")]
-    result = run(["check", *args])
+    result = run(["study", "check", *args])
     assert result.exit_code == 1, result.output
     assert expected in result.text
     assert result.output.count("✘") == 1 and "Traceback" not in result.output
 
 
 def test_check_writes_the_input_fingerprint_and_guards_the_data_name(in_tmp: Path) -> None:
-    args = ["check", "custom", "--source-file", "s.csv", "--target-file", "t.csv"]
-    args += ["--labels-column", "labels", "--overrides-dir", "overrides/custom/tunedfalse"]
+    args = ["study", "check", "--source-file", "s.csv", "--target-file", "t.csv"]
+    args += ["--labels-column", "labels"]
     first = run(args)
     assert first.exit_code == 0, first.output
     assert "no test metrics are computed" in first.text
     inputs = srsly.read_json(in_tmp / "corpus" / "custom" / "inputs.json")
     assert sorted(inputs["files"]) == ["s.csv", "t.csv"]
-    assert srsly.read_json(in_tmp / "overrides" / "custom" / "tunedfalse" / "dallmi.json") == {}
     write_csv(in_tmp / "t2.csv", [["k", "x"]])
     other = run([*args[:5], "t2.csv", *args[6:]])
     assert other.exit_code == 1 and "set --vars.data_name to a new name" in other.text
     renamed = run([*args[:5], "t2.csv", *args[6:], "--data-name", "mine"])
     assert renamed.exit_code == 0, renamed.output
-    bert = run([*args, "--backbone", "bert-base-uncased", "--backbone-key", "all-MiniLM-L6-v2"])
+    bert = run([*args, "--backbone", "bert", "--options", "backbone_key=all-MiniLM-L6-v2"])
     assert bert.exit_code == 1 and "already names the backbone" in bert.text
 
 
@@ -205,12 +224,14 @@ def test_tuned_values_become_the_method_overrides(in_tmp: Path) -> None:
     (in_tmp / "tuned" / "custom").mkdir(parents=True)
     for method in ("dallmi", "ft_partial", "an_ls", "wan"):
         srsly.write_json(in_tmp / "tuned" / "custom" / f"{method}.json", tuned)
-    args = ["check", "custom", "--source-file", "s.csv", "--target-file", "t.csv"]
-    args += ["--labels-column", "labels", "--tuned", "true"]
-    result = run([*args, "--overrides-dir", "overrides/custom/tunedtrue"])
+    args = ["study", "check", "--source-file", "s.csv", "--target-file", "t.csv"]
+    result = run([*args, "--labels-column", "labels", "--options", "tuned=true"])
     assert result.exit_code == 0, result.output
-    written = srsly.read_json(in_tmp / "overrides" / "custom" / "tunedtrue" / "wan.json")
-    assert written == pytest.approx(tuned["overrides"])
+    found = study(dataset="custom", data_name="custom", tuned=True)
+    _, overrides = found.training("wan")
+    assert overrides["training.optimizer.learn_rate.initial_rate"] == pytest.approx(0.0003)
+    assert overrides["initialize.before_init.settings.negative_weighting"] == "wan"
+    assert "tunedtrue" in str(found.folder("training", "wan"))
 
 
 def docs(path: Path) -> List[spacy.tokens.Doc]:
@@ -308,16 +329,14 @@ def test_ablation_batcher_configs_resolve_with_size_and_seed(tmp_path: Path, bat
     assert callable(registry.resolve({"batcher": block})["batcher"])
 
 
-def test_train_skips_with_a_marker_and_reads_an_overrides_file(tmp_path: Path) -> None:
+def test_a_run_without_its_data_is_skipped_with_a_marker(tmp_path: Path) -> None:
+    from spacy_dallmi.experiments.model_commands import train_run
+
     config = REPO / "configs" / "finetune.cfg"
     output = tmp_path / "ft_full"
-    skipped = run(["train", config, output, "--epochs", "1", "--skip-if-missing", "none.spacy"])
-    assert skipped.exit_code == 0, skipped.output
+    train_run(config, output, 1, {}, skip_if_missing=tmp_path / "none.spacy")
     reason = srsly.read_json(output / "skipped.json")["reason"]
     assert "none.spacy does not exist" in reason
-    (tmp_path / "bad.json").write_text('{"learn_rate": 1}', encoding="utf8")
-    bad = run(["train", config, output, "--epochs", "1", "--overrides-file", tmp_path / "bad.json"])
-    assert bad.exit_code == 1 and "dotted config overrides" in bad.text
 
 
 def test_prepare_custom_as_the_project_calls_it(tmp_path: Path) -> None:
@@ -343,3 +362,48 @@ def test_prepare_custom_as_the_project_calls_it(tmp_path: Path) -> None:
         "source_test.spacy",
         "source_train.spacy",
     ]
+
+
+def test_tune_and_ablations_run_the_grid_from_the_study(in_tmp: Path, monkeypatch) -> None:
+    """The study hands its folders and options to the grid (training is a stub here: the
+    slow tests train for real); tuned values then reach the tuned methods' runs."""
+    import spacy_dallmi.experiments.grid as grid
+    import spacy_dallmi.experiments.study as study_module
+    import spacy_dallmi.training as training
+
+    trained = []
+
+    def fake_point(config, folder, epochs, overrides, gpu_id):
+        trained.append((config.name, folder, overrides))
+        score = overrides.get(LEARN_RATE_KEY, 0.0) + overrides.get(
+            f"{SETTINGS_KEY}.mixup_lambda", 0
+        )
+        return {"dev_score": score, "seconds_per_epoch": 1.0}
+
+    monkeypatch.setattr(study_module, "start", lambda found: None)
+    monkeypatch.setattr(grid, "train_point", fake_point)
+    monkeypatch.setattr(grid, "_test_score", lambda run, test: None)
+    monkeypatch.setattr(grid, "batcher_config", lambda config, *args: config)
+    monkeypatch.setattr(training, "batches_per_epoch", lambda config, overrides: 5)
+    args = ["--source-file", "s.csv", "--target-file", "t.csv", "--labels-column", "labels"]
+    options = "tune_learn_rates=0.0001,0.0003 tune_lambdas=0,0.1 tune_warmup=0,1"
+    made = study(dataset="custom", data_name="custom", ratio=0.0)
+    (made.folder("training", "source") / "model-best").mkdir(parents=True)
+    made.partial.mkdir(parents=True)
+    for name in ("target_train.spacy", "target_valid.spacy"):
+        (made.partial / name).touch()
+    tuned = run(["study", "tune", *args, "--options", options])
+    assert tuned.exit_code == 0, tuned.output
+    chosen = srsly.read_json(in_tmp / "tuned" / "custom" / "dallmi.json")
+    assert chosen["overrides"][LEARN_RATE_KEY] == pytest.approx(0.0003)
+    assert chosen["overrides"][f"{SETTINGS_KEY}.mixup_warmup_steps"] in (0, 5)
+    assert {name for name, _, _ in trained} == {"adapt.cfg", "finetune.cfg"}
+    assert all("tuning/custom/" in str(folder) for _, folder, _ in trained)
+    found = study(dataset="custom", data_name="custom", tuned=True)
+    _, overrides = found.training("dallmi")
+    assert overrides[LEARN_RATE_KEY] == pytest.approx(0.0003)
+    trained.clear()
+    ablated = run(["study", "ablations", *args, "--options", "ablation_lambdas=0,1"])
+    assert ablated.exit_code == 0, ablated.output
+    assert (in_tmp / "reports" / "custom_ablations.md").is_file()
+    assert all("ablations/custom/" in str(folder) for _, folder, _ in trained)

@@ -240,7 +240,7 @@ def test_a_target_label_without_known_positive_warns_and_none_at_all_fails(
     failed = run([*args, "--target-file", nothing])
     assert failed.exit_code == 1 and one_failure(failed.output)
     assert f"The target data ({nothing}) has no known positive for any label" in failed.text
-    checked = run(["check", "custom", "--source-file", source, "--target-file", nothing,
+    checked = run(["study", "check", "--source-file", source, "--target-file", nothing,
                    "--labels-column", "labels"])  # fmt: skip
     assert checked.exit_code == 1 and one_failure(checked.output)
     assert "has no known positive for any label" in checked.text
@@ -275,7 +275,7 @@ def test_repeated_source_texts_stay_on_one_side_of_the_split(tmp_path: Path) -> 
         test_fraction=0.3, quiet=True,
     )  # fmt: skip
     assert again["checksums"] == stats["checksums"]  # deterministic
-    checked = run(["check", "custom", "--source-file", source, "--target-file", target,
+    checked = run(["study", "check", "--source-file", source, "--target-file", target,
                    "--labels-column", "labels"])  # fmt: skip
     assert checked.exit_code == 0, checked.output
     assert "12 text(s) occur more than once (25 rows)" in checked.text
@@ -330,7 +330,7 @@ def test_a_source_label_with_few_positives_is_named_with_its_count(tmp_path: Pat
     assert expected in result.text and "⚠" in result.output
     assert any(line.startswith(expected) for line in stats["warnings"])
     assert "Traceback" not in result.output
-    checked = run(["check", "custom", *args])
+    checked = run(["study", "check", *args])
     assert checked.exit_code == 0, checked.output
     assert "label(s) 'refund' (2) have fewer than" in checked.text
 
@@ -354,7 +354,7 @@ def test_a_source_label_value_of_2_is_an_error_naming_file_line_and_column(tmp_p
     assert "1 more such cell(s) in this file, e.g. line 13, column 'product'" in output
     assert "holds 0 or 1" in output and "fix these cells" in output
     assert not (out / "stats.json").exists()
-    checked = run(["check", "custom", "--source-file", s, "--target-file", t, *columns[2:]])
+    checked = run(["study", "check", "--source-file", s, "--target-file", t, *columns[2:]])
     assert checked.exit_code == 1 and one_failure(checked.output)
     assert "line 8, column 'delivery': '2' is not a label value" in checked.text
 

@@ -19,7 +19,8 @@ DATA_DIR = REPO.parent / "shared" / "datasets"
 LABELS = ("joy", "anger", "fear")
 CUES = {"joy": ["happy", "smile", "glad"], "anger": ["rage", "mad", "hate"], "fear": ["scared"]}
 FILLER = ["the", "day", "people", "thing", "time", "today", "really", "very", "just", "like"]
-TINY = {"epochs": 1, "source_epochs": 1, "batch_size": 8, "max_length": 32, "backbone_key": "tiny"}
+TINY = {"epochs": 1}
+TINY_OPTIONS = "source_epochs=1 batch_size=8 max_length=32 backbone_key=tiny"
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +61,7 @@ def project_run(project: Path, name: str, variables: Dict[str, object], *flags: 
 def custom_vars(tiny_bert: str, **extra: object) -> Dict[str, object]:
     base = {"dataset": "custom", "source_file": "source.csv", "target_file": "target.csv"}
     base.update(text_column="text", labels_column="labels", backbone=tiny_bert, **TINY)
+    base["options"] = TINY_OPTIONS
     return {**base, **extra}
 
 
@@ -111,7 +113,8 @@ def test_custom_data_with_a_test_file(project: Path, tiny_bert: str) -> None:
     for doc in poisoned:
         doc.cats = {label: 1.0 - value for label, value in doc.cats.items()}
     DocBin(docs=poisoned).to_disk(test_path)
-    again = project_run(project, "train-dallmi", variables, "--force")
+    forced = {**variables, "options": f"{TINY_OPTIONS} force=dallmi"}
+    again = project_run(project, "adapt", forced)
     assert again.returncode == 0, again.text[-3000:]
     assert srsly.read_json(run / "model-best" / "meta.json")["selection"] == selection
     assert predictions(run / "model-best", texts) == pytest.approx(cats, abs=1e-6)
@@ -135,7 +138,15 @@ def test_bad_input_is_one_line_before_any_training(project: Path) -> None:
     assert done.returncode == 1
     assert "The source-domain file not found: missing.csv (set --vars.source_file)" in done.text
     assert "Traceback" not in done.text and "Running command" in done.text
-    assert done.text.count("Running command") == 1  # the check, nothing after it
+    assert "train source" not in done.text  # nothing after the check
+
+
+def test_a_bad_option_is_one_line(project: Path) -> None:
+    done = project_run(project, "adapt", {"options": "batch_size=big"})
+    assert done.returncode == 1
+    assert "Option batch_size must be int, got 'big' (--vars.options)" in done.text
+    done = project_run(project, "check", {"options": "batchsize=8"})
+    assert done.returncode == 1 and "Unknown option 'batchsize=8'" in done.text
 
 
 @pytest.mark.skipif(not DATA_DIR.exists(), reason=f"the shared datasets are not at {DATA_DIR}")
@@ -152,12 +163,10 @@ def test_study_workflows(
         "data_dir": str(DATA_DIR),
         "backbone": tiny_bert,
         "ratio": 0.7,
-        "max_source_docs": 30,
-        "max_target_docs": 40,
-        "max_target_test_docs": 20,
-        "curve": dataset == "emotions",
         **TINY,
-        "batch_size": batch_size,
+        "options": f"{TINY_OPTIONS} max_source_docs=30 max_target_docs=40 "
+        f"max_target_test_docs=20 curve={str(dataset == 'emotions').lower()} "
+        f"batch_size={batch_size}",
     }
     done = project_run(project, workflow, variables)
     assert done.returncode == 0, done.text[-3000:]

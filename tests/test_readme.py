@@ -29,6 +29,9 @@ from spacy_dallmi.settings import DallmiSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf8")
+#: The study's own document, linked from the README: its commands are checked the same way.
+STUDY = (ROOT / "docs" / "STUDY.md").read_text(encoding="utf8")
+DOCS = {"README.md": README, "docs/STUDY.md": STUDY}
 
 
 def section(title: str) -> str:
@@ -150,7 +153,8 @@ def bash_commands() -> List[List[str]]:
     """Every command of every ```bash block, as tokens (continuations joined, comments and
     ``&&``/``;``/``|`` separators dropped)."""
     commands = []
-    for block in re.findall(r"^```bash\n(.*?)^```", README, flags=re.MULTILINE | re.DOTALL):
+    text = README + STUDY
+    for block in re.findall(r"^```bash\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL):
         for line in block.replace("\\\n", " ").splitlines():
             lexer = shlex.shlex(line, posix=True, punctuation_chars=True)
             lexer.whitespace_split = True
@@ -274,7 +278,7 @@ def test_kit_commands_exist_with_their_options() -> None:
     for args in calls:
         check_cli_call(commands, args, "python -m spacy_dallmi " + " ".join(args))
     # and every `python -m spacy_dallmi X` the prose mentions
-    prose = " ".join(README.split())
+    prose = " ".join((README + STUDY).split())
     for name in re.findall(r"python -m spacy_dallmi ([a-z][\w-]*)", prose):
         assert name in commands, f"README mentions `python -m spacy_dallmi {name}`"
 
@@ -290,7 +294,7 @@ def test_spacy_train_commands_exist_with_their_options() -> None:
 
 def test_project_runs_name_commands_or_workflows_of_project_yml() -> None:
     runnables = project_runnables()
-    prose = " ".join(README.split())
+    prose = " ".join((README + STUDY).split())
     named = re.findall(r"(?:spacy project|weasel) run ([\w-]+)", prose)
     assert {"adapt", "baselines", "table"} <= set(named)
     for name in named:
@@ -300,6 +304,27 @@ def test_project_runs_name_commands_or_workflows_of_project_yml() -> None:
         assert name in variables, f"--vars.{name} is not a variable of project.yml"
 
 
-@pytest.mark.parametrize("path", sorted(set(re.findall(r"configs/[\w-]+\.cfg", README))))
+@pytest.mark.parametrize("path", sorted(set(re.findall(r"configs/[\w-]+\.cfg", README + STUDY))))
 def test_configs_the_readme_names_exist(path: str) -> None:
     assert (ROOT / path).is_file()
+
+
+@pytest.mark.parametrize("name", sorted(DOCS))
+def test_relative_links_name_files_that_exist(name: str) -> None:
+    """The README links the study and the benchmarks, and they link back: no link is dead."""
+    folder = (ROOT / name).parent
+    links = re.findall(r"\]\(([^)#:\s]+)(?:#[\w-]+)?\)", DOCS[name])
+    assert links
+    for link in links:
+        assert (folder / link).exists(), f"{name} links {link}, which does not exist"
+    if name == "README.md":
+        assert "docs/STUDY.md" in links and "benchmarks/README.md" in links
+
+
+def test_options_the_docs_name_are_options_of_the_study() -> None:
+    from spacy_dallmi.experiments.study import OPTIONS
+
+    prose = " ".join((README + STUDY).split())
+    for text in re.findall(r'--vars\.options "?([^"`]+)"?', prose):
+        for pair in text.split():
+            assert pair.split("=")[0] in OPTIONS, f"--vars.options {pair}: no such option"

@@ -282,17 +282,13 @@ def test_project_defaults_match_the_settings_and_configs():
 def test_ablate_trains_every_variant_including_both_other_batchers(source, corpus, tmp_path):
     """The `ablations` workflow end to end: every variant trains from the source model and
     the report has a row per variant, the batching rows among them."""
-    from typer.testing import CliRunner
-
-    from spacy_dallmi.experiments.cli import app
-    from spacy_dallmi.experiments.grid import ablation_variants
+    from spacy_dallmi.experiments.grid import ablate, ablation_variants
 
     partial = Path(corpus["target_train"]).parent
     report = tmp_path / "ablations.md"
-    args = [str(source), str(tmp_path), str(partial), str(report), "--work", str(tmp_path / "w")]
-    args += ["--epochs", "1", "--batch-size", "8", "--lambdas", "0", "--configs", str(CONFIGS)]
-    done = CliRunner().invoke(app, ["ablate", *args])
-    assert done.exit_code == 0, done.output
+    work = tmp_path / "w"
+    ablate(Path(source), tmp_path, partial, report, work, epochs=1, batch_size=8,
+           learn_rate=0.00005, lambdas="0", seed=0, configs=CONFIGS)  # fmt: skip
     text = report.read_text(encoding="utf8")
     variants = ablation_variants([0.0])
     for name, _ in variants:
@@ -341,12 +337,10 @@ def test_train_command_skips_a_finished_run_with_the_same_inputs(
     shutil.copytree(source, own_source)
     train = tmp_path / "target_train.spacy"
     shutil.copy(corpus["target_train"], train)
-    overrides_file = tmp_path / "tuned.json"
-    overrides_file.write_text('{"training.optimizer.learn_rate.initial_rate": 0.0001}')
     output = tmp_path / "run"
     base = ["train", str(config), str(output), "--paths.source", str(own_source)]
     base += ["--paths.train", str(train), "--paths.dev", corpus["target_valid"]]
-    base += ["--overrides-file", str(overrides_file)]
+    base += ["--training.optimizer.learn_rate.initial_rate", "0.0001"]
 
     def run(*extra, epochs="1"):
         done = CliRunner().invoke(app, [*base, "--epochs", epochs, *extra])
@@ -363,7 +357,7 @@ def test_train_command_skips_a_finished_run_with_the_same_inputs(
         lambda: config.write_text(config.read_text() + "\n# edited\n"),
         lambda: train.write_bytes(Path(corpus["target_valid"]).read_bytes()),
         lambda: (own_source / "meta.json").write_text("{}"),
-        lambda: overrides_file.write_text('{"training.optimizer.learn_rate.initial_rate": 3e-4}'),
+        lambda: base.__setitem__(-1, "0.0003"),
         lambda: monkeypatch.setattr(run_inputs, "code_fingerprint", lambda: {"source": "new"}),
         lambda: (output / run_inputs.INPUTS_FILE).write_text("{not json"),
         lambda: shutil.rmtree(output / "model-last"),

@@ -13,9 +13,12 @@ extra dependencies (matplotlib for the figures) with ``pip install "spacy-dallmi
   compared methods, metrics files (selected and last model, calibration) and the Markdown
   report;
 - :mod:`.thresholds`: per-label decision thresholds fitted on the validation slice;
-- :mod:`.data_commands` (data, evaluation, report), :mod:`.model_commands` (``train``,
-  ``find-thresholds``), :mod:`.project_commands` (the spaCy project's ``check`` and
-  ``table``) and :mod:`.grid` (``tune`` and ``ablate``): the command line, its commands
+- :mod:`.study` (``study check``, ``adapt``, ``baselines``, ``table``, ``tune``,
+  ``ablations``: the commands ``project.yml`` runs, the one place that names run folders and
+  skips finished work), with :mod:`.grid` (the tune grid and the ablations) and
+  :mod:`.run_inputs` (what a training run was made from);
+- :mod:`.data_commands` (``prepare``, ``prepare-files``, ``evaluate``, ``report``) and
+  :mod:`.model_commands` (``train``, ``find-thresholds``): the command line, its commands
   registered on the app of :mod:`.commands` and assembled by :mod:`.cli`.
 """
 

@@ -10,7 +10,7 @@ This module only assembles the app: :data:`app` lives in :mod:`.commands`, and i
 command modules registers their commands on it, in the order ``--help`` lists them.
 """
 
-from . import data_commands, grid, model_commands, project_commands  # noqa: F401
+from . import data_commands, model_commands, study  # noqa: F401
 from .commands import app
 
 __all__ = ["app"]

@@ -1,10 +1,10 @@
 """The ``python -m spacy_dallmi`` typer app, and the helpers its command modules share.
 
-Every command module (:mod:`.data_commands`, :mod:`.grid`, :mod:`.model_commands`,
-:mod:`.project_commands`) registers its commands on :data:`app` when it is imported, and
-:mod:`.cli` imports them all. The app lives here, in a module that imports none of them, so
-that the command modules can import it without importing :mod:`.cli` back: no module of the
-package is part of an import cycle.
+Every command module (:mod:`.data_commands`, :mod:`.model_commands`, :mod:`.study`)
+registers its commands on :data:`app` when it is imported, and :mod:`.cli` imports them all.
+The app lives here, in a module that imports none of them, so that the command modules can
+import it without importing :mod:`.cli` back: no module of the package is part of an import
+cycle.
 """
 
 from typing import Any, List, Optional
@@ -44,7 +44,7 @@ def _build_report() -> Any:
 
 
 def _var_value(text: str) -> Any:
-    """A ``--var`` value as the weasel command line would read it: JSON, else the string."""
+    """A ``--set`` value as a command line would read it: JSON, else the string."""
     try:
         return srsly.json_loads(text)
     except ValueError:

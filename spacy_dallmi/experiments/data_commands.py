@@ -41,6 +41,15 @@ SHARED_DIR_HELP = (
     "target test) here, so runs at other ratios can reuse what they feed."
 )
 
+REMOVAL_OPTION = typer.Option("per_sample", "--removal", help=REMOVAL_HELP)
+SEED_OPTION = typer.Option(0, "--seed", help="Seed of every random step.")
+MAX_DOCS_OPTION = typer.Option(None, "--max-docs", help=MAX_DOCS_HELP)
+TEST_FRACTION_OPTION = typer.Option(0.2, "--test-fraction", help="Test share per domain.")
+TARGET_TEST_FRACTION_OPTION = typer.Option(None, "--target-test-fraction")
+VALID_FRACTION_OPTION = typer.Option(None, "--valid-fraction", help=VALID_HELP)
+QUIET_OPTION = typer.Option(False, "--quiet", "-q", help="Do not print the summary.")
+SHARED_DIR_OPTION = typer.Option(None, "--shared-dir", help=SHARED_DIR_HELP)
+
 
 def _label_columns(
     repeated: Optional[List[str]], comma: Optional[str], path: Optional[Path], option: str
@@ -114,17 +123,17 @@ def prepare_command(
         help="Share of target train positives to hide, in (0, 1); 0 (custom only): the "
         "target's labels are already partial.",
     ),
-    removal: str = typer.Option("per_sample", "--removal", help=REMOVAL_HELP),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
-    max_docs: Optional[int] = typer.Option(None, "--max-docs", help=MAX_DOCS_HELP),
+    removal: str = REMOVAL_OPTION,
+    seed: int = SEED_OPTION,
+    max_docs: Optional[int] = MAX_DOCS_OPTION,
     max_source_docs: Optional[int] = typer.Option(None, "--max-source-docs", help=CAP_HELP),
     max_target_docs: Optional[int] = typer.Option(None, "--max-target-docs", help=CAP_HELP),
     max_target_test_docs: Optional[int] = typer.Option(
         None, "--max-target-test-docs", help=CAP_HELP
     ),
-    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Test share per domain."),
-    target_test_fraction: Optional[float] = typer.Option(None, "--target-test-fraction"),
-    valid_fraction: Optional[float] = typer.Option(None, "--valid-fraction", help=VALID_HELP),
+    test_fraction: float = TEST_FRACTION_OPTION,
+    target_test_fraction: Optional[float] = TARGET_TEST_FRACTION_OPTION,
+    valid_fraction: Optional[float] = VALID_FRACTION_OPTION,
     source_file: Optional[str] = typer.Option(None, "--source-file", help="custom: source file."),
     target_file: Optional[str] = typer.Option(None, "--target-file", help="custom: target file."),
     target_test_file: Optional[str] = typer.Option(
@@ -137,8 +146,8 @@ def prepare_command(
     label_columns: Optional[str] = typer.Option(
         None, "--label-columns", help="custom: comma-separated 0/1 label columns."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary."),
-    shared_dir: Optional[Path] = typer.Option(None, "--shared-dir", help=SHARED_DIR_HELP),
+    quiet: bool = QUIET_OPTION,
+    shared_dir: Optional[Path] = SHARED_DIR_OPTION,
 ) -> None:
     """Write source/target train/test corpora (and a validation slice) of a built-in dataset,
     with target labels hidden, or of your own files (dataset custom): the project's one
@@ -240,20 +249,20 @@ def prepare_files_command(
         help="0: the target's labels are already partial (1 = known positive, else unlabeled). "
         "In (0, 1): the target is fully labelled and this share of its positives is hidden.",
     ),
-    removal: str = typer.Option("per_sample", "--removal", help=REMOVAL_HELP),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random step."),
-    max_docs: Optional[int] = typer.Option(None, "--max-docs", help=MAX_DOCS_HELP),
-    max_source_docs: Optional[int] = typer.Option(None, "--max-source-docs"),
-    max_target_docs: Optional[int] = typer.Option(None, "--max-target-docs"),
+    removal: str = REMOVAL_OPTION,
+    seed: int = SEED_OPTION,
+    max_docs: Optional[int] = MAX_DOCS_OPTION,
+    max_source_docs: Optional[int] = typer.Option(None, "--max-source-docs", help=CAP_HELP),
+    max_target_docs: Optional[int] = typer.Option(None, "--max-target-docs", help=CAP_HELP),
     max_target_test_docs: Optional[int] = typer.Option(None, "--max-target-test-docs"),
-    test_fraction: float = typer.Option(0.2, "--test-fraction", help="Test share per domain."),
-    target_test_fraction: Optional[float] = typer.Option(None, "--target-test-fraction"),
-    valid_fraction: Optional[float] = typer.Option(None, "--valid-fraction", help=VALID_HELP),
+    test_fraction: float = TEST_FRACTION_OPTION,
+    target_test_fraction: Optional[float] = TARGET_TEST_FRACTION_OPTION,
+    valid_fraction: Optional[float] = VALID_FRACTION_OPTION,
     max_drop_share: float = typer.Option(
         MAX_DROP_SHARE, "--max-drop-share", help="Fail when a file loses more of its rows."
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not print the summary."),
-    shared_dir: Optional[Path] = typer.Option(None, "--shared-dir", help=SHARED_DIR_HELP),
+    quiet: bool = QUIET_OPTION,
+    shared_dir: Optional[Path] = SHARED_DIR_OPTION,
 ) -> None:
     """Write source/target corpora from your own files: partially labelled target data as it
     is (the default), or fully labelled data with a share of the target labels hidden."""
@@ -315,12 +324,25 @@ def evaluate_command(
     test split; write metrics with the run's settings. Without a test split (a partially
     labelled target and no test file) or for a run that was skipped, the metrics file says
     why instead."""
-    from .evaluate import evaluate_run, skipped_result, write_metrics
-
     settings = {}
     for item in setting or []:
         name, _, value = item.partition("=")
         settings[name] = _var_value(value)
+    evaluate_to(run, test, output, method, settings, epoch_log, gpu_id)
+
+
+def evaluate_to(
+    run: Path,
+    test: Path,
+    output: Path,
+    method: str,
+    settings: Dict[str, Any],
+    epoch_log: Optional[Path] = None,
+    gpu_id: int = -1,
+) -> None:
+    """Write the metrics file of ``run`` on ``test`` (see the ``evaluate`` command)."""
+    from .evaluate import evaluate_run, skipped_result, write_metrics
+
     marker = run / SKIPPED_FILE
     reason = None
     if marker.is_file():

@@ -7,6 +7,7 @@ loads a saved pipeline, predicts the test docs from their texts alone and scores
 """
 
 import copy
+import functools
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -212,30 +213,18 @@ def evaluate_run(
     training = (
         srsly.read_json(folder / TRAINING_FILE) if (folder / TRAINING_FILE).is_file() else None
     )
+    score = functools.partial(
+        evaluate_pipeline, test_path=test_path, method=method, settings=settings,
+        batch_size=batch_size,
+    )  # fmt: skip
     if not best.is_dir():
-        result = evaluate_pipeline(
-            run_path,
-            test_path,
-            method=method,
-            settings=settings,
-            epoch_log=epoch_log,
-            batch_size=batch_size,
-        )
+        result = score(run_path, epoch_log=epoch_log)
         result["metrics_last"] = result["metrics"]
         result["selection"] = None
         result["training"] = training
         return result
-    result = evaluate_pipeline(
-        best,
-        test_path,
-        method=method,
-        settings=settings,
-        epoch_log=epoch_log,
-        batch_size=batch_size,
-    )
-    last_result = evaluate_pipeline(
-        last, test_path, method=method, settings=settings, batch_size=batch_size
-    )
+    result = score(best, epoch_log=epoch_log)
+    last_result = score(last)
     result["metrics_last"] = last_result["metrics"]
     result["wall_seconds"] = round(result["wall_seconds"] + last_result["wall_seconds"], 3)
     meta = srsly.read_json(best / "meta.json") if (best / "meta.json").is_file() else {}

@@ -5,14 +5,14 @@ warm-up) on the partially labelled validation slice, by the label-free selection
 (``cats_pu_score``, the score of the run's best epoch): no target test label is read. Every
 fine-tuning baseline gets the same learning rates and epochs as DALLMi, so tuning does not
 favour the method. The choice is written as config overrides, ``<output>/<method>.json``,
-which the project's training steps apply with ``--vars.tuned true``.
+which the study's training runs apply with ``--vars.options tuned=true``.
 
 ``ablate`` (issue 9) trains the variants of the paper's Tables 3 and 4 beside default DALLMi
 and reports each relative to it, with the wall time per epoch.
 
-Each grid point trains into its own folder under ``--work``, named by its settings; a point
-whose folder holds a finished run (``python -m spacy_dallmi train`` renames it into place
-only at the end) is read back instead of trained again, so an interrupted grid resumes.
+Each grid point trains into its own folder under ``work``, named by its settings; a point
+whose folder holds a finished run (training renames it into place only at the end) is read
+back instead of trained again, so an interrupted grid resumes.
 """
 
 import re
@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import srsly
-import typer
 from spacy.util import load_config
 from wasabi import MarkdownRenderer, msg
 
 from ..settings import LOSS_FORMS, MIXUP_LOCATIONS, DallmiSettings
-from .commands import _split_names, app
+from .commands import _split_names
 from .methods import TUNED_METHODS, registered
 
 SETTINGS = "initialize.before_init.settings"
@@ -98,21 +97,21 @@ def tune_points(
     return points
 
 
-@app.command("tune")
-def tune_command(
-    source: Path = typer.Argument(..., help="The source pipeline every run starts from."),
-    partial: Path = typer.Argument(..., help="Folder with target_train/target_valid.spacy."),
-    output: Path = typer.Argument(..., help="Folder for the chosen <method>.json overrides."),
-    work: Path = typer.Option(..., "--work", help="Folder for the grid's runs."),
-    epochs: int = typer.Option(3, "--epochs", min=1),
-    batch_size: int = typer.Option(32, "--batch-size", min=1),
-    learn_rates: str = typer.Option("0.00003,0.0001,0.0003", "--learn-rates"),
-    lambdas: str = typer.Option("0,0.03,0.1", "--lambdas", help="DALLMi's MixUp weights."),
-    warmup: str = typer.Option("0,1", "--warmup", help="DALLMi's MixUp warm-up, in epochs."),
-    methods: str = typer.Option(",".join(TUNED), "--methods"),
-    seed: int = typer.Option(0, "--seed"),
-    configs: Path = typer.Option(Path("configs"), "--configs"),
-    gpu_id: int = typer.Option(-1, "--gpu-id"),
+def tune(
+    source: Path,
+    partial: Path,
+    output: Path,
+    work: Path,
+    *,
+    epochs: int,
+    batch_size: int,
+    learn_rates: str,
+    lambdas: str,
+    warmup: str,
+    seed: int,
+    gpu_id: int = -1,
+    methods: str = ",".join(TUNED),
+    configs: Path = Path("configs"),
 ) -> None:
     """Choose each method's settings on the validation slice by the label-free score."""
     from ..training import batches_per_epoch
@@ -122,7 +121,7 @@ def tune_command(
     warm = [int(x) for x in _split_names(warmup) or []]
     for path in (source, partial / "target_train.spacy", partial / "target_valid.spacy"):
         if not path.exists():
-            msg.fail(f"Not found: {path} (run the prepare and train-source steps first)", exits=1)
+            msg.fail(f"Not found: {path} (prepare the data and train the source first)", exits=1)
     base = _base_overrides(source, partial, batch_size, seed)
     output.mkdir(parents=True, exist_ok=True)
     for method in _split_names(methods) or []:
@@ -224,20 +223,20 @@ def _relative(value: Optional[float], default: Optional[float]) -> str:
     return f"{100 * (value - default) / default:+.1f}%"
 
 
-@app.command("ablate")
-def ablate_command(
-    source: Path = typer.Argument(..., help="The source pipeline every run starts from."),
-    corpus: Path = typer.Argument(..., help="Folder with target_test.spacy (if any)."),
-    partial: Path = typer.Argument(..., help="Folder with target_train/target_valid.spacy."),
-    output: Path = typer.Argument(..., help="Markdown report to write."),
-    work: Path = typer.Option(..., "--work", help="Folder for the variants' runs."),
-    epochs: int = typer.Option(3, "--epochs", min=1),
-    batch_size: int = typer.Option(32, "--batch-size", min=1),
-    learn_rate: float = typer.Option(0.00005, "--learn-rate"),
-    lambdas: str = typer.Option("0,0.03,0.1,0.3,1", "--lambdas"),
-    seed: int = typer.Option(0, "--seed"),
-    configs: Path = typer.Option(Path("configs"), "--configs"),
-    gpu_id: int = typer.Option(-1, "--gpu-id"),
+def ablate(
+    source: Path,
+    corpus: Path,
+    partial: Path,
+    output: Path,
+    work: Path,
+    *,
+    epochs: int,
+    batch_size: int,
+    learn_rate: float,
+    lambdas: str,
+    seed: int,
+    gpu_id: int = -1,
+    configs: Path = Path("configs"),
 ) -> None:
     """Train the paper's ablations of DALLMi and report them relative to the defaults."""
     base = {**_base_overrides(source, partial, batch_size, seed), LEARN_RATE: learn_rate}

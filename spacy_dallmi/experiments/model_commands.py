@@ -21,32 +21,6 @@ from .run_inputs import INPUTS_FILE, finished_with, run_inputs, write_record
 CURVE_FILE = "curve.jsonl"
 
 
-def parse_flag(value: str, option: str) -> bool:
-    """A true/false option as a project var spells it (``true``, ``false``, ``1``, ``0``)."""
-    text = value.strip().lower()
-    if text not in ("true", "false", "1", "0", "yes", "no"):
-        msg.fail(f"{option} must be true or false, got {value!r}", exits=1)
-    return text in ("true", "1", "yes")
-
-
-def read_overrides(path: Path) -> Dict[str, Any]:
-    """A JSON object of dotted config overrides, e.g. ``{"training.optimizer.learn_rate.
-    initial_rate": 0.0001}`` (what the `tune` workflow writes)."""
-    if not path.is_file():
-        msg.fail(f"Overrides file not found: {path}", exits=1)
-    try:
-        overrides = srsly.read_json(path)
-    except ValueError as error:
-        msg.fail(f"{path} is not valid JSON: {error}", exits=1)
-    if not isinstance(overrides, dict) or not all("." in key for key in overrides):
-        msg.fail(
-            f"{path} must hold a JSON object of dotted config overrides, e.g. "
-            '{"training.optimizer.learn_rate.initial_rate": 0.0001}',
-            exits=1,
-        )
-    return overrides
-
-
 def write_skipped(output: Path, reason: str) -> None:
     """Put a marker saying why there is no model where the run's output would be, so the
     evaluation step can say so too instead of failing on a missing model."""
@@ -79,24 +53,11 @@ def train_command(
         "--keep-source/--no-keep-source",
         help="For a sourced config: model-best may be the starting pipeline if it scores best.",
     ),
-    overrides_file: Optional[Path] = typer.Option(
-        None,
-        "--overrides-file",
-        help="JSON object of dotted config overrides, applied after the --section.key ones "
-        "(so tuned values replace them).",
-    ),
     curve_docs: Optional[Path] = typer.Option(
         None,
         "--curve-docs",
         help="Held-out labelled docs scored after every epoch for the learning-curve figure "
         "only (never for selection); written to OUTPUT/curve.jsonl. Skipped if missing.",
-    ),
-    curve: str = typer.Option("true", "--curve", help="false: no per-epoch curve."),
-    skip_if_missing: Optional[Path] = typer.Option(
-        None,
-        "--skip-if-missing",
-        help="Do not train, and leave OUTPUT/skipped.json saying why, when this file does not "
-        "exist (e.g. fully labelled target train for a partially labelled target).",
     ),
     force: bool = typer.Option(
         False,
@@ -109,6 +70,36 @@ def train_command(
     one evaluation per epoch, the dev curve printed and written to OUTPUT/training.json,
     output renamed into place only when finished. Extra --section.key value
     options override the config, as with `spacy train`."""
+    overrides = parse_config_overrides(ctx.args)
+    train_run(
+        config,
+        output,
+        epochs,
+        overrides,
+        patience=patience,
+        gpu_id=gpu_id,
+        keep_source=keep_source,
+        curve_docs=curve_docs,
+        force=force,
+    )
+
+
+def train_run(
+    config: Path,
+    output: Path,
+    epochs: int,
+    overrides: Dict[str, Any],
+    *,
+    patience: int = 0,
+    gpu_id: int = -1,
+    keep_source: bool = True,
+    curve_docs: Optional[Path] = None,
+    skip_if_missing: Optional[Path] = None,
+    force: bool = False,
+) -> None:
+    """Train ``config`` into ``output`` unless ``output`` holds a finished run of the same
+    inputs (see :mod:`.run_inputs`); a missing ``skip_if_missing`` leaves a skipped marker,
+    and existing ``curve_docs`` are scored after every epoch for the learning curve only."""
     from ..training import PARTIAL_SUFFIX, train_epochs
 
     if not config.is_file():
@@ -122,10 +113,8 @@ def train_command(
         write_skipped(output, reason)
         msg.info(f"{output}: {reason}")
         return
-    overrides = parse_config_overrides(ctx.args)
-    if overrides_file is not None:
-        overrides.update(read_overrides(overrides_file))
-    if parse_flag(curve, "--curve") and curve_docs is not None:
+    overrides = dict(overrides)
+    if curve_docs is not None:
         if curve_docs.is_file():
             partial = output.with_name(output.name + PARTIAL_SUFFIX)
             overrides["paths.curve_docs"] = str(curve_docs)
@@ -140,7 +129,8 @@ def train_command(
     if not force and finished_with(output, inputs):
         msg.good(
             f"{output}: already trained from the same config, overrides, epochs, input files "
-            f"and code ({output / INPUTS_FILE}); not trained again. Pass --force to retrain."
+            f"and code ({output / INPUTS_FILE}); not trained again. Pass --force (in the project "
+            "--vars.options force=NAME) to retrain."
         )
         return
     try:
@@ -169,6 +159,11 @@ def find_thresholds_command(
 ) -> None:
     """Tune one decision threshold per label (best F1 on DOCS' labels; unlabeled counts as
     negative). Use the validation slice, never the test split."""
+    find_thresholds(model, docs, output, gpu_id)
+
+
+def find_thresholds(model: Path, docs: Path, output: Path, gpu_id: int = -1) -> None:
+    """Fit and write the per-label thresholds of ``model`` on ``docs`` (see the command)."""
     import spacy
     from spacy.tokens import DocBin
 

@@ -8,6 +8,7 @@ no result. Only rows with empty text or an unreadable label value are ever left 
 label cell is a row with no known positive (see :func:`read_files`).
 """
 
+import dataclasses
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .corpus import prepare_domains
@@ -125,6 +126,12 @@ def read_warnings(reads: Mapping[str, Corpus]) -> List[str]:
     return warn_lines(lines)
 
 
+def settings_of(name: str, arguments: Mapping[str, Any]) -> PrepareSettings:
+    """The :class:`PrepareSettings` of a ``prepare_*`` call, from its arguments."""
+    names = [field.name for field in dataclasses.fields(PrepareSettings)][1:]
+    return PrepareSettings(name, **{key: arguments[key] for key in names})
+
+
 def prepare_dataset(
     dataset: str,
     data_dir: PathLike,
@@ -151,19 +158,7 @@ def prepare_dataset(
     ``output_dir/stats.json``.
     """
     check_ratio(ratio)
-    settings = PrepareSettings(
-        dataset,
-        ratio,
-        removal,
-        seed,
-        max_docs,
-        test_fraction,
-        max_source_docs,
-        max_target_docs,
-        max_target_test_docs,
-        target_test_fraction,
-        valid_fraction,
-    )
+    settings = settings_of(dataset, locals())
     pair = load_dataset(dataset, data_dir, seed=seed)
     inputs = {"data_dir": str(data_dir)}
     return prepare_domains(pair, output_dir, settings, inputs=inputs, quiet=quiet)
@@ -214,19 +209,7 @@ def prepare_files(
     and counted). A read that loses more than ``max_drop_share`` of its rows is an error.
     How blank and unreadable label cells are read is :func:`read_files`'s.
     """
-    settings = PrepareSettings(
-        "files",
-        ratio,
-        removal,
-        seed,
-        max_docs,
-        test_fraction,
-        max_source_docs,
-        max_target_docs,
-        max_target_test_docs,
-        target_test_fraction,
-        valid_fraction,
-    )
+    settings = settings_of("files", locals())
     if target_label_columns is None and target_labels_column is None:
         if label_columns is not None:
             source_name = {value: key for key, value in (label_map or {}).items()}

@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy
 
-from ..tables import first_undecodable_line, repeated
+from ..tables import SUFFIXES, first_undecodable_line, repeated, unique_keys
 from .cells import RowProblem, is_blank, parse_flag, parse_label_list, text_value
 
 PathLike = Union[str, Path]
@@ -27,7 +27,11 @@ PathLike = Union[str, Path]
 FORMATS = ("csv", "tsv", "jsonl")
 #: What files are read as unless told otherwise; ``-sig`` drops a byte-order mark.
 DEFAULT_ENCODING = "utf-8-sig"
-_EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+_EXTENSIONS = {
+    **{k: v for k, v in SUFFIXES.items() if v in FORMATS},
+    ".tab": "tsv",
+    ".ndjson": "jsonl",
+}
 #: Why a row can be left out; written next to the counts in the printed summary.
 SKIP_REASONS = {
     "empty_text": "empty or whitespace-only text",
@@ -259,14 +263,6 @@ def _check_columns(path: Path, required: Sequence[str], found: Sequence[str]) ->
         )
 
 
-def _unique_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:
-    """``json.loads`` hook: a key given twice in one object is an error, not "last one wins"."""
-    twice = repeated([key for key, _ in pairs])
-    if twice:
-        raise DataPreparationError(f"key(s) {', '.join(map(repr, twice))} given twice")
-    return dict(pairs)
-
-
 def _records(
     path: Path,
     file_format: str,
@@ -282,10 +278,10 @@ def _records(
                     continue
                 row_id = f"{path.name}:{line_number}"
                 try:
-                    record = json.loads(line, object_pairs_hook=_unique_keys)
+                    record = json.loads(line, object_pairs_hook=unique_keys)
                 except json.JSONDecodeError:
                     record = None
-                except DataPreparationError as error:
+                except ValueError as error:  # a key given twice
                     raise DataPreparationError(f"{path}, line {line_number}: {error}.") from None
                 if not isinstance(record, dict):
                     yield row_id, None

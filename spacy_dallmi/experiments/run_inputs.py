@@ -1,9 +1,9 @@
 """What a training run was made from, so that an unchanged run is not trained twice.
 
-weasel keeps one lock entry per command, so after a setting is switched and back it runs a
-training command again, into a run folder that already holds exactly that run (the folders
-are keyed by settings). ``python -m spacy_dallmi train`` records the run's inputs in
-``OUTPUT/training_inputs.json`` when it finishes, and skips a run whose inputs are all the
+A study workflow run again, or after a setting is switched and back, reaches training runs
+whose folders already hold exactly that run (the folders are keyed by settings).
+``python -m spacy_dallmi train`` and the study record a run's inputs in
+``OUTPUT/training_inputs.json`` when it finishes, and skip a run whose inputs are all the
 same. The record is deliberately strict, so that a stale model is never reused:
 
 - the config file's contents, the overrides, the epochs and the patience (the schedule and

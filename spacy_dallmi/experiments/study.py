@@ -1,0 +1,716 @@
+"""The study: ``python -m spacy_dallmi study COMMAND``, the commands the spaCy project runs.
+
+Each command (``check``, ``adapt``, ``baselines``, ``table``, ``tune``, ``ablations``) takes
+the project's few vars as options, plus ``--options "NAME=VALUE ..."`` for the settings that
+are rarely changed (:data:`OPTIONS`), and runs its steps in order: check the data, prepare
+the corpora, train the source model, train and evaluate each method, fit the thresholds and
+write the report. The run bookkeeping lives here, not in ``project.yml``:
+
+- :meth:`Study.folder` is the one function that names a run folder, by the settings that
+  change its result, so runs with other settings never overwrite each other, and the source
+  model and the ratio-free baselines are shared by every setting that does not change them;
+- a step whose output is already there from the same inputs is skipped: the corpora by the
+  record ``prepared.json`` beside them, a training run by its ``training_inputs.json``
+  (:mod:`.run_inputs`), a metrics file when it is newer than its run and test split;
+  ``--options force=dallmi,source`` (or ``force=all``) redoes the named runs.
+
+Every bad var or option is one line naming what to set, before anything is read or trained.
+"""
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Tuple
+
+import srsly
+import typer
+from wasabi import msg
+
+from .commands import _build_report, _split_names, app
+from .datasets import DATASETS, GOEMOTIONS_FILES, PUBMED_FILES, SEMEVAL_FILES
+from .methods import TUNED_METHODS
+from .prepare import read_files, read_warnings
+from .protocol import REMOVAL_MODES, check_label_sets
+from .readers import DataPreparationError, MissingColumnError, detect_format, iter_records
+
+study_app = typer.Typer(
+    help="The study's workflows, as the spaCy project runs them (see docs/STUDY.md).",
+    no_args_is_help=True,
+)
+app.add_typer(study_app, name="study")
+
+CUSTOM = "custom"
+#: The input files of each built-in dataset, relative to data_dir.
+BUILTIN_FILES = {
+    "emotions": [f"goemotions/{name}" for name in (*GOEMOTIONS_FILES, "labels.txt")]
+    + [f"semeval2018_ec/{name}" for name in SEMEVAL_FILES],
+    "pubmed": [f"pubmed/{name}" for name in PUBMED_FILES],
+}
+INPUTS_FILE = "inputs.json"
+PREPARED_FILE = "prepared.json"
+BACKBONES_FILE = Path("training") / "backbones.json"
+SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SETTINGS = "initialize.before_init.settings"
+LEARN_RATE = "training.optimizer.learn_rate.initial_rate"
+
+#: The rarely set settings, ``--vars.options "NAME=VALUE NAME=VALUE"``, with their defaults
+#: (a value is read as its default's type; lists are comma-separated).
+OPTIONS: Dict[str, Any] = {
+    # Docs kept per domain (a seeded sample; 0 = all) and the carved-out shares.
+    "max_source_docs": 1000,
+    "max_target_docs": 1000,
+    "max_target_test_docs": 1000,
+    "target_test_fraction": 0.2,
+    "valid_fraction": 0.15,
+    "removal": "per_sample",
+    # The encoder's name in run folders (needed when the backbone is a path or has a "/").
+    "backbone_key": "",
+    "max_length": 64,
+    "batch_size": 32,
+    # The source model trains until its dev macro AP has not improved for source_patience
+    # epochs, for at most source_epochs (0 patience: exactly source_epochs).
+    "source_epochs": 20,
+    "source_patience": 2,
+    # The learning rate of DALLMi and the fine-tuning baselines, and DALLMi's settings.
+    "learn_rate": 0.00005,
+    "mixup_lambda": 0.1,
+    "mixup_warmup_steps": 0,
+    "loss_form": "norm",
+    # Score the test split after every epoch, for the learning-curve figure only.
+    "curve": True,
+    # Use the values the tune workflow chose instead of learn_rate and DALLMi's settings.
+    "tuned": False,
+    # Runs to redo though they are finished: method names, source, or all.
+    "force": "",
+    # The table workflow's ratios and seeds; the tune and ablations grids.
+    "ratios": "0.5,0.7,0.9",
+    "seeds": "0,1",
+    "tune_learn_rates": "0.00003,0.0001,0.0003",
+    "tune_lambdas": "0,0.03,0.1",
+    "tune_warmup": "0,1",
+    "ablation_lambdas": "0,0.03,0.1,0.3,1",
+}
+CHOICES = {"removal": REMOVAL_MODES, "loss_form": ("norm", "log")}
+
+
+class CheckError(Exception):
+    """A var or option that must change; the message says which and how."""
+
+
+def parse_options(text: str) -> Dict[str, Any]:
+    """``"batch_size=64 curve=false"`` -> the options with those values, the rest at their
+    defaults. Raises CheckError naming a bad name or value."""
+    options = dict(OPTIONS)
+    for item in text.split():
+        name, sep, value = item.partition("=")
+        if not sep or name not in OPTIONS:
+            raise CheckError(
+                f"Unknown option {item!r} in --vars.options: give NAME=VALUE pairs, with NAME "
+                f"one of {', '.join(OPTIONS)}"
+            )
+        default = OPTIONS[name]
+        try:
+            if isinstance(default, bool):
+                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                options[name] = value.lower() in ("true", "1", "yes")
+            else:
+                options[name] = type(default)(value)
+        except ValueError:
+            kind = "true or false" if isinstance(default, bool) else type(default).__name__
+            raise CheckError(
+                f"Option {name} must be {kind}, got {value!r} (--vars.options)"
+            ) from None
+        if name in CHOICES and options[name] not in CHOICES[name]:
+            raise CheckError(
+                f"Option {name} must be {' or '.join(CHOICES[name])}, got {value!r} "
+                "(--vars.options)"
+            )
+    return options
+
+
+def key(value: Any) -> str:
+    """A setting as run folder names spell it: ``5e-05``, ``0.1``, ``1``, ``true``."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@dataclass
+class Study:
+    """The project's vars and options: what a workflow runs on, and where its runs go."""
+
+    dataset: str
+    data_name: str
+    data_dir: Path
+    source_file: str
+    target_file: str
+    target_test_file: str
+    text_column: str
+    labels_column: str
+    label_columns: str
+    ratio: float
+    seed: int
+    backbone: str
+    epochs: int
+    gpu_id: int
+    options: Dict[str, Any] = field(default_factory=lambda: dict(OPTIONS))
+
+    def __getattr__(self, name: str) -> Any:
+        options = self.__dict__.get("options", {})
+        if name in options:
+            return options[name]
+        raise AttributeError(name)
+
+    @property
+    def backbone_name(self) -> str:
+        return self.options["backbone_key"] or self.backbone
+
+    @property
+    def sizes(self) -> str:
+        o = self.options
+        return (
+            f"src{o['max_source_docs']}_tgt{o['max_target_docs']}_test"
+            f"{o['max_target_test_docs']}_tf{key(o['target_test_fraction'])}"
+            f"_vf{key(o['valid_fraction'])}"
+        )
+
+    @property
+    def model(self) -> str:
+        o = self.options
+        return (
+            f"{self.backbone_name}_len{o['max_length']}_b{o['batch_size']}"
+            f"_se{o['source_epochs']}p{o['source_patience']}"
+        )
+
+    @property
+    def corpus(self) -> Path:
+        """The ratio-free corpora: source splits, full target train and target test."""
+        return Path("corpus") / self.data_name / self.sizes / f"s{self.seed}"
+
+    @property
+    def hide(self) -> str:
+        return f"{self.removal}_{key(self.ratio)}"
+
+    @property
+    def partial(self) -> Path:
+        """The corpora of this ratio: partially labelled target train and validation slice."""
+        return self.corpus / self.hide
+
+    @property
+    def model_key(self) -> Path:
+        return Path(self.data_name) / self.sizes / f"s{self.seed}" / self.model
+
+    def run_name(self, method: str) -> str:
+        """The folder of a method's run, relative to ``training/<model_key>``; a method that
+        does not read the hidden-label pattern (source, ft_full) is outside the ratio's."""
+        lr, epochs, tuned = key(self.learn_rate), self.epochs, f"tuned{key(self.tuned)}"
+        wu, loss = self.mixup_warmup_steps, self.loss_form
+        ft = f"lr{lr}_e{epochs}"
+        names = {
+            "source": "source",
+            "ft_full": f"ft_full_{ft}",
+            "dallmi": f"dallmi_lr{lr}_lam{key(self.mixup_lambda)}_wu{wu}_{loss}_e{epochs}_{tuned}",
+            "dallmi_lambda0": f"dallmi_lambda0_lr{lr}_wu{wu}_{loss}_e{epochs}",
+            "dallmi_paper": f"dallmi_paper_e{epochs}",
+        }
+        name = names.get(method, f"{method}_{ft}_{tuned}")
+        return name if method in ("source", "ft_full") else f"{self.hide}/{name}"
+
+    def folder(self, kind: str, method: str) -> Path:
+        """``training/...`` (a run), ``metrics/....json`` or ``thresholds/....json``."""
+        if method == "none":
+            return Path("metrics") / self.model_key / "none.json"
+        path = Path(kind) / self.model_key / self.run_name(method)
+        return path if kind == "training" else path.with_name(path.name + ".json")
+
+    def settings(self, method: str) -> Dict[str, Any]:
+        """The run's settings, as its metrics file records them (the report groups by them)."""
+        found: Dict[str, Any] = {
+            "dataset": self.data_name,
+            "sizes": self.sizes,
+            "seed": self.seed,
+            "model": self.model,
+        }
+        if method not in ("none", "ft_full"):
+            found.update(ratio=self.ratio, removal=self.removal)
+        if method not in ("none", "dallmi_paper"):
+            found.update(learn_rate=self.learn_rate)
+        if method != "none":
+            found.update(epochs=self.epochs)
+        if method in TUNED_METHODS:
+            found.update(tuned=self.tuned)
+        if method in ("dallmi", "dallmi_lambda0"):
+            found.update(mixup_warmup_steps=self.mixup_warmup_steps, loss_form=self.loss_form)
+        if method == "dallmi":
+            found.update(mixup_lambda=self.mixup_lambda)
+        return found
+
+    def training(self, method: str) -> Tuple[str, Dict[str, Any]]:
+        """The config file and overrides of a method's training run."""
+        data = self.corpus if method == "ft_full" else self.partial
+        suffix = "_full" if method == "ft_full" else ""
+        overrides: Dict[str, Any] = {
+            "paths.source": str(self.folder("training", "source") / "model-best"),
+            "paths.train": str(data / f"target_train{suffix}.spacy"),
+            "paths.dev": str(data / f"target_valid{suffix}.spacy"),
+            "system.seed": self.seed,
+        }
+        if method == "dallmi_paper":
+            return "adapt_paper.cfg", overrides
+        overrides.update({"training.batcher.size": self.batch_size, LEARN_RATE: self.learn_rate})
+        if method.startswith("dallmi"):
+            lam = 0 if method == "dallmi_lambda0" else self.mixup_lambda
+            overrides[f"{SETTINGS}.mixup_lambda"] = lam
+            overrides[f"{SETTINGS}.mixup_warmup_steps"] = self.mixup_warmup_steps
+            overrides[f"{SETTINGS}.loss_form"] = self.loss_form
+        if method == "an_ls":
+            overrides[f"{SETTINGS}.label_smoothing"] = 0.1
+        if method == "wan":
+            overrides[f"{SETTINGS}.negative_weighting"] = "wan"
+        if self.tuned and method in TUNED_METHODS:
+            overrides.update(self.tuned_values(method))
+        return ("adapt.cfg" if method.startswith("dallmi") else "finetune.cfg"), overrides
+
+    def tuned_values(self, method: str) -> Dict[str, Any]:
+        path = Path("tuned") / self.data_name / f"{method}.json"
+        if not path.is_file():
+            raise CheckError(
+                f"No tuned values for {method} ({path}): run the tune workflow first "
+                "(`python -m spacy project run tune . --vars.dataset ...`), or leave tuned out "
+                "of --vars.options"
+            )
+        return srsly.read_json(path)["overrides"]
+
+    def forced(self, method: str) -> bool:
+        names = _split_names(self.force) or []
+        return "all" in names or method in names
+
+
+# -- check -----------------------------------------------------------------------------------
+
+
+def _file(value: str, var: str, what: str) -> Path:
+    if not value:
+        raise CheckError(f"dataset custom needs {what}: set --vars.{var}")
+    path = Path(value)
+    if not path.is_file():
+        raise CheckError(f"{what} not found: {path} (set --vars.{var})")
+    return path
+
+
+def check_columns(path: Path, required: List[str], var_of: Dict[str, str]) -> None:
+    """Read the header (or the first JSON object) of ``path`` and fail naming the var of any
+    column it lacks; the rest of the file is read by ``prepare``."""
+    try:
+        next(iter_records(path, detect_format(path), required), None)
+    except MissingColumnError as error:
+        named = str(error).split(" not found")[0]
+        missing = [column for column in required if repr(column) in named]
+        vars_ = sorted({f"--vars.{var_of[column]}" for column in missing})
+        raise CheckError(f"{error} Set {' / '.join(vars_)}.") from None
+    except DataPreparationError as error:
+        raise CheckError(str(error)) from None
+
+
+def check_custom(study: Study) -> List[Path]:
+    """The custom data's files exist and have the named columns; return them."""
+    files = [
+        _file(study.source_file, "source_file", "The source-domain file"),
+        _file(study.target_file, "target_file", "The target-domain file"),
+    ]
+    if study.target_test_file:
+        files.append(_file(study.target_test_file, "target_test_file", "The target test file"))
+    if not study.text_column:
+        raise CheckError("dataset custom needs the text column: set --vars.text_column")
+    columns = _split_names(study.label_columns)
+    if columns:
+        var_of = {column: "label_columns" for column in columns}
+    elif study.labels_column:
+        columns, var_of = [study.labels_column], {study.labels_column: "labels_column"}
+    else:
+        raise CheckError(
+            "dataset custom needs its labels: set --vars.labels_column (one column listing "
+            "each row's labels) or --vars.label_columns (a,b,c: one 0/1 column per label)"
+        )
+    var_of[study.text_column] = "text_column"
+    for path in files:
+        check_columns(path, [study.text_column, *columns], var_of)
+    return files
+
+
+def read_custom(study: Study, files: List[Path]) -> List[str]:
+    """Read the custom files as ``prepare`` will; return one summary line per file and then
+    the warnings (prefixed ``!``); a file ``prepare`` would refuse is a CheckError."""
+    from .summary import read_summary
+
+    columns = _split_names(study.label_columns)
+    try:
+        reads = read_files(
+            files[0],
+            files[1],
+            text_column=study.text_column,
+            label_columns=columns or None,
+            labels_column=None if columns else study.labels_column,
+            target_test_path=files[2] if len(files) > 2 else None,
+            ratio=study.ratio,
+        )
+        for name in ("target", "target_test"):
+            if name in reads:
+                check_label_sets(reads["source"].labels, reads[name].labels)
+        if not reads["target"].matrix.any():
+            raise DataPreparationError(
+                f"The target data ({files[1]}) has no known positive for any label: DALLMi "
+                "learns from known positives, so there is nothing to adapt to. Mark the "
+                "positives you know (a 1, or the label's name in the labels column)."
+            )
+    except DataPreparationError as error:
+        raise CheckError(str(error)) from None
+    lines = [read_summary(name, corpus.report.to_dict()) for name, corpus in reads.items()]
+    return lines + [f"!{line}" for line in read_warnings(reads)]
+
+
+def check_builtin(dataset: str, data_dir: Path) -> List[Path]:
+    files = [data_dir / name for name in BUILTIN_FILES[dataset]]
+    missing = [str(path) for path in files if not path.is_file()]
+    if missing:
+        raise CheckError(
+            f"Data file(s) of {dataset} not found: {', '.join(missing)}. Set --vars.data_dir "
+            "to the folder holding goemotions/, semeval2018_ec/ and pubmed/, or run "
+            "`python -m spacy project assets .` to fetch them."
+        )
+    return files
+
+
+def check_ratio(dataset: str, ratio: float) -> None:
+    if not 0.0 <= ratio < 1.0:
+        raise CheckError(
+            f"ratio must be 0 (labels already partial) or a share below 1, got {ratio:g}: "
+            "set --vars.ratio"
+        )
+    if dataset != CUSTOM and ratio == 0.0:
+        raise CheckError(
+            f"{dataset} is a study with a fully labelled target: set --vars.ratio to the share "
+            "of its positives to hide, e.g. 0.5"
+        )
+
+
+def check_key(value: str, var: str, what: str) -> None:
+    if not SAFE_KEY.match(value):
+        raise CheckError(
+            f"{var} {value!r} cannot name a run folder: set {var} to a short name for {what} "
+            f"(letters, digits, '.', '_', '-'; --vars.{var}"
+            + (f' or --vars.options "{var}=NAME")' if var in OPTIONS else ")")
+        )
+
+
+def record_backbone(backbone: str, name: str) -> None:
+    """Remember which backbone a key names, so one key never mixes two backbones' runs."""
+    known = srsly.read_json(BACKBONES_FILE) if BACKBONES_FILE.is_file() else {}
+    if known.get(name, backbone) != backbone:
+        raise CheckError(
+            f"backbone_key {name!r} already names the backbone {known[name]!r} in training/: "
+            f'set --vars.options "backbone_key=NAME" to another name for {backbone!r}'
+        )
+    if name not in known:
+        BACKBONES_FILE.parent.mkdir(parents=True, exist_ok=True)
+        srsly.write_json(BACKBONES_FILE, {**known, name: backbone})
+
+
+def record_inputs(data_name: str, dataset: str, files: List[Path]) -> Dict[str, Any]:
+    """Write ``corpus/<data_name>/inputs.json``, the MD5 of every input file (so an edited
+    data file is prepared again); refuse other files under a data name already in use."""
+    path = Path("corpus") / data_name / INPUTS_FILE
+    files_md5 = {str(file): hashlib.md5(file.read_bytes()).hexdigest() for file in files}
+    inputs = {"dataset": dataset, "files": files_md5}
+    if path.is_file():
+        before = srsly.read_json(path)
+        if before["dataset"] != dataset or sorted(before["files"]) != sorted(inputs["files"]):
+            raise CheckError(
+                f"corpus/{data_name} holds data prepared from {', '.join(before['files'])}: "
+                f"set --vars.data_name to a new name for these files"
+            )
+    if not path.is_file() or srsly.read_json(path) != inputs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        srsly.write_json(path, inputs)
+    return inputs
+
+
+def check(study: Study) -> List[Path]:
+    """Check the vars and the data (one line naming what to fix) and print a summary."""
+    try:
+        if study.dataset == CUSTOM:
+            files = check_custom(study)
+        elif study.dataset in DATASETS:
+            files = check_builtin(study.dataset, study.data_dir)
+        else:
+            raise CheckError(
+                f"Unknown dataset {study.dataset!r}: set --vars.dataset to custom (your own "
+                f"files), {' or '.join(DATASETS)}"
+            )
+        check_ratio(study.dataset, study.ratio)
+        summary = read_custom(study, files) if study.dataset == CUSTOM else []
+        check_key(study.data_name, "data_name", f"the data of dataset {study.dataset}")
+        check_key(study.backbone_name, "backbone_key", f"the backbone {study.backbone!r}")
+        record_backbone(study.backbone, study.backbone_name)
+        record_inputs(study.data_name, study.dataset, files)
+        if study.tuned:
+            for method in TUNED_METHODS:
+                study.tuned_values(method)
+    except CheckError as error:
+        msg.fail(str(error), exits=1)
+    for line in summary:
+        msg.warn(line[1:]) if line.startswith("!") else msg.info(line)
+    ratio = study.ratio
+    labels = "as given (partial)" if ratio == 0 else f"{ratio:g} of target positives hidden"
+    msg.good(
+        f"{study.dataset} ({study.data_name}): {len(files)} input file(s), target labels {labels}"
+    )
+    if study.dataset == CUSTOM and not study.target_test_file:
+        msg.info(
+            "No fully labelled target test file (--vars.target_test_file): the workflows "
+            "adapt and select models, but no test metrics are computed."
+        )
+    return files
+
+
+# -- steps -----------------------------------------------------------------------------------
+
+
+def prepare(study: Study) -> None:
+    """Write the corpora, unless ``prepared.json`` shows them made from the same inputs."""
+    from .data_commands import prepare_command
+
+    inputs = srsly.read_json(Path("corpus") / study.data_name / INPUTS_FILE)
+    names = ("ratio", "removal", "seed", "max_source_docs", "max_target_docs")
+    names += ("max_target_test_docs", "target_test_fraction", "valid_fraction")
+    values = {name: getattr(study, name) for name in names}
+    columns = {"text": study.text_column, "labels": study.labels_column}
+    record = {"inputs": inputs, "settings": values, "columns": columns}
+    record["columns"]["label_columns"] = study.label_columns
+    done = study.partial / PREPARED_FILE
+    if done.is_file() and srsly.read_json(done) == record and not study.forced("prepare"):
+        msg.good(f"{study.partial}: already prepared from the same files and settings")
+        return
+    msg.divider(f"prepare {study.partial}")
+    prepare_command(
+        study.dataset,
+        study.data_dir,
+        study.partial,
+        max_docs=None,
+        test_fraction=0.2,
+        source_file=study.source_file,
+        target_file=study.target_file,
+        target_test_file=study.target_test_file,
+        text_column=study.text_column,
+        labels_column=study.labels_column,
+        label_columns=study.label_columns,
+        quiet=False,
+        shared_dir=study.corpus,
+        **values,
+    )
+    srsly.write_json(done, record)
+
+
+def train(study: Study, method: str) -> None:
+    from .model_commands import train_run
+
+    output = study.folder("training", method)
+    msg.divider(f"train {method}: {output}")
+    if method == "source":
+        overrides = {
+            "paths.train": str(study.corpus / "source_train.spacy"),
+            "paths.dev": str(study.corpus / "source_test.spacy"),
+            "paths.backbone": study.backbone,
+            "components.textcat.model.max_length": study.max_length,
+            "training.batcher.size": study.batch_size,
+            "system.seed": study.seed,
+        }
+        train_run(
+            Path("configs/source.cfg"),
+            output,
+            study.source_epochs,
+            overrides,
+            patience=study.source_patience,
+            gpu_id=study.gpu_id,
+            force=study.forced(method),
+        )
+        return
+    config, overrides = study.training(method)
+    curve = study.corpus / "target_test.spacy" if study.curve else None
+    full = study.corpus / "target_train_full.spacy"
+    train_run(
+        Path("configs") / config,
+        output,
+        study.epochs,
+        overrides,
+        gpu_id=study.gpu_id,
+        curve_docs=curve,
+        skip_if_missing=full if method == "ft_full" else None,
+        force=study.forced(method),
+    )
+
+
+def evaluate(study: Study, method: str) -> None:
+    """Score a run on the target test split, unless its metrics file is newer than both."""
+    from .data_commands import evaluate_to
+    from .model_commands import CURVE_FILE
+
+    run = study.folder("training", "source" if method == "none" else method)
+    output, test = study.folder("metrics", method), study.corpus / "target_test.spacy"
+    made = [path for path in (run / "training_inputs.json", run / "skipped.json", test)]
+    newest = max((path.stat().st_mtime for path in made if path.exists()), default=0.0)
+    if output.is_file() and output.stat().st_mtime > newest and not study.forced(method):
+        msg.good(f"{output}: already evaluated")
+        return
+    if method == "none":
+        run = run / "model-best"
+    log = None if method == "none" else run / CURVE_FILE
+    evaluate_to(run, test, output, method, study.settings(method), log, study.gpu_id)
+
+
+def method(study: Study, name: str) -> None:
+    train(study, name)
+    evaluate(study, name)
+
+
+def report(study: Study) -> None:
+    build_report = _build_report()
+    metrics = sorted((Path("metrics") / study.data_name).rglob("*.json"))
+    output = Path("reports") / f"{study.data_name}.md"
+    if not metrics:
+        msg.fail(f"No metrics files under metrics/{study.data_name}", exits=1)
+    figures = output.parent / f"{output.stem}_figures"
+    try:
+        build_report(metrics, output, figures, title=study.data_name, group_settings=True)
+    except (FileNotFoundError, ValueError) as error:
+        msg.fail(f"report: {error}", exits=1)
+    msg.good(f"Report from {len(metrics)} metrics files -> {output} (figures in {figures})")
+
+
+def start(study: Study) -> None:
+    """The steps every training workflow begins with."""
+    check(study)
+    prepare(study)
+    train(study, "source")
+
+
+def run_adapt(study: Study, with_report: bool = True) -> None:
+    start(study)
+    evaluate(study, "none")
+    method(study, "dallmi")
+    from .model_commands import find_thresholds
+
+    run = study.folder("training", "dallmi")
+    thresholds = study.folder("thresholds", "dallmi")
+    if study.forced("dallmi") or not thresholds.is_file():
+        docs = study.partial / "target_valid.spacy"
+        find_thresholds(run / "model-best", docs, thresholds, study.gpu_id)
+    if with_report:
+        report(study)
+
+
+def run_baselines(study: Study, with_report: bool = True) -> None:
+    start(study)
+    evaluate(study, "none")
+    for name in ("ft_partial", "an_ls", "wan", "ft_full", "dallmi_lambda0", "dallmi_paper"):
+        method(study, name)
+    if with_report:
+        report(study)
+
+
+def run_table(study: Study) -> None:
+    """``adapt`` and ``baselines`` at every seed and ratio of the options, then the report:
+    seeds form the outer loop, so the ratio-free runs are trained once per seed."""
+    check(study)
+    for seed in _split_names(study.seeds) or []:
+        for ratio in _split_names(study.ratios) or []:
+            cell = Study(**{**study.__dict__, "seed": int(seed), "ratio": float(ratio)})
+            msg.divider(f"table: {study.dataset}, ratio {ratio}, seed {seed}")
+            run_adapt(cell, with_report=False)
+            run_baselines(cell, with_report=False)
+    report(study)
+
+
+def run_tune(study: Study) -> None:
+    from .grid import tune
+
+    start(study)
+    tune(
+        study.folder("training", "source") / "model-best",
+        study.partial,
+        Path("tuned") / study.data_name,
+        Path("tuning") / study.model_key / study.hide,
+        epochs=study.epochs,
+        batch_size=study.batch_size,
+        learn_rates=study.tune_learn_rates,
+        lambdas=study.tune_lambdas,
+        warmup=study.tune_warmup,
+        seed=study.seed,
+        gpu_id=study.gpu_id,
+    )
+
+
+def run_ablations(study: Study) -> None:
+    from .grid import ablate
+
+    start(study)
+    ablate(
+        study.folder("training", "source") / "model-best",
+        study.corpus,
+        study.partial,
+        Path("reports") / f"{study.data_name}_ablations.md",
+        Path("ablations") / study.model_key / study.hide,
+        epochs=study.epochs,
+        batch_size=study.batch_size,
+        learn_rate=study.learn_rate,
+        lambdas=study.ablation_lambdas,
+        seed=study.seed,
+        gpu_id=study.gpu_id,
+    )
+
+
+FIELDS = tuple(Study.__dataclass_fields__)
+
+
+def _command(name: str, run: Callable[[Study], None], help: str) -> None:
+    """Register one study command: the project's vars as options, then ``run``."""
+
+    def command(
+        dataset: str = typer.Option(CUSTOM, "--dataset", help="custom, emotions or pubmed."),
+        data_name: str = typer.Option("", "--data-name", help="Folder name of the runs."),
+        data_dir: Path = typer.Option(Path("../shared/datasets"), "--data-dir"),
+        source_file: str = typer.Option("", "--source-file"),
+        target_file: str = typer.Option("", "--target-file"),
+        target_test_file: str = typer.Option("", "--target-test-file"),
+        text_column: str = typer.Option("text", "--text-column"),
+        labels_column: str = typer.Option("", "--labels-column"),
+        label_columns: str = typer.Option("", "--label-columns"),
+        ratio: float = typer.Option(0.0, "--ratio", help="Share of target positives to hide."),
+        seed: int = typer.Option(0, "--seed"),
+        backbone: str = typer.Option("all-MiniLM-L6-v2", "--backbone"),
+        epochs: int = typer.Option(3, "--epochs", min=1),
+        gpu_id: int = typer.Option(-1, "--gpu-id"),
+        options: str = typer.Option("", "--options", help="NAME=VALUE pairs (see OPTIONS)."),
+    ) -> None:
+        values = {name: value for name, value in locals().items() if name in FIELDS}
+        try:
+            values["options"] = parse_options(options)
+        except CheckError as error:
+            msg.fail(str(error), exits=1)
+        values["data_name"] = data_name or dataset
+        run(Study(**values))
+
+    command.__doc__ = help
+    study_app.command(name)(command)
+
+
+_command("check", check, "Check the data, columns and settings; one line names what to fix.")
+_command("adapt", run_adapt, "Adapt the source model with DALLMi; thresholds and report.")
+_command("baselines", run_baselines, "The baselines beside DALLMi, then the report.")
+_command("table", run_table, "adapt and baselines at every seed and ratio, then the report.")
+_command("tune", run_tune, "Choose each method's settings on the validation slice.")
+_command("ablations", run_ablations, "The paper's ablations of DALLMi, relative to the default.")
