@@ -19,7 +19,6 @@ PU score, and AP against the partial labels), where the source model (epoch 0) i
 """
 
 import argparse
-import datetime
 import fcntl
 import os
 import shutil
@@ -33,7 +32,7 @@ import spacy
 import srsly
 import torch
 from aad import AAD_SETTINGS, train_aad
-from environment import REPO_ROOT, git_provenance, machine_info, package_versions
+from environment import DATA_DIR, REPO_ROOT, RESULTS, provenance
 from runner import Evaluator, effective_settings, train_run
 from spacy.util import load_config
 from splits import RATIOS, SeedCorpora, Sizes, prepare_seed, prepared_counts, ratio_name
@@ -49,7 +48,6 @@ from spacy_dallmi.settings import PAPER_SETTINGS, PAPER_TRAINING
 from spacy_dallmi.training import TRAINING_FILE, train_epochs
 
 CONFIGS = REPO_ROOT / "configs"
-RESULTS = REPO_ROOT / "benchmarks" / "results"
 SETTINGS_KEY = "initialize.before_init.settings"
 LEARN_RATE_KEY = "training.optimizer.learn_rate.initial_rate"
 CRITERIA = ("pu_score", "partial_ap")
@@ -139,7 +137,7 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 epochs: a smoke run")
     parser.add_argument("--results", type=Path, help="default: results/paired_<dataset>[_quick]")
     parser.add_argument("--work", type=Path, help="corpora and source models; default /tmp/...")
-    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT.parent / "shared" / "datasets")
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.source_epochs, args.max_length, args.batch_size = 2, 2, 32, 16
@@ -371,13 +369,7 @@ def existing(path: Path, protocol: Dict[str, Any]) -> bool:
 
 
 def context() -> Dict[str, Any]:
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "versions": package_versions(),
-        "git": git_provenance(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-    }
+    return provenance(omp_num_threads=os.environ.get("OMP_NUM_THREADS"))
 
 
 def run_method(

@@ -19,7 +19,7 @@ complete, so a resumed run reuses its files.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Set
 
 import numpy as np
 import spacy
@@ -97,6 +97,12 @@ def _write(path: Path, docs: Sequence) -> None:
     DocBin(docs=list(docs), store_user_data=False).to_disk(path)
 
 
+def _split(docs: Sequence, val: Set[int], fit_path: Path, val_path: Path) -> None:
+    """Write the docs outside the validation slice to ``fit_path``, those in it to ``val_path``."""
+    _write(fit_path, [d for i, d in enumerate(docs) if i not in val])
+    _write(val_path, [d for i, d in enumerate(docs) if i in val])
+
+
 def carve_validation(n_docs: int, seed: int, fraction: float = VAL_FRACTION) -> np.ndarray:
     """Sorted indices of the validation slice: ``round(fraction · n)`` docs, at least one."""
     n_val = min(max(int(round(fraction * n_docs)), 1), n_docs - 1)
@@ -112,7 +118,6 @@ def prepare_seed(dataset: str, data_dir: Path, work: Path, seed: int, sizes: Siz
         return SeedCorpora(folder, srsly.read_json(marker)["labels"])
     pair = load_dataset(dataset, data_dir, seed=seed)
     counts: Dict[str, int] = {}
-    labels: List[str] = []
     for ratio in RATIOS:
         settings = PrepareSettings(
             dataset,
@@ -124,24 +129,15 @@ def prepare_seed(dataset: str, data_dir: Path, work: Path, seed: int, sizes: Siz
         )
         raw = folder / "prepare" / ratio_name(ratio)
         stats = prepare_domains(pair, raw, settings, quiet=True)
-        labels = stats["labels"]
+        corpora = SeedCorpora(folder, stats["labels"])
         partial = _read(raw / "target_train.spacy")
         val = set(carve_validation(len(partial), seed).tolist())
-        _write(
-            folder / ratio_name(ratio) / "target_fit.spacy",
-            [d for i, d in enumerate(partial) if i not in val],
-        )
-        _write(
-            folder / ratio_name(ratio) / "target_val.spacy",
-            [d for i, d in enumerate(partial) if i in val],
-        )
+        _split(partial, val, corpora.fit(ratio), corpora.val(ratio))
         counts[f"hidden_{ratio_name(ratio)}"] = stats["hiding"]["hidden"]
     # Source, full target train and test do not depend on the ratio: take the last ones.
     full = _read(raw / "target_train_full.spacy")
     source_test = _read(raw / "source_test.spacy")
-    corpora = SeedCorpora(folder, labels)
-    _write(corpora.fit_full, [d for i, d in enumerate(full) if i not in val])
-    _write(corpora.val_full, [d for i, d in enumerate(full) if i in val])
+    _split(full, val, corpora.fit_full, corpora.val_full)
     _write(corpora.test, _read(raw / "target_test.spacy"))
     _write(corpora.source_train, _read(raw / "source_train.spacy"))
     _write(corpora.source_dev, source_test[:SOURCE_DEV_DOCS])
@@ -151,7 +147,7 @@ def prepare_seed(dataset: str, data_dir: Path, work: Path, seed: int, sizes: Siz
         target_val=len(val),
         target_test=len(_read(corpora.test)),
     )
-    srsly.write_json(marker, {"labels": labels, "docs": counts, "sizes": sizes.__dict__})
+    srsly.write_json(marker, {"labels": corpora.labels, "docs": counts, "sizes": sizes.__dict__})
     return corpora
 
 

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import srsly
-from environment import REPO_ROOT
+from environment import REPO_ROOT, RESULTS, table
 from spacy.util import load_config
-from stats import mean_std, paired_difference
+from stats import ci_text, mean_std, paired_difference
 
 from spacy_dallmi.experiments.methods import BENCHMARK_METHODS, registered
 from spacy_dallmi.experiments.runs import MIN_RECOVERY_GAP, recovery
@@ -52,7 +52,7 @@ EXTRA_METRICS = {
     "macro_ap_rounded": "paper's rounded-prediction AP",
 }
 CURVE_METHODS = registered(("ft_partial", "dallmi"))
-DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results"
+DEFAULT_RESULTS = RESULTS
 #: The section of benchmarks/README.md that ``overview`` rewrites.
 OVERVIEW_START = "<!-- paired overview: written by summarize.py -->"
 OVERVIEW_END = "<!-- end of paired overview -->"
@@ -252,14 +252,8 @@ def fmt_diff(found: Optional[Dict[str, Any]], method: str) -> str:
     if found is None or method == BASELINE or "paired" not in found:
         return "–"
     diff = found["paired"]
-    ci = "" if diff.ci_low is None else f" [{diff.ci_low:+.1f}, {diff.ci_high:+.1f}]"
     p = "" if diff.p_wilcoxon is None else f", p={diff.p_wilcoxon:.3f}"
-    return f"{diff.mean_diff:+.1f}{ci}{p}"
-
-
-def table(header: List[str], rows: List[List[str]]) -> List[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+    return f"{diff.mean_diff:+.1f}{ci_text(diff.ci_low, diff.ci_high)}{p}"
 
 
 def recovery_text(runs: Runs, rname: str, method: str, model: str) -> str:
@@ -337,8 +331,7 @@ def paired_text(runs: Runs, rname: str, method: str, other: str, model: str) -> 
         [test_score(runs[(method, s)], rname, model) for s in common],
         [test_score(runs[(other, s)], rname, model) for s in common],
     )
-    ci = "" if diff.ci_low is None else f" [{diff.ci_low:+.1f}, {diff.ci_high:+.1f}]"
-    return f"{diff.mean_diff:+.1f}{ci}"
+    return f"{diff.mean_diff:+.1f}{ci_text(diff.ci_low, diff.ci_high)}"
 
 
 def shipped_section(runs: Runs, rname: str) -> List[str]:
@@ -553,10 +546,7 @@ def overview_cell(record: Dict[str, Any]) -> str:
     text = f"{record['mean']:.1f} ({record['n_seeds']})"
     if record["method"] == BASELINE or record["mean_diff"] is None:
         return text
-    text += f"<br>{record['mean_diff']:+.1f}"
-    if record["ci_low"] is not None:
-        text += f" [{record['ci_low']:+.1f}, {record['ci_high']:+.1f}]"
-    return text
+    return f"{text}<br>{record['mean_diff']:+.1f}{ci_text(record['ci_low'], record['ci_high'])}"
 
 
 def replace_marked(path: Path, content: str) -> bool:
