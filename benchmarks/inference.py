@@ -44,21 +44,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+import environment as env
 import numpy
 import spacy
 import torch
-from environment import (
-    REPO_ROOT,
-    load_average,
-    mean_pool,
-    parser,
-    provenance,
-    read_proc_status,
-    report_header,
-    rotated,
-    table,
-    write_report,
-)
 from spacy.language import Language
 
 from spacy_dallmi.architecture import get_hf_objects
@@ -76,7 +65,7 @@ Runner = Callable[[List[str], int], numpy.ndarray]
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    options = parser(__doc__, threads=1)
+    options = env.parser(__doc__, threads=1)
     options.add_argument(
         "--parts", nargs="+", choices=ALL_PARTS, help="default: all (--quick: pipe, classify)"
     )
@@ -184,7 +173,7 @@ def plain_transformers(nlp: Language) -> Runner:
             batch = {key: value.to(device) for key, value in batch.items()}
             with torch.no_grad():
                 hidden = hf.transformer(**batch).last_hidden_state
-                pooled = mean_pool(hidden, batch["attention_mask"])
+                pooled = env.mean_pool(hidden, batch["attention_mask"])
                 out.append(torch.sigmoid(pooled @ weight.T + bias).cpu().numpy())
         return numpy.concatenate(out)
 
@@ -216,7 +205,7 @@ def time_configs(
     cpu: Dict[str, List[float]] = {name: [] for name in names}
     outputs: Dict[str, numpy.ndarray] = {}
     for repeat in range(repeats):
-        for name in rotated(names, repeat):
+        for name in env.rotated(names, repeat):
             wall, proc = time.perf_counter(), time.process_time()
             outputs[name] = runners[name](texts, batch_size)
             seconds[name].append(time.perf_counter() - wall)
@@ -284,7 +273,7 @@ def overheads(nlp: Language, texts: List[str], batch_size: int, repeats: int) ->
     contexts = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode}
     forward: Dict[str, List[float]] = {name: [] for name in contexts}
     for repeat in range(repeats):
-        for name in rotated(list(contexts), repeat):
+        for name in env.rotated(list(contexts), repeat):
             start = time.perf_counter()
             with contexts[name]():
                 for batch in encoded:
@@ -374,7 +363,7 @@ class Sampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stopped.is_set():
-            rss = {pid: read_proc_status("VmRSS", pid) for pid in self.find()}
+            rss = {pid: env.read_proc_status("VmRSS", pid) for pid in self.find()}
             stamp = round(time.perf_counter() - self.start_time, 2)
             rss = {p: r / 2**20 for p, r in rss.items() if r}
             self.samples.append({"t": stamp, "rss_mib": rss, "progress": self.progress()})
@@ -487,7 +476,7 @@ def run_ray_part(args: argparse.Namespace, results: Dict[str, Any], workdir: Pat
 
 
 def run_classify_part(args: argparse.Namespace, results: Dict[str, Any], workdir: Path) -> None:
-    sys.path.insert(0, str(REPO_ROOT))
+    sys.path.insert(0, str(env.REPO_ROOT))
     from tests.conftest import build_tiny_bert
 
     bert = build_tiny_bert(workdir / "tiny_bert")
@@ -541,7 +530,7 @@ def markdown(results: Dict[str, Any]) -> str:
     ctx = results["context"]
     settings = ctx["settings"]
     lines = [
-        *report_header(
+        *env.report_header(
             "inference",
             ctx,
             f"- backbone: {settings['backbone']}, max length {settings['max_length']}, "
@@ -570,7 +559,7 @@ def markdown(results: Dict[str, Any]) -> str:
         lines += [
             f"## nlp.pipe on {part['texts']} {dataset}",
             "",
-            *table(header, rows),
+            *env.table(header, rows),
             f"- bucketed / unbucketed: **{part['bucketed_over_unbucketed']}**; bucketed / "
             f"transformers: **{part['bucketed_over_transformers']}**; unbucketed / "
             f"transformers: {part['unbucketed_over_transformers']}",
@@ -629,7 +618,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     device = "gpu" if args.gpu_id >= 0 else "cpu"
     start = time.perf_counter()
     settings = {k: v for k, v in vars(args).items() if k not in ("data_dir", "output_dir")}
-    context = provenance(args.gpu_id, device=device, load_start=load_average())
+    context = env.provenance(args.gpu_id, device=device, load_start=env.load_average())
     results: Dict[str, Any] = {"context": {**context, "settings": settings}}
     with tempfile.TemporaryDirectory(prefix="dallmi_inference_") as tmp:
         if "pipe" in args.parts:
@@ -638,7 +627,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             run_ray_part(args, results, Path(tmp))
         if "classify" in args.parts:
             run_classify_part(args, results, Path(tmp))
-    results["context"]["load_end"] = load_average()
+    results["context"]["load_end"] = env.load_average()
     results["context"]["total_wall_s"] = round(time.perf_counter() - start, 1)
     name = f"inference_{device}"
     if set(args.parts) != set(ALL_PARTS) and not args.quick:
@@ -647,7 +636,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             name += "_" + "_".join(args.datasets)
     if args.quick:
         name += "_quick"
-    path = write_report(args.output_dir, name, results, markdown(results) + "\n")
+    path = env.write_report(args.output_dir, name, results, markdown(results) + "\n")
     print(f"wrote {path} and {path.with_suffix('.md')} in {results['context']['total_wall_s']} s")
     return 0
 

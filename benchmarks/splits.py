@@ -60,25 +60,11 @@ class SeedCorpora:
     folder: Path
     labels: List[str]
 
-    @property
-    def source_train(self) -> Path:
-        return self.folder / "source_train.spacy"
-
-    @property
-    def source_dev(self) -> Path:
-        return self.folder / "source_dev.spacy"
-
-    @property
-    def fit_full(self) -> Path:
-        return self.folder / "target_fit_full.spacy"
-
-    @property
-    def val_full(self) -> Path:
-        return self.folder / "target_val_full.spacy"
-
-    @property
-    def test(self) -> Path:
-        return self.folder / "target_test.spacy"
+    source_train = property(lambda self: self.folder / "source_train.spacy")
+    source_dev = property(lambda self: self.folder / "source_dev.spacy")
+    fit_full = property(lambda self: self.folder / "target_fit_full.spacy")
+    val_full = property(lambda self: self.folder / "target_val_full.spacy")
+    test = property(lambda self: self.folder / "target_test.spacy")
 
     def fit(self, ratio: float) -> Path:
         return self.folder / ratio_name(ratio) / "target_fit.spacy"
