@@ -86,6 +86,8 @@ HIDE_RATIO = 0.5
 SYNTHETIC_DENSITY = 0.05
 SEED = 0
 TRAIN_CONFIGS = ("bce", "dallmi", "dallmi+mixup")
+RECORDED_SETTINGS = "warmup steps scaling_warmup scaling_steps inference_texts inference_reps"
+RECORDED_SETTINGS = (*RECORDED_SETTINGS.split(), "memory_steps", "quick")
 # The targets the package promises (see the brief in benchmarks/README.md).
 TARGET_MIXUP_OVER_BCE = 1.3
 TARGET_GPU_MIXUP_PART_SPEEDUP = 5.0
@@ -150,14 +152,7 @@ def build_context(settings: Settings) -> Dict[str, Any]:
         # the name only: the package's folder is a machine path, and versions records it
         backbone={"name": settings.backbone},
         settings={
-            "warmup": settings.warmup,
-            "steps": settings.steps,
-            "scaling_warmup": settings.scaling_warmup,
-            "scaling_steps": settings.scaling_steps,
-            "inference_texts": settings.inference_texts,
-            "inference_reps": settings.inference_reps,
-            "memory_steps": settings.memory_steps,
-            "quick": settings.quick,
+            **{key: getattr(settings, key) for key in RECORDED_SETTINGS},
             "optimizer": f"thinc Adam(learn_rate={LEARN_RATE}, L2=0.01, grad_clip=1.0)",
             "dropout": DROPOUT,
         },
@@ -410,8 +405,10 @@ def training_pipelines(
     full: numpy.ndarray,
     known: numpy.ndarray,
     batches: Sequence[Sequence[int]],
+    *only: str,
 ) -> Iterator[Tuple[str, Language, Optimizer, List[List[Example]]]]:
-    """Build the ``bce``, ``dallmi`` and ``dallmi+mixup`` pipelines one at a time.
+    """Build the ``bce``, ``dallmi`` and ``dallmi+mixup`` pipelines (or ``only`` those named)
+    one at a time.
 
     Yields ``(name, nlp, optimizer, example batches)``: ``bce`` sees every label (``full``),
     the two ``dallmi`` configurations the partial ones (``known``); ``batches`` index ``texts``.
@@ -421,6 +418,8 @@ def training_pipelines(
         ("dallmi", "dallmi", False, known),
         ("dallmi+mixup", "dallmi", True, known),
     ):
+        if only and name not in only:
+            continue
         made: Dict[str, List[List[Example]]] = {}
 
         def init(
@@ -437,6 +436,16 @@ def training_pipelines(
         nlp, optimizer = build_pipeline(settings, objective, mixup, init)
         yield name, nlp, optimizer, made["batches"]
         del nlp, optimizer
+
+
+def base_shapes(settings: Settings, **extra: Any) -> Dict[str, Any]:
+    """The shapes every measurement records: batch, max length and labels, then ``extra``."""
+    return {
+        "batch": settings.batch_size,
+        "max_length": settings.max_length,
+        "labels": len(MESH_ROOTS),
+        **extra,
+    }
 
 
 def component_model(nlp: Language):
@@ -818,12 +827,7 @@ def run_training(settings: Settings, data: PubMed, results: Results) -> None:
             print(f"[training] round {rnd} {name}: {wall:.2f}s{extra}", flush=True)
     load_end = load_average()
 
-    shapes = {
-        "batch": settings.batch_size,
-        "max_length": settings.max_length,
-        "labels": len(MESH_ROOTS),
-        "word_pieces_per_doc": settings.max_length,
-    }
+    shapes = base_shapes(settings, word_pieces_per_doc=settings.max_length)
     for name in (*TRAIN_CONFIGS, "naive-loop"):
         timing = timings[name]
         step = summarize(timing.wall)
@@ -945,13 +949,8 @@ def run_inference(settings: Settings, data: PubMed, results: Results) -> None:
     diff = float(numpy.abs(outputs["nlp.pipe"] - outputs["transformers"]).max())
 
     pieces = data.n_pieces[data.target_indices()[: settings.inference_texts]]
-    shapes = {
-        "batch": settings.batch_size,
-        "max_length": settings.max_length,
-        "labels": len(MESH_ROOTS),
-        "texts": len(texts),
-        "texts_longer_than_max_length": int((pieces > settings.max_length).sum()),
-    }
+    longer = int((pieces > settings.max_length).sum())
+    shapes = base_shapes(settings, texts=len(texts), texts_longer_than_max_length=longer)
     docs_per_s = {}
     for name, timing in timings.items():
         run = summarize(timing.wall)
@@ -1067,30 +1066,19 @@ def run_scaling(settings: Settings, data: PubMed, results: Results) -> None:
 def memory_phase(settings: Settings, phase: str) -> Dict[str, Any]:
     """Run ONE phase in this (fresh) process and report its peak resident memory."""
     data = load_pubmed(settings.data_dir, settings.backbone)
-    shapes = {"batch": settings.batch_size, "max_length": settings.max_length}
-    shapes["labels"] = len(MESH_ROOTS)
+    shapes = base_shapes(settings)
     if phase.startswith("train"):
         order, full, known, batches = training_data(data, settings)
-        objective = "bce" if phase == "train-bce" else "dallmi"
-        matrix = full if objective == "bce" else known
-        holder: Dict[str, List[List[Example]]] = {}
-
-        def init(nlp: Language) -> List[Example]:
-            holder["batches"] = [
-                make_examples(
-                    nlp,
-                    [data.texts[order[i]] for i in batch],
-                    matrix[batch],
-                    MESH_ROOTS,
-                )
-                for batch in batches[: settings.memory_steps]
-            ]
-            return holder["batches"][0]
-
-        nlp, optimizer = build_pipeline(settings, objective, objective == "dallmi", init)
+        texts = [data.texts[i] for i in order]
+        config = "bce" if phase == "train-bce" else "dallmi+mixup"
+        _, nlp, optimizer, egs = next(
+            training_pipelines(
+                settings, texts, full, known, batches[: settings.memory_steps], config
+            )
+        )
         setup_rss = read_proc_status("VmRSS")
         for step in range(settings.memory_steps):
-            update(nlp, optimizer, holder["batches"][step % len(holder["batches"])])
+            update(nlp, optimizer, egs[step % len(egs)])
         shapes["steps"] = settings.memory_steps
     else:
         texts = inference_texts(data, settings)
