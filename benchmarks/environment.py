@@ -142,14 +142,16 @@ def provenance(gpu_id: Optional[int] = None, **extra: Any) -> Dict[str, Any]:
     }
 
 
-def parser(doc: str, **defaults: Any) -> argparse.ArgumentParser:
-    """The options the speed and inference benchmarks share; ``defaults`` override theirs."""
+def parser(doc: str, device: bool = True, **defaults: Any) -> argparse.ArgumentParser:
+    """The options the benchmarks share (``--output-dir`` and ``--gpu-id`` only with
+    ``device``); ``defaults`` override theirs. ``doc``'s first paragraph describes the script."""
     parser = argparse.ArgumentParser(
         description=doc.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
-    parser.add_argument("--output-dir", type=Path, default=RESULTS)
-    parser.add_argument("--gpu-id", type=int, default=-1, help="-1 = CPU")
+    if device:
+        parser.add_argument("--output-dir", type=Path, default=RESULTS)
+        parser.add_argument("--gpu-id", type=int, default=-1, help="-1 = CPU")
     parser.add_argument("--backbone", default="all-MiniLM-L6-v2", help="packaged or a folder")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=128)

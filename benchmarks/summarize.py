@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import srsly
 from environment import REPO_ROOT, RESULTS, table
 from spacy.util import load_config
+from splits import ratio_name
 from stats import ci_text, mean_std, paired_difference
 
 from spacy_dallmi.experiments.methods import BENCHMARK_METHODS, registered
@@ -71,7 +72,7 @@ def load_dataset_runs(folder: Path) -> Dict[str, Runs]:
         if run["ratio"] is None:
             shared.append(run)
         else:
-            per_ratio[f"r{round(100 * run['ratio']):02d}"][(run["method"], run["seed"])] = run
+            per_ratio[ratio_name(run["ratio"])][(run["method"], run["seed"])] = run
     for runs in per_ratio.values():
         for run in shared:
             runs[(run["method"], run["seed"])] = run
