@@ -156,7 +156,9 @@ def parser(doc: str, device: bool = True, **defaults: Any) -> argparse.ArgumentP
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
-    parser.add_argument("--quick", action="store_true", help="a smoke run; writes *_quick.*")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run, its results named *_quick"
+    )
     parser.set_defaults(**defaults)
     return parser
 
