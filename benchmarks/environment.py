@@ -15,6 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
+import numpy
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -189,6 +190,31 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The component's mean pooling of the word-piece vectors that ``mask`` keeps."""
     scale = mask.unsqueeze(-1).to(hidden.dtype)
     return (hidden * scale).sum(dim=1) / scale.sum(dim=1).clamp(min=1.0)
+
+
+def plain_classify(
+    tokenizer: Any, encoder: Any, head: Any, texts: Sequence[str], batch_size: int, **options: Any
+) -> numpy.ndarray:
+    """The baseline the benchmarks compare ``nlp.pipe`` with: a plain transformers loop in
+    the order of ``texts``: tokenise (``max_length`` in ``options``), encode under
+    ``options["context"]`` (default ``torch.no_grad``), mean pool, the linear ``head``
+    (weight and bias tensors) and a sigmoid."""
+    weight, bias = head
+    context = options.pop("context", torch.no_grad)
+    out = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(
+            list(texts[start : start + batch_size]),
+            padding=True,
+            truncation=True,
+            return_tensors="pt",
+            return_token_type_ids=False,
+            **options,
+        ).to(encoder.device)
+        with context():
+            pooled = mean_pool(encoder(**batch).last_hidden_state, batch["attention_mask"])
+            out.append(torch.sigmoid(pooled @ weight.T + bias).cpu().numpy())
+    return numpy.concatenate(out)
 
 
 def report_header(title: str, ctx: Dict[str, Any], *lines: str) -> List[str]:

@@ -156,26 +156,12 @@ def plain_transformers(nlp: Language) -> Runner:
     device = hf.transformer.device
     weight = torch.as_tensor(model.ops.to_numpy(head.get_param("W")), device=device)
     bias = torch.as_tensor(model.ops.to_numpy(head.get_param("b")), device=device)
-    max_length = model.attrs["max_length"]
+    options = {"max_length": model.attrs["max_length"]}
 
     def run(texts: List[str], batch_size: int) -> numpy.ndarray:
         hf.transformer.eval()  # the shim's predict leaves the model in training mode
-        out = []
-        for start in range(0, len(texts), batch_size):
-            batch = hf.tokenizer(
-                texts[start : start + batch_size],
-                padding=True,
-                truncation=True,
-                max_length=max_length,
-                return_tensors="pt",
-                return_token_type_ids=False,
-            )
-            batch = {key: value.to(device) for key, value in batch.items()}
-            with torch.no_grad():
-                hidden = hf.transformer(**batch).last_hidden_state
-                pooled = env.mean_pool(hidden, batch["attention_mask"])
-                out.append(torch.sigmoid(pooled @ weight.T + bias).cpu().numpy())
-        return numpy.concatenate(out)
+        head = (weight, bias)
+        return env.plain_classify(hf.tokenizer, hf.transformer, head, texts, batch_size, **options)
 
     return run
 

@@ -61,6 +61,7 @@ from environment import (
     mean_pool,
     now,
     parser,
+    plain_classify,
     provenance,
     read_proc_status,
     report_header,
@@ -559,20 +560,9 @@ class TransformersBaseline:
         self.batch_size = settings.batch_size
 
     def predict(self, texts: Sequence[str]) -> numpy.ndarray:
-        outputs = []
-        for start in range(0, len(texts), self.batch_size):
-            encoded = self.tokenizer(
-                list(texts[start : start + self.batch_size]),
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(self.device)
-            with torch.inference_mode():
-                hidden = self.model(**encoded).last_hidden_state
-                pooled = mean_pool(hidden, encoded["attention_mask"])
-                outputs.append(torch.sigmoid(pooled @ self.weight.T + self.bias).cpu().numpy())
-        return numpy.concatenate(outputs)
+        head = (self.weight, self.bias)
+        options = {"max_length": self.max_length, "context": torch.inference_mode}
+        return plain_classify(self.tokenizer, self.model, head, texts, self.batch_size, **options)
 
 
 # ------------------------------------------------------------------------------ results
