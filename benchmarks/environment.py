@@ -11,9 +11,10 @@ import json
 import os
 import platform
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy
 import torch
@@ -177,6 +178,20 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> List[str]:
     """A Markdown table and the blank line after it."""
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     return lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows] + [""]
+
+
+def timed(
+    fn: Callable[[], Any], sync: Callable[[], Any] = lambda: None
+) -> Tuple[float, float, Any]:
+    """Wall-clock and process CPU seconds of ``fn()``, and what it returned; ``sync`` (waiting
+    for queued GPU work) runs before and after, so the interval covers the work it started.
+    CPU/wall near the thread count means the call had the cores to itself, much lower means
+    it was competing."""
+    sync()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    result = fn()
+    sync()
+    return time.perf_counter() - wall0, time.process_time() - cpu0, result
 
 
 def rotated(items: Sequence[Any], shift: int) -> List[Any]:

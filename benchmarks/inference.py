@@ -32,6 +32,7 @@ Writes ``benchmarks/results/inference_<device>[_<parts>[_<datasets>]][_quick].{j
 
 import argparse
 import csv
+import functools
 import json
 import os
 import random
@@ -192,10 +193,11 @@ def time_configs(
     outputs: Dict[str, numpy.ndarray] = {}
     for repeat in range(repeats):
         for name in env.rotated(names, repeat):
-            wall, proc = time.perf_counter(), time.process_time()
-            outputs[name] = runners[name](texts, batch_size)
-            seconds[name].append(time.perf_counter() - wall)
-            cpu[name].append(time.process_time() - proc)
+            wall, proc, outputs[name] = env.timed(
+                functools.partial(runners[name], texts, batch_size)
+            )
+            seconds[name].append(wall)
+            cpu[name].append(proc)
             print(f"  [{repeat}] {name}: {seconds[name][-1]:.1f} s", flush=True)
     reference = outputs[names[0]]
     results = {}

@@ -67,6 +67,7 @@ from environment import (
     report_header,
     rotated,
     table,
+    timed,
     write_report,
 )
 from spacy.language import Language
@@ -209,16 +210,6 @@ class Timing:
     def add(self, wall: float, cpu: float) -> None:
         self.wall.append(wall)
         self.cpu.append(cpu)
-
-
-def timed(settings: Settings, fn: Callable[[], Any]) -> Tuple[float, float]:
-    """Wall-clock and process CPU seconds of ``fn()``; CPU/wall near the thread count
-    means the step had the cores to itself, much lower means it was competing."""
-    sync(settings)
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    fn()
-    sync(settings)
-    return time.perf_counter() - wall0, time.process_time() - cpu0
 
 
 def summarize(values: Sequence[float]) -> Dict[str, Any]:
@@ -800,13 +791,14 @@ def run_training(settings: Settings, data: PubMed, results: Results) -> None:
         for name in rotated(TRAIN_CONFIGS, rnd):
             nlp, optimizer, egs = pipelines[name]
             batch = egs[rnd]
-            wall, cpu = timed(settings, functools.partial(update, nlp, optimizer, batch))
+            step = functools.partial(update, nlp, optimizer, batch)
+            wall, cpu, _ = timed(step, functools.partial(sync, settings))
             naive = None
             if name == "dallmi":
                 # The naive baseline's extra passes, as if they were part of this step.
                 tokens, positives = naive_tokens_positives(nlp, batch)
                 loop = functools.partial(naive_mixup_loop, nlp, tokens, positives, naive_rng)
-                naive = timed(settings, loop)
+                naive = timed(loop, functools.partial(sync, settings))[:2]
                 pairs = int(((positives == 1).any(0) & (positives != 1).any(0)).sum())
                 mixed_pairs.append(pairs)
             if rnd >= settings.warmup:
@@ -926,14 +918,8 @@ def run_inference(settings: Settings, data: PubMed, results: Results) -> None:
     load_start = load_average()
     for rep in range(settings.inference_reps):
         for name in rotated(list(systems), rep):
-            holder: Dict[str, numpy.ndarray] = {}
-
-            def call(name: str = name, holder: Dict[str, numpy.ndarray] = holder) -> None:
-                holder["out"] = systems[name]()
-
-            wall, cpu = timed(settings, call)
+            wall, cpu, outputs[name] = timed(systems[name], functools.partial(sync, settings))
             timings[name].add(wall, cpu)
-            outputs[name] = holder["out"]
             print(f"[inference] rep {rep} {name}: {wall:.2f}s", flush=True)
     load_end = load_average()
     diff = float(numpy.abs(outputs["nlp.pipe"] - outputs["transformers"]).max())
@@ -1025,7 +1011,8 @@ def run_scaling(settings: Settings, data: PubMed, results: Results) -> None:
         for config in rotated(configs, rnd):
             nlp, optimizer = pipelines[config[0]]
             batch = examples[config][rnd]
-            wall, cpu = timed(settings, functools.partial(update, nlp, optimizer, batch))
+            step = functools.partial(update, nlp, optimizer, batch)
+            wall, cpu, _ = timed(step, functools.partial(sync, settings))
             if rnd >= settings.scaling_warmup:
                 timings[config].add(wall, cpu)
             print(f"[scaling] round {rnd} labels={config[0]} batch={config[1]}: {wall:.2f}s")
