@@ -73,7 +73,8 @@ class SeedCorpora:
         return self.folder / ratio_name(ratio) / "target_val.spacy"
 
 
-def _read(path: Path) -> List:
+def read_docs(path: Path) -> List:
+    """The docs of a DocBin file, on a blank English vocab."""
     nlp = spacy.blank("en")
     return list(DocBin().from_disk(path).get_docs(nlp.vocab))
 
@@ -116,22 +117,22 @@ def prepare_seed(dataset: str, data_dir: Path, work: Path, seed: int, sizes: Siz
         raw = folder / "prepare" / ratio_name(ratio)
         stats = prepare_domains(pair, raw, settings, quiet=True)
         corpora = SeedCorpora(folder, stats["labels"])
-        partial = _read(raw / "target_train.spacy")
+        partial = read_docs(raw / "target_train.spacy")
         val = set(carve_validation(len(partial), seed).tolist())
         _split(partial, val, corpora.fit(ratio), corpora.val(ratio))
         counts[f"hidden_{ratio_name(ratio)}"] = stats["hiding"]["hidden"]
     # Source, full target train and test do not depend on the ratio: take the last ones.
-    full = _read(raw / "target_train_full.spacy")
-    source_test = _read(raw / "source_test.spacy")
+    full = read_docs(raw / "target_train_full.spacy")
+    source_test = read_docs(raw / "source_test.spacy")
     _split(full, val, corpora.fit_full, corpora.val_full)
-    _write(corpora.test, _read(raw / "target_test.spacy"))
-    _write(corpora.source_train, _read(raw / "source_train.spacy"))
+    _write(corpora.test, read_docs(raw / "target_test.spacy"))
+    _write(corpora.source_train, read_docs(raw / "source_train.spacy"))
     _write(corpora.source_dev, source_test[:SOURCE_DEV_DOCS])
     counts.update(
-        source_train=len(_read(corpora.source_train)),
+        source_train=len(read_docs(corpora.source_train)),
         target_fit=len(full) - len(val),
         target_val=len(val),
-        target_test=len(_read(corpora.test)),
+        target_test=len(read_docs(corpora.test)),
     )
     srsly.write_json(marker, {"labels": corpora.labels, "docs": counts, "sizes": sizes.__dict__})
     return corpora
