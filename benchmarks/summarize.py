@@ -146,19 +146,31 @@ def cell(
     }
     paired = [s for s in seeds if s in baseline_seeds]
     if paired:
-        diff = paired_difference(
-            [test_score(runs[(method, s)], rname, model, metric) for s in paired],
-            [test_score(runs[(BASELINE, s)], rname, model, metric) for s in paired],
-        )
-        result["paired"] = diff
+        result["paired"] = versus(runs, rname, method, BASELINE, paired, model, metric)
     none_seeds = set(seeds_of(runs, "none", metric))
     with_none = [s for s in seeds if s in none_seeds]
     if with_none:
-        result["vs_none"] = paired_difference(
-            [test_score(runs[(method, s)], rname, model, metric) for s in with_none],
-            [test_score(runs[("none", s)], rname, "last", metric) for s in with_none],
-        ).mean_diff
+        diff = versus(runs, rname, method, "none", with_none, model, metric, other_model="last")
+        result["vs_none"] = diff.mean_diff
     return result
+
+
+def versus(
+    runs: Runs,
+    rname: str,
+    method: str,
+    other: str,
+    seeds: List[int],
+    model: str,
+    metric: str = "macro_ap",
+    other_model: Optional[str] = None,
+):
+    """``method`` − ``other`` over ``seeds``: the paired difference of their test ``metric``
+    under ``model`` (``other`` under ``other_model`` where given)."""
+    return paired_difference(
+        [test_score(runs[(method, s)], rname, model, metric) for s in seeds],
+        [test_score(runs[(other, s)], rname, other_model or model, metric) for s in seeds],
+    )
 
 
 def source_models(per_ratio: Dict[str, Runs]) -> Dict[int, Dict[str, Any]]:
@@ -328,10 +340,7 @@ def paired_text(runs: Runs, rname: str, method: str, other: str, model: str) -> 
     common = [s for s in seeds_of(runs, method) if s in set(seeds_of(runs, other))]
     if not common or method == other:
         return "–"
-    diff = paired_difference(
-        [test_score(runs[(method, s)], rname, model) for s in common],
-        [test_score(runs[(other, s)], rname, model) for s in common],
-    )
+    diff = versus(runs, rname, method, other, common, model)
     return f"{diff.mean_diff:+.1f}{ci_text(diff.ci_low, diff.ci_high)}"
 
 
