@@ -36,6 +36,7 @@ import numpy as np
 import spacy
 import torch
 import torch.nn.functional as F
+from environment import mean_pool
 from runner import read_set
 from splits import SeedCorpora
 
@@ -74,8 +75,7 @@ class Encoder:
         ).last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return mean_pool(hidden, mask)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return features @ self.weight.T + self.bias

@@ -40,6 +40,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import srsly
 import torch
+from environment import table
 from paired import (
     CONFIGS,
     METHODS,
@@ -52,8 +53,7 @@ from paired import (
 )
 from spacy.util import load_config
 from splits import SeedCorpora, ratio_name
-from stats import mean_std, paired_difference
-from summarize import table
+from stats import ci_text, mean_std, paired_difference
 
 from spacy_dallmi.experiments.grid import ablation_variants, batcher_config, variant_slug
 
@@ -227,7 +227,7 @@ def write_report(
             diff = paired_difference([mine[s] for s in common], [base[s] for s in common])
             base_mean = sum(base[s] for s in common) / len(common)
             relative = 100 * diff.mean_diff / base_mean
-            ci = "" if diff.ci_low is None else f" [{diff.ci_low:+.1f}, {diff.ci_high:+.1f}]"
+            ci = ci_text(diff.ci_low, diff.ci_high)
             cells.append(f"{relative:+.1f}% ({diff.mean_diff:+.1f}{ci}; n={diff.n})")
         cpu = [
             r["run"]["train_cpu_seconds"] / args.epochs

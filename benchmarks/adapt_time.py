@@ -13,7 +13,6 @@ one) into ``--output``, one record per ``--label``.
 """
 
 import argparse
-import datetime
 import os
 import subprocess
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 import srsly
-from environment import REPO_ROOT, load_average, machine_info, package_versions
+from environment import REPO_ROOT, load_average, machine_info, now, package_versions
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "adapt_time.json"
 
@@ -70,7 +69,7 @@ def main(argv: List[str]) -> None:
         "source_training": srsly.read_json(sources[0]) if sources else None,
         "load_average_before": load_before,
         "load_average_after": load_average(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": now(),
         "machine": machine_info(),
         "versions": package_versions(),
     }

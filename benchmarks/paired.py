@@ -19,7 +19,6 @@ PU score, and AP against the partial labels), where the source model (epoch 0) i
 """
 
 import argparse
-import datetime
 import fcntl
 import os
 import shutil
@@ -29,11 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import environment
 import spacy
 import srsly
 import torch
 from aad import AAD_SETTINGS, train_aad
-from environment import REPO_ROOT, git_provenance, machine_info, package_versions
+from environment import REPO_ROOT, RESULTS, provenance
 from runner import Evaluator, effective_settings, train_run
 from spacy.util import load_config
 from splits import RATIOS, SeedCorpora, Sizes, prepare_seed, prepared_counts, ratio_name
@@ -49,7 +49,6 @@ from spacy_dallmi.settings import PAPER_SETTINGS, PAPER_TRAINING
 from spacy_dallmi.training import TRAINING_FILE, train_epochs
 
 CONFIGS = REPO_ROOT / "configs"
-RESULTS = REPO_ROOT / "benchmarks" / "results"
 SETTINGS_KEY = "initialize.before_init.settings"
 LEARN_RATE_KEY = "training.optimizer.learn_rate.initial_rate"
 CRITERIA = ("pu_score", "partial_ap")
@@ -123,7 +122,7 @@ METHODS: Dict[str, Method] = as_registered(
 
 
 def parse_args(argv: List[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = environment.parser(__doc__, device=False, max_length=64, batch_size=32, threads=1)
     parser.add_argument("--dataset", default="emotions", choices=sorted(SIZES))
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--ratios", default="0.7")
@@ -131,17 +130,11 @@ def parse_args(argv: List[str]) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--source-epochs", type=int, default=20, help="upper bound")
     parser.add_argument("--source-patience", type=int, default=2, help="epochs without gain")
-    parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
     parser.add_argument("--tuned", type=Path, help="default: tuned_<dataset>.json beside --results")
-    parser.add_argument("--quick", action="store_true", help="tiny sizes, 2 epochs: a smoke run")
     parser.add_argument("--results", type=Path, help="default: results/paired_<dataset>[_quick]")
     parser.add_argument("--work", type=Path, help="corpora and source models; default /tmp/...")
-    parser.add_argument("--data-dir", type=Path, default=REPO_ROOT.parent / "shared" / "datasets")
     args = parser.parse_args(argv)
-    if args.quick:
+    if args.quick:  # tiny sizes, 2 epochs
         args.epochs, args.source_epochs, args.max_length, args.batch_size = 2, 2, 32, 16
     name = f"paired_{args.dataset}" + ("_quick" if args.quick else "")
     args.results = args.results or RESULTS / name
@@ -371,13 +364,7 @@ def existing(path: Path, protocol: Dict[str, Any]) -> bool:
 
 
 def context() -> Dict[str, Any]:
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(),
-        "versions": package_versions(),
-        "git": git_provenance(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-    }
+    return provenance(omp_num_threads=os.environ.get("OMP_NUM_THREADS"))
 
 
 def run_method(

@@ -22,12 +22,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 import spacy
 from spacy.language import Language
-from spacy.tokens import DocBin
 from spacy.training import Example
 from spacy.training.initialize import init_nlp
 from spacy.training.loop import train
 from spacy.util import load_config, registry
-from splits import RATIOS, SeedCorpora, ratio_name
+from splits import RATIOS, SeedCorpora, ratio_name, read_docs
 from stats import macro_f1
 
 from spacy_dallmi.callbacks import find_textcat
@@ -92,7 +91,7 @@ class LabelledSet:
 
 
 def read_set(path, labels: List[str]) -> LabelledSet:
-    docs = list(DocBin().from_disk(path).get_docs(spacy.blank("en").vocab))
+    docs = read_docs(path)
     matrix = np.array([[doc.cats[label] for label in labels] for doc in docs])
     return LabelledSet([doc.text for doc in docs], matrix, labels)
 

@@ -19,7 +19,7 @@ complete, so a resumed run reuses its files.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Set
 
 import numpy as np
 import spacy
@@ -60,25 +60,11 @@ class SeedCorpora:
     folder: Path
     labels: List[str]
 
-    @property
-    def source_train(self) -> Path:
-        return self.folder / "source_train.spacy"
-
-    @property
-    def source_dev(self) -> Path:
-        return self.folder / "source_dev.spacy"
-
-    @property
-    def fit_full(self) -> Path:
-        return self.folder / "target_fit_full.spacy"
-
-    @property
-    def val_full(self) -> Path:
-        return self.folder / "target_val_full.spacy"
-
-    @property
-    def test(self) -> Path:
-        return self.folder / "target_test.spacy"
+    source_train = property(lambda self: self.folder / "source_train.spacy")
+    source_dev = property(lambda self: self.folder / "source_dev.spacy")
+    fit_full = property(lambda self: self.folder / "target_fit_full.spacy")
+    val_full = property(lambda self: self.folder / "target_val_full.spacy")
+    test = property(lambda self: self.folder / "target_test.spacy")
 
     def fit(self, ratio: float) -> Path:
         return self.folder / ratio_name(ratio) / "target_fit.spacy"
@@ -87,7 +73,8 @@ class SeedCorpora:
         return self.folder / ratio_name(ratio) / "target_val.spacy"
 
 
-def _read(path: Path) -> List:
+def read_docs(path: Path) -> List:
+    """The docs of a DocBin file, on a blank English vocab."""
     nlp = spacy.blank("en")
     return list(DocBin().from_disk(path).get_docs(nlp.vocab))
 
@@ -95,6 +82,12 @@ def _read(path: Path) -> List:
 def _write(path: Path, docs: Sequence) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     DocBin(docs=list(docs), store_user_data=False).to_disk(path)
+
+
+def _split(docs: Sequence, val: Set[int], fit_path: Path, val_path: Path) -> None:
+    """Write the docs outside the validation slice to ``fit_path``, those in it to ``val_path``."""
+    _write(fit_path, [d for i, d in enumerate(docs) if i not in val])
+    _write(val_path, [d for i, d in enumerate(docs) if i in val])
 
 
 def carve_validation(n_docs: int, seed: int, fraction: float = VAL_FRACTION) -> np.ndarray:
@@ -112,7 +105,6 @@ def prepare_seed(dataset: str, data_dir: Path, work: Path, seed: int, sizes: Siz
         return SeedCorpora(folder, srsly.read_json(marker)["labels"])
     pair = load_dataset(dataset, data_dir, seed=seed)
     counts: Dict[str, int] = {}
-    labels: List[str] = []
     for ratio in RATIOS:
         settings = PrepareSettings(
             dataset,
@@ -124,34 +116,25 @@ def prepare_seed(dataset: str, data_dir: Path, work: Path, seed: int, sizes: Siz
         )
         raw = folder / "prepare" / ratio_name(ratio)
         stats = prepare_domains(pair, raw, settings, quiet=True)
-        labels = stats["labels"]
-        partial = _read(raw / "target_train.spacy")
+        corpora = SeedCorpora(folder, stats["labels"])
+        partial = read_docs(raw / "target_train.spacy")
         val = set(carve_validation(len(partial), seed).tolist())
-        _write(
-            folder / ratio_name(ratio) / "target_fit.spacy",
-            [d for i, d in enumerate(partial) if i not in val],
-        )
-        _write(
-            folder / ratio_name(ratio) / "target_val.spacy",
-            [d for i, d in enumerate(partial) if i in val],
-        )
+        _split(partial, val, corpora.fit(ratio), corpora.val(ratio))
         counts[f"hidden_{ratio_name(ratio)}"] = stats["hiding"]["hidden"]
     # Source, full target train and test do not depend on the ratio: take the last ones.
-    full = _read(raw / "target_train_full.spacy")
-    source_test = _read(raw / "source_test.spacy")
-    corpora = SeedCorpora(folder, labels)
-    _write(corpora.fit_full, [d for i, d in enumerate(full) if i not in val])
-    _write(corpora.val_full, [d for i, d in enumerate(full) if i in val])
-    _write(corpora.test, _read(raw / "target_test.spacy"))
-    _write(corpora.source_train, _read(raw / "source_train.spacy"))
+    full = read_docs(raw / "target_train_full.spacy")
+    source_test = read_docs(raw / "source_test.spacy")
+    _split(full, val, corpora.fit_full, corpora.val_full)
+    _write(corpora.test, read_docs(raw / "target_test.spacy"))
+    _write(corpora.source_train, read_docs(raw / "source_train.spacy"))
     _write(corpora.source_dev, source_test[:SOURCE_DEV_DOCS])
     counts.update(
-        source_train=len(_read(corpora.source_train)),
+        source_train=len(read_docs(corpora.source_train)),
         target_fit=len(full) - len(val),
         target_val=len(val),
-        target_test=len(_read(corpora.test)),
+        target_test=len(read_docs(corpora.test)),
     )
-    srsly.write_json(marker, {"labels": labels, "docs": counts, "sizes": sizes.__dict__})
+    srsly.write_json(marker, {"labels": corpora.labels, "docs": counts, "sizes": sizes.__dict__})
     return corpora
 
 

@@ -39,6 +39,11 @@ def mean_std(values: Sequence[float]) -> tuple:
     return mean, (statistics.stdev(values) if len(values) > 1 else None)
 
 
+def ci_text(low: Optional[float], high: Optional[float]) -> str:
+    """`` [low, high]`` in points with signs, or nothing where the interval is undefined."""
+    return "" if low is None else f" [{low:+.1f}, {high:+.1f}]"
+
+
 def paired_difference(
     method: Sequence[float], baseline: Sequence[float], confidence: float = 0.95
 ) -> PairedDifference:

@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import srsly
-from environment import REPO_ROOT
+from environment import REPO_ROOT, RESULTS, table
 from spacy.util import load_config
-from stats import mean_std, paired_difference
+from splits import ratio_name
+from stats import ci_text, mean_std, paired_difference
 
 from spacy_dallmi.experiments.methods import BENCHMARK_METHODS, registered
 from spacy_dallmi.experiments.runs import MIN_RECOVERY_GAP, recovery
@@ -52,7 +53,7 @@ EXTRA_METRICS = {
     "macro_ap_rounded": "paper's rounded-prediction AP",
 }
 CURVE_METHODS = registered(("ft_partial", "dallmi"))
-DEFAULT_RESULTS = REPO_ROOT / "benchmarks" / "results"
+DEFAULT_RESULTS = RESULTS
 #: The section of benchmarks/README.md that ``overview`` rewrites.
 OVERVIEW_START = "<!-- paired overview: written by summarize.py -->"
 OVERVIEW_END = "<!-- end of paired overview -->"
@@ -71,7 +72,7 @@ def load_dataset_runs(folder: Path) -> Dict[str, Runs]:
         if run["ratio"] is None:
             shared.append(run)
         else:
-            per_ratio[f"r{round(100 * run['ratio']):02d}"][(run["method"], run["seed"])] = run
+            per_ratio[ratio_name(run["ratio"])][(run["method"], run["seed"])] = run
     for runs in per_ratio.values():
         for run in shared:
             runs[(run["method"], run["seed"])] = run
@@ -145,19 +146,31 @@ def cell(
     }
     paired = [s for s in seeds if s in baseline_seeds]
     if paired:
-        diff = paired_difference(
-            [test_score(runs[(method, s)], rname, model, metric) for s in paired],
-            [test_score(runs[(BASELINE, s)], rname, model, metric) for s in paired],
-        )
-        result["paired"] = diff
+        result["paired"] = versus(runs, rname, method, BASELINE, paired, model, metric)
     none_seeds = set(seeds_of(runs, "none", metric))
     with_none = [s for s in seeds if s in none_seeds]
     if with_none:
-        result["vs_none"] = paired_difference(
-            [test_score(runs[(method, s)], rname, model, metric) for s in with_none],
-            [test_score(runs[("none", s)], rname, "last", metric) for s in with_none],
-        ).mean_diff
+        diff = versus(runs, rname, method, "none", with_none, model, metric, other_model="last")
+        result["vs_none"] = diff.mean_diff
     return result
+
+
+def versus(
+    runs: Runs,
+    rname: str,
+    method: str,
+    other: str,
+    seeds: List[int],
+    model: str,
+    metric: str = "macro_ap",
+    other_model: Optional[str] = None,
+):
+    """``method`` − ``other`` over ``seeds``: the paired difference of their test ``metric``
+    under ``model`` (``other`` under ``other_model`` where given)."""
+    return paired_difference(
+        [test_score(runs[(method, s)], rname, model, metric) for s in seeds],
+        [test_score(runs[(other, s)], rname, other_model or model, metric) for s in seeds],
+    )
 
 
 def source_models(per_ratio: Dict[str, Runs]) -> Dict[int, Dict[str, Any]]:
@@ -252,14 +265,8 @@ def fmt_diff(found: Optional[Dict[str, Any]], method: str) -> str:
     if found is None or method == BASELINE or "paired" not in found:
         return "–"
     diff = found["paired"]
-    ci = "" if diff.ci_low is None else f" [{diff.ci_low:+.1f}, {diff.ci_high:+.1f}]"
     p = "" if diff.p_wilcoxon is None else f", p={diff.p_wilcoxon:.3f}"
-    return f"{diff.mean_diff:+.1f}{ci}{p}"
-
-
-def table(header: List[str], rows: List[List[str]]) -> List[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+    return f"{diff.mean_diff:+.1f}{ci_text(diff.ci_low, diff.ci_high)}{p}"
 
 
 def recovery_text(runs: Runs, rname: str, method: str, model: str) -> str:
@@ -333,12 +340,8 @@ def paired_text(runs: Runs, rname: str, method: str, other: str, model: str) -> 
     common = [s for s in seeds_of(runs, method) if s in set(seeds_of(runs, other))]
     if not common or method == other:
         return "–"
-    diff = paired_difference(
-        [test_score(runs[(method, s)], rname, model) for s in common],
-        [test_score(runs[(other, s)], rname, model) for s in common],
-    )
-    ci = "" if diff.ci_low is None else f" [{diff.ci_low:+.1f}, {diff.ci_high:+.1f}]"
-    return f"{diff.mean_diff:+.1f}{ci}"
+    diff = versus(runs, rname, method, other, common, model)
+    return f"{diff.mean_diff:+.1f}{ci_text(diff.ci_low, diff.ci_high)}"
 
 
 def shipped_section(runs: Runs, rname: str) -> List[str]:
@@ -553,10 +556,7 @@ def overview_cell(record: Dict[str, Any]) -> str:
     text = f"{record['mean']:.1f} ({record['n_seeds']})"
     if record["method"] == BASELINE or record["mean_diff"] is None:
         return text
-    text += f"<br>{record['mean_diff']:+.1f}"
-    if record["ci_low"] is not None:
-        text += f" [{record['ci_low']:+.1f}, {record['ci_high']:+.1f}]"
-    return text
+    return f"{text}<br>{record['mean_diff']:+.1f}{ci_text(record['ci_low'], record['ci_high'])}"
 
 
 def replace_marked(path: Path, content: str) -> bool:

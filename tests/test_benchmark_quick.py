@@ -1,5 +1,6 @@
-"""Smoke test of the paired benchmark: ``paired.py --quick`` with a tiny random BERT, every
-method, then a re-run that must skip every finished run, then the summary."""
+"""Smoke tests of the benchmarks. ``paired.py --quick`` with a tiny random BERT, every
+method, then a re-run that must skip every finished run, then the summary and the ablations;
+and the quick modes of ``speed.py`` and ``inference.py``."""
 
 import json
 import os
@@ -124,3 +125,31 @@ def test_paired_quick_runs_resumes_and_summarises(tiny_bert, tmp_path):
     ablations = report.read_text()
     table = [line for line in ablations.splitlines() if line.startswith("| ")][2:]
     assert len(table) == 13 and "(n=1)" in table[0] and "(n=1)" in table[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (DATA / "pubmed").exists(), reason="needs the shared datasets")
+def test_speed_and_inference_quick_runs_write_their_reports(tiny_bert, tmp_path):
+    """``speed.py --quick`` and ``inference.py --quick`` (as benchmarks/README.md shows them)
+    run every part, the memory subprocesses too, and write JSON and Markdown."""
+    common = ("--quick", "--backbone", tiny_bert, "--data-dir", str(DATA))
+    _run("speed.py", *common, "--output-dir", str(tmp_path), "--threads", "1")
+    speed = json.loads((tmp_path / "speed_cpu_threads1_quick.json").read_text())
+    parts = [m["part"] for m in speed["measurements"]]
+    assert parts[:6] == ["training"] * 4 + ["inference"] * 2 and parts[-4:] == ["memory"] * 4
+    assert set(speed["summary"]) == {"training", "least_contended", "mixup_vs_naive", "inference"}
+    assert speed["summary"]["inference"]["max_abs_prob_diff"] < 1e-5
+    assert speed["context"]["git"]["commit"] and str(tmp_path) not in json.dumps(speed)
+    report = (tmp_path / "speed_cpu_threads1_quick.md").read_text()
+    assert report.startswith("# spacy_dallmi speed benchmark (cpu)") and "## 5." in report
+    _run("inference.py", *common, "--output-dir", str(tmp_path))
+    inference = json.loads((tmp_path / "inference_cpu_quick.json").read_text())
+    assert set(inference) == {"context", "pipe", "classify"}
+    configs = inference["pipe"]["tweets"]["configs"].values()
+    assert all(config["max_abs_diff_vs_first"] < 1e-5 for config in configs)
+    assert inference["classify"]["statuses_written"] == inference["classify"]["statuses_expected"]
+    assert (
+        (tmp_path / "inference_cpu_quick.md")
+        .read_text()
+        .startswith("# spacy_dallmi inference benchmark (cpu)")
+    )

@@ -51,6 +51,21 @@ def corpus(tmp_path_factory):
     return folder, rows
 
 
+def assert_matches_the_pipeline(model, rows, out, bucket_window=None):
+    """Rows in input order, each ok row with the pipeline's own probabilities, others None."""
+    assert [row["id"] for row in out] == list(range(N_ROWS))
+    nlp = spacy.load(model)
+    if bucket_window is not None:
+        nlp.get_pipe("textcat").cfg["bucket_window"] = bucket_window
+    texts = [row["text"] or "" for row in rows]
+    for row, doc in zip(out, nlp.pipe(texts, batch_size=8)):
+        probs = [row[f"prob_{label}"] for label in LABELS]
+        if row[STATUS_COLUMN] == "ok":
+            assert probs == pytest.approx([doc.cats[k] for k in LABELS], abs=1e-6)
+        else:
+            assert probs == [None] * len(LABELS)
+
+
 def test_two_actors_equal_single_process(ray_session, model, corpus, tmp_path):
     folder, rows = corpus
     summary = classify_with_ray(
@@ -60,15 +75,7 @@ def test_two_actors_equal_single_process(ray_session, model, corpus, tmp_path):
     assert summary.statuses == {"ok": N_ROWS - 8, "empty": 7, "missing": 1}
     table = pyarrow_parquet.read_table(tmp_path / "out")
     out = table.to_pylist()
-    assert [row["id"] for row in out] == list(range(N_ROWS))
-    nlp = spacy.load(model)
-    texts = [row["text"] or "" for row in rows]
-    for row, doc in zip(out, nlp.pipe(texts, batch_size=8)):
-        probs = [row[f"prob_{label}"] for label in LABELS]
-        if row[STATUS_COLUMN] == "ok":
-            assert probs == pytest.approx([doc.cats[k] for k in LABELS], abs=1e-6)
-        else:
-            assert probs == [None] * len(LABELS)
+    assert_matches_the_pipeline(model, rows, out)
     assert str(table.schema.field("prob_joy").type) == "float"
 
 
@@ -138,16 +145,7 @@ def test_two_actors_one_file_equal_single_process(ray_session, model, corpus, tm
     assert counts.rows_in == counts.rows_out == N_ROWS
     assert counts.statuses == {"ok": N_ROWS - 8, "empty": 7, "missing": 1}
     out = read(tmp_path / "out.jsonl")
-    assert [row["id"] for row in out] == list(range(N_ROWS))
-    nlp = spacy.load(model)
-    nlp.get_pipe("textcat").cfg["bucket_window"] = 8
-    texts = [row["text"] or "" for row in rows]
-    for row, doc in zip(out, nlp.pipe(texts, batch_size=8)):
-        probs = [row[f"prob_{label}"] for label in LABELS]
-        if row[STATUS_COLUMN] == "ok":
-            assert probs == pytest.approx([doc.cats[k] for k in LABELS], abs=1e-6)
-        else:
-            assert probs == [None] * len(LABELS)
+    assert_matches_the_pipeline(model, rows, out, bucket_window=8)
 
 
 def test_ray_errors_are_the_one_process_errors(ray_session, model, tmp_path):
