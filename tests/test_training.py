@@ -263,18 +263,17 @@ def test_spacy_debug_config_and_debug_data_pass(source, tiny_bert, tmp_path, con
     debug_data(CONFIGS / config, config_overrides=overrides, silent=True)
 
 
-def test_project_defaults_match_the_settings_and_configs():
-    """project.yml repeats a few defaults as vars (weasel names run folders after them);
-    they must stay equal to the single definitions in settings.py and configs/adapt.cfg."""
-    import srsly
+def test_study_defaults_match_the_settings_and_configs():
+    """The study repeats a few defaults as options (run folders are named after them); they
+    must stay equal to the single definitions in settings.py and configs/adapt.cfg."""
+    from spacy_dallmi.experiments.study import OPTIONS
 
-    project_vars = srsly.read_yaml(CONFIGS.parent / "project.yml")["vars"]
     config = load_config(CONFIGS / "adapt.cfg", interpolate=True)
     defaults = DallmiSettings()
-    assert project_vars["mixup_lambda"] == defaults.mixup_lambda
-    assert project_vars["mixup_warmup_steps"] == defaults.mixup_warmup_steps
-    assert project_vars["loss_form"] == defaults.loss_form
-    assert project_vars["learn_rate"] == pytest.approx(
+    assert OPTIONS["mixup_lambda"] == defaults.mixup_lambda
+    assert OPTIONS["mixup_warmup_steps"] == defaults.mixup_warmup_steps
+    assert OPTIONS["loss_form"] == defaults.loss_form
+    assert OPTIONS["learn_rate"] == pytest.approx(
         config["training"]["optimizer"]["learn_rate"]["initial_rate"]
     )
 
