@@ -54,6 +54,9 @@ LEARN_RATE_KEY = "training.optimizer.learn_rate.initial_rate"
 CRITERIA = ("pu_score", "partial_ap")
 #: Confident selection (``selection_confidence``): criterion -> (score, share of resamples).
 CONFIDENT = {"pu_score_c90": ("pu_score", 0.9)}
+#: Guarded selection: criterion -> (score, guard): the best ``score`` among the source and the
+#: candidates whose ``guard`` score is at least the source's.
+GUARDED = {"partial_ap_guarded": ("partial_ap", "pu_score")}
 #: WiSE-FT weights between the source (0) and the last epoch (1) scored for partial-label runs.
 ALPHAS = (0.25, 0.5, 0.75)
 SOURCE_INFO = "benchmark_source.json"
@@ -255,22 +258,34 @@ def relative(value: Any, work: Path) -> Any:
     return value
 
 
-def allowed(candidate: Dict[str, Any], rname: str, confidence: float) -> bool:
+def allowed(
+    candidate: Dict[str, Any],
+    source: Dict[str, Any],
+    rname: str,
+    confidence: float = 0.0,
+    guard: Optional[str] = None,
+) -> bool:
     """Whether a candidate may be shipped: the source always, another only if it beat the
-    source's PU score on ``confidence`` of the resamples (``pu_win``)."""
-    return (
-        confidence == 0.0
-        or candidate.get("epoch") == 0
-        or candidate["val"][rname]["pu_win"] >= confidence
+    source's PU score on ``confidence`` of the resamples (``pu_win``) and, with a ``guard``,
+    scores at least the source's ``guard`` score."""
+    if candidate.get("epoch") == 0:
+        return True
+    val = candidate["val"][rname]
+    return (confidence == 0.0 or val["pu_win"] >= confidence) and (
+        guard is None or val[guard] >= source["val"][rname][guard]
     )
 
 
 def select(
-    records: List[Dict[str, Any]], rname: str, criterion: str, confidence: float = 0.0
+    records: List[Dict[str, Any]],
+    rname: str,
+    criterion: str,
+    confidence: float = 0.0,
+    guard: Optional[str] = None,
 ) -> Dict[str, Any]:
     """The record with the best validation ``criterion`` at ratio ``rname``; ties go to the
     earliest epoch (the source model first), so adaptation must earn its place."""
-    records = [r for r in records if allowed(r, rname, confidence)]
+    records = [r for r in records if allowed(r, records[0], rname, confidence, guard)]
     best = max(records, key=lambda r: (r["val"][rname][criterion], -r["epoch"]))
     return {"epoch": best["epoch"], "val": best["val"][rname][criterion], "test": best["test"]}
 
@@ -281,6 +296,7 @@ def select_shipped(
     rname: str,
     criterion: str,
     confidence: float = 0.0,
+    guard: Optional[str] = None,
 ) -> Dict[str, Any]:
     """The candidate a product would ship: the best validation ``criterion`` among the epochs
     (epoch 0 = the source) and the blends of the source with the last epoch. Ties go to the
@@ -288,19 +304,22 @@ def select_shipped(
     candidates = [(0.0 if r["epoch"] == 0 else 1.0 + r["epoch"], r["epoch"], r) for r in records]
     last = records[-1]["epoch"]
     candidates += [(b["alpha"], last, b) for b in blends]
-    candidates = [c for c in candidates if allowed(c[2], rname, confidence)]
+    candidates = [c for c in candidates if allowed(c[2], records[0], rname, confidence, guard)]
     distance, epoch, best = max(candidates, key=lambda c: (c[2]["val"][rname][criterion], -c[0]))
     alpha = 0.0 if epoch == 0 else min(distance, 1.0)
     return {"epoch": epoch, "alpha": alpha, "val": best["val"][rname][criterion],
             "test": best["test"]}  # fmt: skip
 
 
-def criteria(records: List[Dict[str, Any]], rname: str) -> Dict[str, Tuple[str, float]]:
-    """Criterion name -> (validation score, confidence): the plain ones, and the confident
-    ones when every candidate but the source records its ``pu_win``."""
-    found = {c: (c, 0.0) for c in CRITERIA}
+def criteria(
+    records: List[Dict[str, Any]], rname: str
+) -> Dict[str, Tuple[str, float, Optional[str]]]:
+    """Criterion name -> (validation score, confidence, guard): the plain and guarded ones,
+    and the confident ones when every candidate but the source records its ``pu_win``."""
+    found = {c: (c, 0.0, None) for c in CRITERIA}
+    found.update({name: (score, 0.0, guard) for name, (score, guard) in GUARDED.items()})
     if all("pu_win" in r["val"][rname] for r in records if r["epoch"] != 0):
-        found.update(CONFIDENT)
+        found.update({name: (score, share, None) for name, (score, share) in CONFIDENT.items()})
     return found
 
 

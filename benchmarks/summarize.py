@@ -26,6 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import srsly
 from environment import REPO_ROOT, RESULTS, table
+from paired import summarise_records
 from spacy.util import load_config
 from splits import ratio_name
 from stats import ci_text, mean_std, paired_difference
@@ -42,6 +43,8 @@ MODELS = {
     "shipped_pu_score": "shipped by PU score (epochs, source, blends)",
     "shipped_partial_ap": "shipped by partial AP (epochs, source, blends)",
     "shipped_pu_score_c90": "shipped by PU score, beating the source on 90% of resamples",
+    "shipped_partial_ap_guarded": "shipped by partial AP among the candidates whose PU score "
+    "is at least the source's",
 }
 #: The product's selection score, as configs/adapt.cfg and finetune.cfg weight it.
 CRITERION_OF_WEIGHT = {"cats_pu_score": "pu_score", "cats_macro_ap": "partial_ap"}
@@ -69,6 +72,9 @@ def load_dataset_runs(folder: Path) -> Dict[str, Runs]:
     shared: List[Dict[str, Any]] = []
     for path in sorted(folder.glob("*.json")):
         run = srsly.read_json(path)
+        # selections are recomputed from the recorded candidates, so a criterion added after a
+        # run was made counts for it too
+        run.update(summarise_records(run["epochs"], list(run["selected"]), run.get("blends", ())))
         if run["ratio"] is None:
             shared.append(run)
         else:

@@ -11,7 +11,14 @@ from scipy import stats as scipy_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from paired import METHODS, Method, as_registered, select  # noqa: E402
+from paired import (  # noqa: E402
+    METHODS,
+    Method,
+    as_registered,
+    select,
+    select_shipped,
+    summarise_records,
+)
 from stats import paired_difference  # noqa: E402
 from summarize import load_dataset_runs, summary_records  # noqa: E402
 
@@ -93,26 +100,46 @@ def test_selection_keeps_the_source_model_and_prefers_earlier_ties():
     assert select(records, "r70", "partial_ap")["epoch"] == 1
 
 
+def test_guarded_selection_ships_only_candidates_the_guard_score_does_not_rank_below_the_source():
+    def record(epoch, pu, ap, test):
+        return {"epoch": epoch, "val": {"r70": {"pu_score": pu, "partial_ap": ap}}, "test": test}
+
+    source, worse, better = (
+        record(0, 0.3, 0.5, "s"),
+        record(1, 0.2, 0.9, "w"),
+        record(2, 0.3, 0.7, "b"),
+    )
+    blends = [{"alpha": 0.5, "val": {"r70": {"pu_score": 0.4, "partial_ap": 0.8}}, "test": "x"}]
+    records = [source, worse, better]
+    # unguarded, partial AP takes epoch 1, whose PU score is below the source's
+    assert select(records, "r70", "partial_ap")["test"] == "w"
+    assert select(records, "r70", "partial_ap", guard="pu_score")["test"] == "b"
+    shipped = select_shipped(records, blends, "r70", "partial_ap", guard="pu_score")
+    assert (shipped["test"], shipped["alpha"]) == ("x", 0.5)
+    # when no candidate holds the guard score, the source ships
+    low = [source, record(1, 0.1, 0.9, "w")]
+    assert select_shipped(low, [], "r70", "partial_ap", guard="pu_score")["test"] == "s"
+
+
 def _write_run(
     folder: Path, method: str, seed: int, ratio, macro_ap: float, shipped_ap=None
 ) -> None:
+    """A run file as paired.py writes it: the source (epoch 0), one trained epoch that scores
+    ``macro_ap`` and, with ``shipped_ap``, a blend that scores best on validation and ships."""
     test = {"macro_ap": macro_ap, "macro_f": 0.5, "ece": 0.1, "macro_ap_rounded": 0.4}
-    selected = {
-        "r70": {c: {"epoch": 1, "val": 0.1, "test": test} for c in ("pu_score", "partial_ap")}
-    }
-    run = {
-        "key": f"s{seed}_{method}",
-        "method": method,
-        "seed": seed,
-        "ratio": ratio,
-        "last": test,
-        "selected": selected,
-        "epochs": [{"epoch": 0, "test": test}],
-    }
+
+    def val(score):
+        return {"r70": {"pu_score": score, "partial_ap": score}}
+
+    source_test = test if method == "none" else {**test, "macro_ap": 0.3}
+    source = {"epoch": 0, "val": val(0.0), "test": source_test}
+    epochs = [source] if method == "none" else [source, {"epoch": 1, "val": val(0.1), "test": test}]
+    run = {"key": f"s{seed}_{method}", "method": method, "seed": seed, "ratio": ratio}
+    blends = []
     if shipped_ap is not None:  # a partial-label run with blends of the source
-        blend = {**test, "macro_ap": shipped_ap}
-        run["shipped"] = {"r70": {c: {"epoch": 1, "alpha": 0.5, "val": 0.2, "test": blend}
-                                  for c in ("pu_score", "partial_ap")}}  # fmt: skip
+        blends = [{"alpha": 0.5, "val": val(0.2), "test": {**test, "macro_ap": shipped_ap}}]
+        run["blends"] = blends
+    run.update(summarise_records(epochs, ["r70"], blends), epochs=epochs)
     (folder / f"s{seed}_{method}.json").write_text(json.dumps(run), encoding="utf8")
 
 

@@ -25,7 +25,9 @@ N_ROWS = 120
 
 @pytest.fixture(scope="module")
 def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False)
+    # Workers' own log lines stay out of the driver's stdout: the tests read the command's
+    # output, which a forwarded worker warning could otherwise split.
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
