@@ -84,13 +84,19 @@ def choose(
     wins: Optional[Mapping[str, float]] = None,
     confidence: float = 0.0,
     source: str = "source",
+    guard: Optional[Mapping[str, float]] = None,
 ) -> str:
     """The best-scoring candidate among the source and those that beat it on at least
-    ``confidence`` of the resamples (``wins``); the first of equal scores wins, so list the
+    ``confidence`` of the resamples (``wins``) and, with ``guard`` (a second score per
+    candidate), score at least the source on it; the first of equal scores wins, so list the
     candidates nearest the source first."""
     allowed = [
         name
         for name in scores
-        if name == source or confidence == 0.0 or (wins or {}).get(name, 0.0) >= confidence
+        if name == source
+        or (
+            (confidence == 0.0 or (wins or {}).get(name, 0.0) >= confidence)
+            and (guard is None or guard[name] >= guard[source])
+        )
     ]
     return max(allowed, key=lambda name: scores[name])

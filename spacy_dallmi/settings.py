@@ -26,6 +26,8 @@ POSITIVE_TERMS = ("mean", "l2")
 MIXUP_LOCATIONS = ("word_embeddings", "encoder", "sentence")
 NEGATIVE_WEIGHTINGS = ("uniform", "wan")
 TEACHER_TARGETS = ("source", "posterior")
+#: Dev scores a shipped candidate may be guarded by ("" = no guard).
+SELECTION_GUARDS = ("", "cats_pu_score", "cats_macro_ap")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,11 @@ class DallmiSettings:
         its PU score beats the pipeline's on at least this share of paired bootstrap
         resamples of the dev documents (:mod:`spacy_dallmi.selection`); 0 = the best dev
         score wins.
+    selection_guard: sourced runs: a dev score on which a candidate must score at least the
+        starting pipeline to replace it ("" = no guard). With ``[training.score_weights]`` on
+        ``cats_macro_ap`` (AP against the dev slice's partial labels), ``cats_pu_score``
+        ships the best partial AP among the candidates whose PU score is not below the
+        source's.
     """
 
     objective: str = "bce"
@@ -83,6 +90,7 @@ class DallmiSettings:
     teacher_target: str = "source"
     blend_alphas: Sequence[float] = (0.25, 0.5, 0.75)
     selection_confidence: float = 0.0
+    selection_guard: str = ""
 
     def __post_init__(self) -> None:
         alphas = self.blend_alphas
@@ -106,6 +114,7 @@ class DallmiSettings:
             "mixup_location": MIXUP_LOCATIONS,
             "negative_weighting": NEGATIVE_WEIGHTINGS,
             "teacher_target": TEACHER_TARGETS,
+            "selection_guard": SELECTION_GUARDS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -359,7 +359,13 @@ def _select_shipped(source: Path, run: Path) -> None:
         results[name] = evaluate(name, blend)
     results["checkpoint"] = evaluate("checkpoint", spacy.load(best))
     scores = {name: score for name, (score, _) in results.items()}
-    selected = choose(scores, wins, confidence)  # the first of equal scores
+    guard = settings.selection_guard
+    # an undefined score (None: no known positive in the dev slice) counts as the lowest
+    guards = None
+    if guard:
+        values = {name: other.get(guard) for name, (_, other) in results.items()}
+        guards = {name: float("-inf") if v is None else float(v) for name, v in values.items()}
+    selected = choose(scores, wins, confidence, guard=guards)  # the first of equal scores
     if selected == "source":
         shutil.rmtree(best)
         shutil.copytree(source, best)
@@ -373,17 +379,23 @@ def _select_shipped(source: Path, run: Path) -> None:
             f"model-best is {what}: dev score {scores[selected]:.4f} (the best checkpoint: "
             f"{scores['checkpoint']:.4f})"
         )
-    if confidence and selected != max(scores, key=lambda name: scores[name]):
+    if (confidence or guard) and selected != max(scores, key=lambda name: scores[name]):
+        rules = []
+        if confidence:
+            rules.append(f"beat the starting pipeline on {confidence:.0%} of the dev resamples")
+        if guard:
+            rules.append(f"score at least the starting pipeline's {guard}")
         msg.info(
-            f"No model beat the starting pipeline on {confidence:.0%} of the dev resamples "
-            f"(wins: {', '.join(f'{n} {w:.2f}' for n, w in wins.items())}): kept the better "
-            "of those that did."
+            f"The best dev score did not {' and '.join(rules)}: shipped the best of those that "
+            f"did ({selected})."
         )
     meta_path = best / "meta.json"
     meta = json.loads(meta_path.read_text(encoding="utf8"))
     meta["selection"] = {"selected": selected, "dev_scores": scores, "confidence": confidence}
     if confidence:
         meta["selection"]["pu_win_rates"] = wins
+    if guard:
+        meta["selection"].update(guard=guard, guard_scores=guards)
     # the dev scores of what was shipped (the source's own meta has source-domain scores)
     other = results[selected][1]
     meta["performance"] = {metric: other.get(metric, 0.0) for metric in weights}

@@ -100,3 +100,14 @@ def test_choose_keeps_the_source_unless_a_candidate_wins_often_enough():
 def test_a_confidence_outside_zero_one_names_the_setting(bad):
     with pytest.raises(ValueError, match="selection_confidence"):
         check_confidence(bad)
+
+
+def test_choose_ships_only_candidates_the_guard_does_not_rank_below_the_source():
+    scores = {"source": 0.5, "blend 0.5": 0.6, "checkpoint": 0.9}
+    guard = {"source": 0.2, "blend 0.5": 0.2, "checkpoint": 0.1}
+    assert choose(scores, guard=guard) == "blend 0.5"  # a tie on the guard passes
+    assert choose(scores, guard={**guard, "blend 0.5": 0.19}) == "source"
+    # with a confidence rule too, a candidate must pass both
+    wins = {"blend 0.5": 0.5, "checkpoint": 0.99}
+    assert choose(scores, wins, 0.9, guard=guard) == "source"
+    assert choose(scores, wins, 0.9, guard={**guard, "checkpoint": 0.3}) == "checkpoint"

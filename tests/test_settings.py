@@ -62,6 +62,8 @@ def test_every_field_has_a_default_and_the_defaults_are_valid() -> None:
         ("mixup_pairs", True),
         ("label_smoothing", 0.5),
         ("label_smoothing", -0.1),
+        ("selection_guard", "cats_macro_f"),
+        ("teacher_target", "teacher"),
     ],
 )
 def test_a_bad_value_is_an_error_naming_the_setting(name: str, value: Any) -> None:

@@ -129,6 +129,39 @@ def test_a_blend_that_scores_best_is_what_ships(source, corpus, tmp_path, monkey
     assert head(spacy.load(output / "model-best")) == pytest.approx(middle, abs=1e-6)
 
 
+@pytest.mark.parametrize("source_guard,shipped", [(0.0, "blend 0.5"), (1.0, "source")])
+def test_a_guarded_selection_ships_a_candidate_only_if_its_guard_score_holds(
+    source, corpus, tmp_path, monkeypatch, source_guard, shipped
+):
+    """The dev score prefers the 0.5 blend; with ``selection_guard`` it ships only if its
+    guard score (here 0.5 for every candidate) is at least the source's, else the source."""
+    import spacy.training.loop
+
+    settings = "initialize.before_init.settings.selection_guard"
+    overrides = {**sourced_overrides(source, corpus), settings: "cats_pu_score"}
+    output = train_epochs(
+        CONFIGS / "adapt.cfg", tmp_path / "run", 1, overrides=overrides, keep_source=False
+    )
+    head = lambda nlp: nlp.get_pipe("textcat").model.layers[2].get_param("W")  # noqa: E731
+    source_head = head(spacy.load(source))
+    middle = 0.5 * (source_head + head(spacy.load(output / "model-last")))
+
+    def fake(nlp, corpus, weights):
+        is_source = numpy.allclose(head(nlp), source_head)
+        guard = source_guard if is_source else 0.5
+        return lambda: (-float(abs(head(nlp) - middle).sum()), {"cats_pu_score": guard})
+
+    monkeypatch.setattr(spacy.training.loop, "create_evaluation_callback", fake)
+    _select_shipped(Path(source), output)
+    selection = json.loads((output / "model-best" / "meta.json").read_text())["selection"]
+    assert selection["selected"] == shipped
+    assert selection["guard"] == "cats_pu_score"
+    assert selection["guard_scores"]["source"] == source_guard
+    assert {v for k, v in selection["guard_scores"].items() if k != "source"} == {0.5}
+    expected = middle if shipped == "blend 0.5" else source_head
+    assert head(spacy.load(output / "model-best")) == pytest.approx(expected, abs=1e-6)
+
+
 @pytest.mark.parametrize("win_rate,shipped", [(0.95, "blend 0.5"), (0.5, "source")])
 def test_a_confident_selection_ships_a_candidate_only_if_it_wins_often_enough(
     source, corpus, tmp_path, monkeypatch, win_rate, shipped
