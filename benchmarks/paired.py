@@ -298,12 +298,16 @@ def select_shipped(
     confidence: float = 0.0,
     guard: Optional[str] = None,
 ) -> Dict[str, Any]:
-    """The candidate a product would ship: the best validation ``criterion`` among the epochs
-    (epoch 0 = the source) and the blends of the source with the last epoch. Ties go to the
-    candidate nearest the source: the source, then the blends by alpha, then the epochs."""
-    candidates = [(0.0 if r["epoch"] == 0 else 1.0 + r["epoch"], r["epoch"], r) for r in records]
+    """The candidate the product ships (``training._select_shipped``): among the source
+    (epoch 0), the blends of the source with the last epoch and spaCy's ``model-best`` (the
+    trained epoch with the best validation ``criterion``, the later of equal ones), the best
+    ``criterion`` of those :func:`allowed`. Ties go to the candidate nearest the source: the
+    source, then the blends by alpha, then the checkpoint."""
+    source, *trained = records
+    checkpoint = max(trained, key=lambda r: (r["val"][rname][criterion], r["epoch"]))
     last = records[-1]["epoch"]
-    candidates += [(b["alpha"], last, b) for b in blends]
+    candidates = [(0.0, 0, source), *((b["alpha"], last, b) for b in blends)]
+    candidates.append((1.0 + checkpoint["epoch"], checkpoint["epoch"], checkpoint))
     candidates = [c for c in candidates if allowed(c[2], records[0], rname, confidence, guard)]
     distance, epoch, best = max(candidates, key=lambda c: (c[2]["val"][rname][criterion], -c[0]))
     alpha = 0.0 if epoch == 0 else min(distance, 1.0)
