@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import srsly
 from environment import REPO_ROOT, RESULTS, table
-from paired import summarise_records
+from paired import GUARDED, summarise_records
 from spacy.util import load_config
 from splits import ratio_name
 from stats import ci_text, mean_std, paired_difference
@@ -207,11 +207,17 @@ def source_text(per_ratio: Dict[str, Runs]) -> str:
 
 
 def product_criterion() -> str:
-    """The criterion ``adapt`` ships by: the score ``configs/adapt.cfg`` weights."""
+    """The criterion ``adapt`` ships by: the score ``configs/adapt.cfg`` weights, guarded by
+    the default ``selection_guard``."""
     config = load_config(REPO_ROOT / "configs" / "adapt.cfg", interpolate=False)
     weights = config["training"]["score_weights"]
     (name,) = [key for key, weight in weights.items() if weight]
-    return CRITERION_OF_WEIGHT[name]
+    guard = DallmiSettings().selection_guard
+    if not guard:
+        return CRITERION_OF_WEIGHT[name]
+    spec = (CRITERION_OF_WEIGHT[name], CRITERION_OF_WEIGHT[guard])
+    (criterion,) = [c for c, guarded in GUARDED.items() if guarded == spec]
+    return criterion
 
 
 def summary_records(dataset: str, per_ratio: Dict[str, Runs]) -> List[Dict[str, Any]]:

@@ -67,10 +67,11 @@ class DallmiSettings:
         resamples of the dev documents (:mod:`spacy_dallmi.selection`); 0 = the best dev
         score wins.
     selection_guard: sourced runs: a dev score on which a candidate must score at least the
-        starting pipeline to replace it ("" = no guard). With ``[training.score_weights]`` on
-        ``cats_macro_ap`` (AP against the dev slice's partial labels), ``cats_pu_score``
-        ships the best partial AP among the candidates whose PU score is not below the
-        source's.
+        starting pipeline to replace it ("" = no guard). With the adaptation configs'
+        ``[training.score_weights]`` on ``cats_macro_ap`` (AP against the dev slice's partial
+        labels), ``cats_pu_score`` ships the best partial AP among the candidates whose PU
+        score is not below the source's (in the paired benchmarks: +1.0 to +1.8 macro AP
+        points over the PU score alone on emotions, −0.1 to +2.1 on pubmed).
     """
 
     objective: str = "bce"
@@ -90,7 +91,7 @@ class DallmiSettings:
     teacher_target: str = "source"
     blend_alphas: Sequence[float] = (0.25, 0.5, 0.75)
     selection_confidence: float = 0.0
-    selection_guard: str = ""
+    selection_guard: str = "cats_pu_score"
 
     def __post_init__(self) -> None:
         alphas = self.blend_alphas

@@ -361,10 +361,8 @@ def _select_shipped(source: Path, run: Path) -> None:
     scores = {name: score for name, (score, _) in results.items()}
     guard = settings.selection_guard
     # an undefined score (None: no known positive in the dev slice) counts as the lowest
-    guards = None
-    if guard:
-        values = {name: other.get(guard) for name, (_, other) in results.items()}
-        guards = {name: float("-inf") if v is None else float(v) for name, v in values.items()}
+    values = {name: other.get(guard) for name, (_, other) in results.items()} if guard else {}
+    guards = {n: float("-inf") if v is None else float(v) for n, v in values.items()} or None
     selected = choose(scores, wins, confidence, guard=guards)  # the first of equal scores
     if selected == "source":
         shutil.rmtree(best)
@@ -395,7 +393,7 @@ def _select_shipped(source: Path, run: Path) -> None:
     if confidence:
         meta["selection"]["pu_win_rates"] = wins
     if guard:
-        meta["selection"].update(guard=guard, guard_scores=guards)
+        meta["selection"].update(guard=guard, guard_scores=values)
     # the dev scores of what was shipped (the source's own meta has source-domain scores)
     other = results[selected][1]
     meta["performance"] = {metric: other.get(metric, 0.0) for metric in weights}

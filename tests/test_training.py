@@ -95,15 +95,20 @@ def test_sourced_configs_train_and_record_what_they_trained(
     assert saved["components"]["textcat"]["objective"] == objective
     assert adapted("happy day").cats != spacy.load(source)("happy day").cats
     meta = json.loads((output / "model-best" / "meta.json").read_text())
-    scores = meta["selection"]["dev_scores"]
+    scores, guards = meta["selection"]["dev_scores"], meta["selection"]["guard_scores"]
     assert list(scores) == ["source", "blend 0.25", "blend 0.5", "blend 0.75", "checkpoint"]
-    assert scores[meta["selection"]["selected"]] == max(scores.values())
-    # what was shipped is what scored best
+    # the default guard: a candidate ships only if its PU score is not below the source's
+    assert meta["selection"]["guard"] == "cats_pu_score"
+    allowed = [name for name in scores if guards[name] >= guards["source"]]
+    assert scores[meta["selection"]["selected"]] == max(scores[name] for name in allowed)
+    # what was shipped is what scored best among those
     shipped = spacy.load(output / "model-best")
     dev = list(DocBin().from_disk(corpus["target_valid"]).get_docs(shipped.vocab))
     weights = load_config(output / "model-best" / "config.cfg")["training"]["score_weights"]
     examples = [Example(shipped.make_doc(doc.text), doc) for doc in dev]
-    assert weighted(shipped.evaluate(examples), weights) == pytest.approx(max(scores.values()))
+    shipped_scores = shipped.evaluate(examples)
+    assert weighted(shipped_scores, weights) == pytest.approx(max(scores[n] for n in allowed))
+    assert shipped_scores["cats_pu_score"] == pytest.approx(guards[meta["selection"]["selected"]])
 
 
 def weighted(scores, weights):
