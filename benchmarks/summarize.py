@@ -40,8 +40,8 @@ MODELS = {
     "last": "last epoch",
     "pu_score": "selected by PU score",
     "partial_ap": "selected by partial AP",
-    "shipped_pu_score": "shipped by PU score (epochs, source, blends)",
-    "shipped_partial_ap": "shipped by partial AP (epochs, source, blends)",
+    "shipped_pu_score": "shipped by PU score (source, blends, best epoch)",
+    "shipped_partial_ap": "shipped by partial AP (source, blends, best epoch)",
     "shipped_pu_score_c90": "shipped by PU score, beating the source on 90% of resamples",
     "shipped_partial_ap_guarded": "shipped by partial AP among the candidates whose PU score "
     "is at least the source's",
@@ -377,8 +377,9 @@ def shipped_section(runs: Runs, rname: str) -> List[str]:
         ])  # fmt: skip
     header = ["method", f"macro AP, `{model}`", "− none [95% CI]", "− ft_partial [95% CI]",
               f"recovery of B = `{free}` → `ft_full`"]  # fmt: skip
-    return [f"Shipped models (`{model}`: the best validation score among the epochs, the source "
-            "and its blends with the last epoch):", "", *table(header, rows)]  # fmt: skip
+    return [f"Shipped models (`{model}`, as `adapt` ships: the source, its blends with the last "
+            "epoch and the best epoch, by the product's selection rule):", "",
+            *table(header, rows)]  # fmt: skip
 
 
 def plot_curves(per_ratio: Dict[str, Runs], path: Path) -> bool:
