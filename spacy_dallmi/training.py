@@ -372,7 +372,7 @@ def _select_shipped(source: Path, run: Path) -> None:
         shutil.rmtree(best)
         blend.to_disk(best)
     if selected != "checkpoint":
-        what = "the starting pipeline" if selected == "source" else f"the {selected} blend"
+        what = "the starting pipeline" if selected == "source" else f"the {selected}"
         msg.info(
             f"model-best is {what}: dev score {scores[selected]:.4f} (the best checkpoint: "
             f"{scores['checkpoint']:.4f})"
