@@ -71,7 +71,7 @@ class DallmiSettings:
         ``[training.score_weights]`` on ``cats_macro_ap`` (AP against the dev slice's partial
         labels), ``cats_pu_score`` ships the best partial AP among the candidates whose PU
         score is not below the source's (in the paired benchmarks: +1.0 to +1.8 macro AP
-        points over the PU score alone on emotions, −0.1 to +2.1 on pubmed).
+        points over the PU score alone on emotions, −0.2 to +2.1 on pubmed).
     """
 
     objective: str = "bce"
