@@ -285,7 +285,8 @@ def select(
 ) -> Dict[str, Any]:
     """The record with the best validation ``criterion`` at ratio ``rname``; ties go to the
     earliest epoch (the source model first), so adaptation must earn its place."""
-    records = [r for r in records if allowed(r, records[0], rname, confidence, guard)]
+    source = records[0]
+    records = [r for r in records if allowed(r, source, rname, confidence, guard)]
     best = max(records, key=lambda r: (r["val"][rname][criterion], -r["epoch"]))
     return {"epoch": best["epoch"], "val": best["val"][rname][criterion], "test": best["test"]}
 
@@ -308,7 +309,7 @@ def select_shipped(
     last = records[-1]["epoch"]
     candidates = [(0.0, 0, source), *((b["alpha"], last, b) for b in blends)]
     candidates.append((1.0 + checkpoint["epoch"], checkpoint["epoch"], checkpoint))
-    candidates = [c for c in candidates if allowed(c[2], records[0], rname, confidence, guard)]
+    candidates = [c for c in candidates if allowed(c[2], source, rname, confidence, guard)]
     distance, epoch, best = max(candidates, key=lambda c: (c[2]["val"][rname][criterion], -c[0]))
     alpha = 0.0 if epoch == 0 else min(distance, 1.0)
     return {"epoch": epoch, "alpha": alpha, "val": best["val"][rname][criterion],
