@@ -68,6 +68,7 @@ class Source:
     columns: List[str]
     rows: Iterator[Dict[str, Any]]
     total: Optional[int] = None
+    line: int = 0  # CSV/TSV: the line the last row read ends on, for messages that name it
 
 
 # --------------------------------------------------------------------------- columns
@@ -129,7 +130,7 @@ def open_source(path: Path, counts: Counts) -> Source:
         if fmt == "jsonl":
             source = _read_jsonl(path, counts)
         else:
-            source = _read_delimited(path, "\t" if fmt == "tsv" else ",", counts)
+            source = read_delimited(path, "\t" if fmt == "tsv" else ",", counts)
     except UnicodeDecodeError as error:
         raise not_utf8(path, error) from None
     source.rows = _decoded(path, source.rows)
@@ -188,19 +189,29 @@ def open_sources(paths: List[Path], counts: Counts) -> Source:
     return Source(first.path, first.columns, rows())
 
 
-def _read_delimited(path: Path, delimiter: str, counts: Counts) -> Source:
+def read_delimited(
+    path: Path,
+    delimiter: str,
+    counts: Counts,
+    encoding: str = "utf-8-sig",
+    header: Optional[List[str]] = None,
+) -> Source:
+    """CSV or TSV rows as dicts keyed by the header: the first row, or ``header`` for a
+    headerless file (the experiment kit's readers use it too, with their own encoding)."""
     # A long document is a legitimate cell; the csv module's default cap is 128 KiB.
     csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
-    handle = path.open(newline="", encoding="utf-8-sig")
+    handle = path.open(newline="", encoding=encoding)
     reader = csv.reader(handle, delimiter=delimiter)
-    try:
-        header = next(reader, None)
-    except UnicodeDecodeError:
-        handle.close()
-        raise
     if header is None:
-        handle.close()
-        raise ClassifyError(f"{path} is empty: it has no header row.")
+        try:
+            header = next(reader, None)
+        except UnicodeDecodeError:
+            handle.close()
+            raise
+        if header is None:
+            handle.close()
+            raise ClassifyError(f"{path} is empty: it has no header row.")
+    columns = header
 
     def rows() -> Iterator[Dict[str, Any]]:
         with handle:
@@ -208,18 +219,20 @@ def _read_delimited(path: Path, delimiter: str, counts: Counts) -> Source:
                 if not cells:
                     counts.blank_lines += 1
                     continue
-                if len(cells) > len(header):
+                if len(cells) > len(columns):
                     raise ClassifyError(
                         f"{path}, line {reader.line_num}: {len(cells)} fields, but the header "
-                        f"has {len(header)}. Quote fields that hold the delimiter."
+                        f"has {len(columns)}. Quote fields that hold the delimiter."
                     )
-                if len(cells) < len(header):
+                if len(cells) < len(columns):
                     counts.short_rows += 1
-                row: Dict[str, Any] = dict.fromkeys(header)
-                row.update(zip(header, cells))
+                row: Dict[str, Any] = dict.fromkeys(columns)
+                row.update(zip(columns, cells))
+                source.line = reader.line_num
                 yield row
 
-    return Source(path, header, rows())
+    source = Source(path, columns, rows())
+    return source
 
 
 def unique_keys(pairs: List[Tuple[str, Any]]) -> Dict[str, Any]:

@@ -373,7 +373,7 @@ def test_a_source_labels_cell_that_is_not_a_list_is_an_error(tmp_path: Path) -> 
 
 @pytest.mark.parametrize("cell", ["", "  ", None, "[]", '""', "''", []])
 def test_every_blank_form_parses_to_no_positive(cell) -> None:
-    from spacy_dallmi.experiments.cells import parse_flag, parse_label_list
+    from spacy_dallmi.experiments.readers import parse_flag, parse_label_list
 
     assert parse_label_list(cell) == []
     if cell != "[]" and cell != []:

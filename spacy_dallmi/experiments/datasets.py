@@ -11,7 +11,6 @@ from typing import List, Optional, Set, Tuple
 
 import numpy
 
-from .cells import RowProblem, parse_flag, parse_literal_list, text_value
 from .protocol import stream
 from .readers import (
     Corpus,
@@ -19,9 +18,13 @@ from .readers import (
     DataPreparationError,
     DomainPair,
     PathLike,
+    RowProblem,
     iter_records,
+    parse_flag,
+    parse_literal_list,
     read_table,
     require_file,
+    text_value,
 )
 
 DATASETS = ("emotions", "pubmed")

@@ -1,26 +1,34 @@
 """Read multi-label text tables into a :class:`Corpus`, counting every row that is left out.
 
-A reader never drops a row silently: each one is either a document or an entry in the
-:class:`ReadReport` under a reason (:data:`SKIP_REASONS`), so that the numbers in
-``stats.json`` add up and a user can find the offending rows by ``file:line``. Problems that
-would make every row wrong are errors instead, raised before anything is written: a missing
-file or column, a header that names one column twice (a dict reader would silently keep the
-last one), or bytes that are not text in the file's encoding.
+A row is either a document or an entry in the :class:`ReadReport` under a reason
+(:data:`SKIP_REASONS`), so the numbers in ``stats.json`` add up and a user can find the rows
+by ``file:line``. Problems that make every row wrong (a missing file or column, a column named
+twice, bytes that are not text) are errors, raised before anything is written. The file
+formats, CSV/TSV rows and column names are :mod:`spacy_dallmi.tables`', as for ``classify``.
 
-A blank label cell is not a reason to leave a row out: it says "no known positive" (see
-:func:`read_table` for what that means in each kind of file).
+A blank label cell (empty or whitespace-only, JSON null, a missing key, ``[]`` or ``""``) is
+never a reason to leave a row out: it says "no known positive" (see :func:`read_table`).
 """
 
-import csv
+import ast
 import json
+import numbers
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy
 
-from ..tables import SUFFIXES, first_undecodable_line, repeated, unique_keys
-from .cells import RowProblem, is_blank, parse_flag, parse_label_list, text_value
+from ..tables import (
+    SUFFIXES,
+    ClassifyError,
+    Counts,
+    first_undecodable_line,
+    read_delimited,
+    repeated,
+    unique_keys,
+)
 
 PathLike = Union[str, Path]
 
@@ -42,6 +50,9 @@ SKIP_REASONS = {
     "unparseable_meshMajor": "meshMajor is not a Python-style list of strings",
     "tagged_neither": "meshMajor tags neither Male nor Female, so it is in neither domain",
 }
+#: What a label column may hold, for the messages that reject a cell.
+FLAG_VALUES = "0 or 1 (also true/false, yes/no)"
+LIST_VALUES = 'label names (a|b, "a,b" or a JSON list such as ["a", "b"]; blank or [] for none)'
 
 
 class DataPreparationError(ValueError):
@@ -60,13 +71,96 @@ class DataFileNotFoundError(FileNotFoundError):
     """A data file is missing; the message names the path and how to fetch it."""
 
 
+class RowProblem(Exception):
+    """One row cannot be used; ``reason`` (a key of SKIP_REASONS) is what it is counted under."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# -- cells -----------------------------------------------------------------------------------
+
+
+def is_blank(value: Any) -> bool:
+    """Whether a label cell holds no value: None, blank text, or ``""`` / ``''`` written out."""
+    if value is None:
+        return True
+    return isinstance(value, str) and value.strip() in ("", '""', "''")
+
+
+def text_value(value: Any) -> str:
+    """The text of a cell; a missing or blank text is an ``empty_text`` row."""
+    text = "" if value is None else str(value)
+    if not text.strip():
+        raise RowProblem("empty_text")
+    return text
+
+
+def parse_flag(value: Any) -> Optional[bool]:
+    """A 0/1 label cell (also true/false, yes/no, 1.0/0.0); None for a blank cell."""
+    if isinstance(value, bool):
+        return value
+    if not isinstance(value, numbers.Real):
+        if is_blank(value):
+            return None
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "0", "false", "no"):
+            return text in ("1", "true", "yes")
+        try:
+            value = float(text)
+        except ValueError:
+            raise RowProblem("unparseable_labels") from None
+    if value in (0, 1):
+        return bool(value)
+    raise RowProblem("unparseable_labels")
+
+
+def parse_literal_list(text: str, reason: str = "unparseable_labels") -> List[Any]:
+    """A list written as JSON or as a Python literal (the PubMed CSVs use the latter)."""
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            items = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            raise RowProblem(reason) from None
+    if not isinstance(items, list):
+        raise RowProblem(reason)
+    return items
+
+
+def parse_label_list(value: Any) -> List[str]:
+    """A cell listing label names: a JSON/Python list, or names split on , ; or |.
+    A blank cell and ``[]`` are a row with no known positive: ``[]``."""
+    if is_blank(value):
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            items = parse_literal_list(text)
+        else:
+            items = re.split(r"[,;|]", text)
+            if not any(item.strip() for item in items):
+                raise RowProblem("unparseable_labels")
+    elif isinstance(value, list):
+        items = value
+    else:
+        raise RowProblem("unparseable_labels")
+    if not all(isinstance(item, str) for item in items):
+        raise RowProblem("unparseable_labels")
+    return list(dict.fromkeys(item.strip() for item in items if item.strip()))
+
+
+# -- corpora ---------------------------------------------------------------------------------
+
+
 @dataclass
 class ReadReport:
-    """What happened to the rows of one read: how many were seen, which were left out and why.
+    """What happened to the rows of one read: ``rows == kept + sum(skipped counts)``.
 
-    ``rows == kept + sum(skipped counts)`` always holds; ``skipped`` holds ``file:line`` ids.
-    ``positives`` (per label) and ``with_positive`` (rows with at least one known positive)
-    describe the kept rows as read, before any label is renamed or dropped.
+    ``skipped`` holds ``file:line`` ids per reason; ``positives`` (per label) and
+    ``with_positive`` describe the kept rows as read, before labels are renamed or dropped.
     """
 
     origin: str
@@ -78,21 +172,18 @@ class ReadReport:
     with_positive: int = 0
 
     def skip(self, reason: str, row_id: str) -> None:
-        """Record that row ``row_id`` was left out for ``reason``."""
         self.skipped.setdefault(reason, []).append(row_id)
 
     @property
     def skipped_counts(self) -> Dict[str, int]:
-        """Number of rows left out, per reason."""
         return {reason: len(ids) for reason, ids in sorted(self.skipped.items())}
 
     @property
     def kept(self) -> int:
-        """Rows that became documents."""
         return self.rows - sum(len(ids) for ids in self.skipped.values())
 
     def to_dict(self, examples: int = 5) -> Dict[str, Any]:
-        """JSON-ready summary; only the first ``examples`` row ids per reason, to stay small."""
+        """JSON-ready summary, with the first ``examples`` row ids per reason."""
         return {
             "origin": self.origin,
             "rows": self.rows,
@@ -109,11 +200,8 @@ class ReadReport:
 
 @dataclass
 class Corpus:
-    """Texts with a boolean label matrix (docs x labels) and the report of how they were read.
-
-    A matrix rather than per-doc label sets, because splitting, hiding and counting are all
-    column or row operations on it.
-    """
+    """Texts with a boolean label matrix (docs x labels) and the report of how they were read:
+    splitting, hiding and counting are all row or column operations on the matrix."""
 
     texts: List[str]
     labels: List[str]
@@ -134,18 +222,16 @@ class Corpus:
         return len(self.texts)
 
     def subset(self, indices: Sequence[int]) -> "Corpus":
-        """The documents at ``indices``; the read report is shared, since no row is re-read."""
+        """The documents at ``indices``, sharing the read report."""
         idx = numpy.asarray(indices, dtype=int)
-        texts = [self.texts[i] for i in idx]
-        return Corpus(texts, list(self.labels), self.matrix[idx], self.report)
+        return Corpus(
+            [self.texts[i] for i in idx], list(self.labels), self.matrix[idx], self.report
+        )
 
     def select_labels(self, keep: Sequence[str]) -> "Corpus":
-        """Keep the labels ``keep`` (in that order), counting the positives of the others.
-
-        The dropped positives are added to ``report.dropped_labels`` and documents that lose
-        all their positives to ``report.emptied_docs``: they stay in as all-negative examples,
-        which is what they are for the kept label set.
-        """
+        """Keep the labels ``keep`` (in that order). The dropped positives are counted in
+        ``report.dropped_labels``, and documents left without a positive (kept, as
+        all-negative examples) in ``report.emptied_docs``."""
         missing = [label for label in keep if label not in self.labels]
         if missing:
             raise LabelSetError(
@@ -161,7 +247,6 @@ class Corpus:
         return Corpus(list(self.texts), list(keep), kept, self.report)
 
     def rename_labels(self, mapping: Mapping[str, str]) -> "Corpus":
-        """Rename labels (old name -> new name); names not in ``mapping`` stay as they are."""
         renamed = [mapping.get(label, label) for label in self.labels]
         return Corpus(list(self.texts), renamed, self.matrix.copy(), self.report)
 
@@ -179,12 +264,8 @@ class Corpus:
 
 @dataclass
 class DomainPair:
-    """A source and a target corpus, with the read reports and dataset-level counts behind them.
-
-    ``reports`` is keyed by a name for each read (``source``/``target``, or ``pubmed`` when one
-    pool of files feeds both domains); ``details`` holds counts that belong to neither domain
-    alone (duplicates, coin flips).
-    """
+    """A source and a target corpus with their read reports, keyed by read (``source``,
+    ``target``, or ``pubmed`` for one pool), and counts that belong to neither domain."""
 
     source: Corpus
     target: Corpus
@@ -193,11 +274,8 @@ class DomainPair:
 
 
 class CorpusBuilder:
-    """Collects usable rows into a Corpus; unusable ones go to the report, by reason.
-
-    With ``labels`` given (label columns, a known label file) the label set and its order are
-    fixed, labels without any positive included; otherwise it is the sorted set of names seen.
-    """
+    """Collects rows into a Corpus. The label set is ``labels`` (in that order) when given,
+    else the sorted set of names seen."""
 
     def __init__(self, origin: str, labels: Optional[Sequence[str]] = None) -> None:
         self.report = ReadReport(origin=origin)
@@ -222,6 +300,9 @@ class CorpusBuilder:
         return Corpus(self._texts, labels, matrix, self.report)
 
 
+# -- files -----------------------------------------------------------------------------------
+
+
 def require_file(path: Path, hint: Optional[str] = None, what: str = "Data file") -> None:
     """Fail early, naming the path and how to get it, rather than with a bare OSError later."""
     if not path.is_file():
@@ -231,19 +312,17 @@ def require_file(path: Path, hint: Optional[str] = None, what: str = "Data file"
 
 def detect_format(path: Path, file_format: Optional[str] = None) -> str:
     """The table format: ``file_format`` if given, else from the file extension."""
-    if file_format is not None:
-        if file_format not in FORMATS:
-            raise DataPreparationError(
-                f"file_format must be one of {', '.join(FORMATS)}, got {file_format!r}"
-            )
-        return file_format
+    if file_format is not None and file_format not in FORMATS:
+        raise DataPreparationError(
+            f"file_format must be one of {', '.join(FORMATS)}, got {file_format!r}"
+        )
     suffix = path.suffix.lower()
-    if suffix not in _EXTENSIONS:
+    if file_format is None and suffix not in _EXTENSIONS:
         raise DataPreparationError(
             f"Cannot tell the format of {path} from its extension {suffix!r}: pass the format "
             f"explicitly ({', '.join(FORMATS)})."
         )
-    return _EXTENSIONS[suffix]
+    return file_format or _EXTENSIONS[suffix]
 
 
 def _check_columns(path: Path, required: Sequence[str], found: Sequence[str]) -> None:
@@ -263,39 +342,26 @@ def _check_columns(path: Path, required: Sequence[str], found: Sequence[str]) ->
         )
 
 
-def _records(
-    path: Path,
-    file_format: str,
-    required: Sequence[str],
-    fieldnames: Optional[Sequence[str]],
-    encoding: str,
-) -> Iterator[Tuple[str, Optional[Mapping[str, Any]]]]:
+Record = Tuple[str, Optional[Mapping[str, Any]]]
+
+
+def _jsonl(path: Path, required: Sequence[str], encoding: str) -> Iterator[Record]:
+    """JSON Lines; a line that is not an object is a None record, a key given twice an error."""
+    checked = False
     with path.open(encoding=encoding, newline="") as handle:
-        if file_format == "jsonl":
-            checked = False
-            for line_number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                row_id = f"{path.name}:{line_number}"
-                try:
-                    record = json.loads(line, object_pairs_hook=unique_keys)
-                except json.JSONDecodeError:
-                    record = None
-                except ValueError as error:  # a key given twice
-                    raise DataPreparationError(f"{path}, line {line_number}: {error}.") from None
-                if not isinstance(record, dict):
-                    yield row_id, None
-                    continue
-                if not checked:
-                    _check_columns(path, required, list(record))
-                    checked = True
-                yield row_id, record
-            return
-        delimiter = "\t" if file_format == "tsv" else ","
-        reader = csv.DictReader(handle, fieldnames=fieldnames, delimiter=delimiter)
-        _check_columns(path, required, reader.fieldnames or [])
-        for record in reader:
-            yield f"{path.name}:{reader.line_num}", record
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line, object_pairs_hook=unique_keys)
+            except json.JSONDecodeError:
+                record = None
+            except ValueError as error:  # a key given twice
+                raise DataPreparationError(f"{path}, line {number}: {error}.") from None
+            if isinstance(record, dict) and not checked:
+                _check_columns(path, required, list(record))
+                checked = True
+            yield f"{path.name}:{number}", record if isinstance(record, dict) else None
 
 
 def iter_records(
@@ -306,16 +372,26 @@ def iter_records(
     fieldnames: Optional[Sequence[str]] = None,
     hint: Optional[str] = None,
     encoding: str = DEFAULT_ENCODING,
-) -> Iterator[Tuple[str, Optional[Mapping[str, Any]]]]:
-    """Yield ``(row id, record)`` for each row; ``None`` records are lines that are not JSON.
+) -> Iterator[Record]:
+    """``(row id, record)`` per row; a None record is a line that is not a JSON object.
 
     Columns are checked on the header (CSV/TSV) or the first object (JSONL), so a wrong or
-    repeated name fails at once. ``fieldnames`` is for headerless files. A byte sequence that
+    repeated name fails at once; ``fieldnames`` is for headerless files. A byte sequence that
     is not ``encoding`` text is an error naming the file and line.
     """
     require_file(path, hint)
     try:
-        yield from _records(path, file_format, required, fieldnames, encoding)
+        if file_format == "jsonl":
+            yield from _jsonl(path, required, encoding)
+            return
+        delimiter = "\t" if file_format == "tsv" else ","
+        header = list(fieldnames) if fieldnames else None
+        source = read_delimited(path, delimiter, Counts(), encoding, header)
+        _check_columns(path, required, source.columns)
+        for record in source.rows:
+            yield f"{path.name}:{source.line}", record
+    except ClassifyError as error:
+        raise DataPreparationError(str(error)) from None
     except LookupError:
         raise DataPreparationError(f"Unknown encoding {encoding!r} for {path}.") from None
     except UnicodeDecodeError as error:
@@ -326,14 +402,9 @@ def iter_records(
         ) from None
 
 
-#: What a label column may hold, for the messages that reject a cell.
-FLAG_VALUES = "0 or 1 (also true/false, yes/no)"
-LIST_VALUES = 'label names (a|b, "a,b" or a JSON list such as ["a", "b"]; blank or [] for none)'
-
-
 @dataclass
-class _CellProblem:
-    """One label cell that makes a file unusable: where it is and what is wrong with it."""
+class _Cell:
+    """A label cell that makes a file unusable: where it is and what it holds."""
 
     path: Path
     row_id: str
@@ -345,36 +416,15 @@ class _CellProblem:
         return f"line {self.row_id.rsplit(':', 1)[-1]}, column {self.column!r}"
 
 
-def _cell_error(problems: List[_CellProblem], what: str, fix: str) -> DataPreparationError:
-    """One error for all the bad cells of a read: the first named in full, the count, a few
-    more places, and what to do."""
-    first = problems[0]
-    more = ""
-    if len(problems) > 1:
-        others = "; ".join(p.where for p in problems[1:4])
-        more = f" {len(problems) - 1} more such cell(s) in this file, e.g. {others}."
+def _cell_error(cells: List[_Cell], what: str, fix: str) -> DataPreparationError:
+    """One error for the bad cells of a file: the first in full, the count, a few more places
+    and what to do."""
+    first, more = cells[0], ""
+    if len(cells) > 1:
+        others = "; ".join(cell.where for cell in cells[1:4])
+        more = f" {len(cells) - 1} more such cell(s) in this file, e.g. {others}."
     value = "" if is_blank(first.value) else f" {first.value!r}"
     return DataPreparationError(f"{first.path}, {first.where}:{value} {what}.{more} {fix}")
-
-
-def _flags(
-    record: Mapping[str, Any], columns: Sequence[str], row: Tuple[Path, str], partial: bool
-) -> Tuple[List[str], List[_CellProblem], List[_CellProblem]]:
-    """The positive columns of a row, its blank cells (a problem unless ``partial``) and its
-    cells that are not 0/1."""
-    positives, blank, bad = [], [], []
-    for column in columns:
-        value = record.get(column)
-        try:
-            flag = parse_flag(value)
-        except RowProblem:
-            bad.append(_CellProblem(*row, column, value))
-            continue
-        if flag is None and not partial:
-            blank.append(_CellProblem(*row, column, value))
-        elif flag:
-            positives.append(column)
-    return positives, blank, bad
 
 
 def read_table(
@@ -392,22 +442,18 @@ def read_table(
     """Read one or more CSV/TSV/JSONL files (same layout) into a :class:`Corpus`.
 
     Labels come from EITHER ``label_columns`` (one 0/1 column per label; the label set is these
-    columns, in this order) OR ``labels_column`` (one column listing each row's label names,
-    separated by , ; or |, or as a JSON list; the label set is the sorted set of names seen).
+    columns, in order) OR ``labels_column`` (one column listing each row's label names, split
+    on , ; or |, or a JSON list; the label set is the sorted set of names seen).
 
-    A blank label cell (empty or whitespace-only, JSON null, a missing key, ``[]`` or ``""``)
-    means "no known positive", never a dropped row. In a ``labels_column`` that is a row
-    without positives: unlabeled in a partially labelled target (``partial``), all-negative in a
-    fully labelled file; the matrix is the same. In ``label_columns`` a blank cell is unknown
-    (not positive) when ``partial``; a fully labelled file must say 0 or 1, so there it is an
-    error naming the file, line and column.
+    A blank label cell means "no known positive". In a ``labels_column`` that is a row without
+    positives: unlabeled in a partially labelled target (``partial``), all-negative in a fully
+    labelled file. In ``label_columns`` it is unknown when ``partial``; a fully labelled file
+    must say 0 or 1, so there it is an error naming the file, line and column.
 
     Rows with blank text or an unreadable label value are left out and counted in
-    ``corpus.report``; with ``strict`` (the source, which trains the source model) an
-    unreadable label value is an error naming the file, line and column instead. A missing
-    file or column, a repeated column name or undecodable bytes raise at once with a message
-    saying what to do. ``file_format`` (csv, tsv, jsonl) overrides the guess from the
-    extension; ``hint`` is added to the missing-file error.
+    ``corpus.report``; with ``strict`` (the source) an unreadable label value is an error
+    instead. ``file_format`` overrides the guess from the extension; ``hint`` is added to the
+    missing-file error.
     """
     if (label_columns is None) == (labels_column is None):
         raise DataPreparationError(
@@ -422,33 +468,35 @@ def read_table(
             )
     files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     builder = CorpusBuilder(", ".join(str(p) for p in files), labels=label_columns)
-    required = [text_column, *(label_columns or [labels_column])]
+    columns = label_columns or [labels_column]
     for path in files:
         require_file(path, hint)
-        blank: List[_CellProblem] = []
-        bad: List[_CellProblem] = []
-        rows = iter_records(path, detect_format(path, file_format), required, encoding=encoding)
+        blank: List[_Cell] = []
+        bad: List[_Cell] = []
+        rows = iter_records(
+            path, detect_format(path, file_format), [text_column, *columns], encoding=encoding
+        )
         for row_id, record in rows:
             builder.report.rows += 1
             try:
                 if record is None:
                     raise RowProblem("invalid_json")
                 text = text_value(record.get(text_column))
-                if label_columns is not None:
-                    positives, row_blank, row_bad = _flags(
-                        record, label_columns, (path, row_id), partial
-                    )
-                    blank.extend(row_blank)
-                    if row_bad:
-                        bad.extend(row_bad)
-                        raise RowProblem("unparseable_labels")
-                else:
-                    value = record.get(labels_column)
+                positives, row_bad = [], []
+                for column in columns:
+                    cell = _Cell(path, row_id, column, record.get(column))
                     try:
-                        positives = parse_label_list(value)
+                        if label_columns is None:
+                            positives = parse_label_list(cell.value)
+                        elif parse_flag(cell.value):
+                            positives.append(column)
+                        elif is_blank(cell.value) and not partial:
+                            blank.append(cell)
                     except RowProblem:
-                        bad.append(_CellProblem(path, row_id, labels_column, value))
-                        raise
+                        row_bad.append(cell)
+                if row_bad:
+                    bad.extend(row_bad)
+                    raise RowProblem("unparseable_labels")
             except RowProblem as problem:
                 builder.report.skip(problem.reason, row_id)
                 continue
