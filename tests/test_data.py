@@ -24,9 +24,8 @@ from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
 from spacy_dallmi.experiments.cli import app
-from spacy_dallmi.experiments.corpus import OUTPUT_FILES
+from spacy_dallmi.experiments.corpus import OUTPUT_FILES, prepare_dataset, prepare_files
 from spacy_dallmi.experiments.datasets import EMOTION_LABELS, MESH_ROOTS
-from spacy_dallmi.experiments.prepare import prepare_dataset, prepare_files
 from spacy_dallmi.experiments.protocol import (
     PrepareSettings,
     check_label_sets,

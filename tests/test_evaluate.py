@@ -23,8 +23,7 @@ from spacy_dallmi.experiments.evaluate import (
     expected_calibration_error,
     write_metrics,
 )
-from spacy_dallmi.experiments.figures import curve_points
-from spacy_dallmi.experiments.report import build_report
+from spacy_dallmi.experiments.report import build_report, curve_points
 from spacy_dallmi.experiments.runs import load_runs
 from spacy_dallmi.training import TRAINING_FILE, summarise_dev_curve
 

@@ -15,7 +15,7 @@ from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
 from spacy_dallmi.experiments.cli import app
-from spacy_dallmi.experiments.prepare import prepare_files
+from spacy_dallmi.experiments.corpus import prepare_files
 from spacy_dallmi.experiments.readers import DataPreparationError, read_table
 
 LABELS = ["anger", "joy", "fear"]

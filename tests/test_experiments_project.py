@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from weasel.util import load_project_config
 
 from spacy_dallmi.experiments.cli import app
-from spacy_dallmi.experiments.prepare import prepare_files
+from spacy_dallmi.experiments.corpus import prepare_files
 from spacy_dallmi.experiments.study import OPTIONS, CheckError, Study, parse_options
 
 REPO = Path(__file__).resolve().parents[1]
@@ -330,7 +330,7 @@ def test_ablation_batcher_configs_resolve_with_size_and_seed(tmp_path: Path, bat
 
 
 def test_a_run_without_its_data_is_skipped_with_a_marker(tmp_path: Path) -> None:
-    from spacy_dallmi.experiments.model_commands import train_run
+    from spacy_dallmi.experiments.commands import train_run
 
     config = REPO / "configs" / "finetune.cfg"
     output = tmp_path / "ft_full"

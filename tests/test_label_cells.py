@@ -16,10 +16,10 @@ from spacy.tokens import DocBin
 from typer.testing import CliRunner
 
 from spacy_dallmi.experiments.cli import app
-from spacy_dallmi.experiments.datachecks import MIN_SOURCE_POSITIVES
-from spacy_dallmi.experiments.prepare import prepare_files
+from spacy_dallmi.experiments.corpus import prepare_files
 from spacy_dallmi.experiments.protocol import keep_duplicates_together, split_train_test
 from spacy_dallmi.experiments.readers import DataPreparationError
+from spacy_dallmi.experiments.summary import MIN_SOURCE_POSITIVES
 
 LABELS = ["billing", "delivery", "product"]
 BLANK_TEXT = "the row with a blank label cell"

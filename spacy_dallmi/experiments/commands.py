@@ -1,19 +1,30 @@
-"""The ``python -m spacy_dallmi`` typer app, and the helpers its command modules share.
+"""The ``python -m spacy_dallmi`` app and its commands: ``prepare``, ``prepare-files``,
+``evaluate``, ``report``, ``train`` and ``find-thresholds`` (:mod:`.study` adds ``study``).
 
-Every command module (:mod:`.data_commands`, :mod:`.model_commands`, :mod:`.study`)
-registers its commands on :data:`app` when it is imported, and :mod:`.cli` imports them all.
-The app lives here, in a module that imports none of them, so that the command modules can
-import it without importing :mod:`.cli` back: no module of the package is part of an import
-cycle.
+Each command parses its options, calls one function of the kit and turns the kit's own errors
+(missing file, wrong column, bad setting, label mismatch, too many dropped rows) into a
+one-line failure and exit code 1 instead of a traceback. Modules that need torch or
+matplotlib are imported inside the commands that use them, so ``--help`` stays light and a
+missing optional dependency is one clear line.
 """
 
-from typing import Any, List, Optional
+import inspect
+import shutil
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
 
 import srsly
 import typer
+from spacy.cli._util import parse_config_overrides
 from wasabi import msg
 
 from . import INSTALL_HINT
+from .corpus import MAX_DROP_SHARE, prepare_dataset, prepare_files
+from .datasets import DATASETS
+from .methods import ALL_METHODS
+from .protocol import REMOVAL_MODES
+from .readers import DEFAULT_ENCODING, DataFileNotFoundError, DataPreparationError
+from .run_inputs import INPUTS_FILE, finished_with, run_inputs, write_record
 
 app = typer.Typer(
     name="spacy_dallmi",
@@ -24,6 +35,66 @@ app = typer.Typer(
 
 #: Written instead of a model into a training output folder when the run cannot be made.
 SKIPPED_FILE = "skipped.json"
+#: The per-epoch learning-curve records, inside the training output folder.
+CURVE_FILE = "curve.jsonl"
+# The domain splits are drawn from the seed alone, so these files are the same at every ratio.
+RATIO_INDEPENDENT = (
+    "source_train",
+    "source_test",
+    "target_train_full",
+    "target_valid_full",
+    "target_test",
+)
+CAP_HELP = "Keep at most this many docs in this domain's split (0 or absent: no cap)."
+#: The options ``prepare`` and ``prepare-files`` share (see :func:`_with_settings`).
+SETTINGS_OPTIONS: Dict[str, Any] = {
+    "removal": (
+        str,
+        typer.Option("per_sample", help=f"How positives are hidden: {' or '.join(REMOVAL_MODES)}."),
+    ),
+    "seed": (int, typer.Option(0, help="Seed of every random step.")),
+    "max_docs": (
+        Optional[int],
+        typer.Option(
+            None,
+            help="Keep at most this many docs per split (a seeded sample), e.g. for a quick run.",
+        ),
+    ),
+    "max_source_docs": (Optional[int], typer.Option(None, help=CAP_HELP)),
+    "max_target_docs": (Optional[int], typer.Option(None, help=CAP_HELP)),
+    "max_target_test_docs": (Optional[int], typer.Option(None, help=CAP_HELP)),
+    "test_fraction": (float, typer.Option(0.2, help="Test share per domain.")),
+    "target_test_fraction": (Optional[float], typer.Option(None)),
+    "valid_fraction": (
+        Optional[float],
+        typer.Option(
+            None,
+            help="Carve this share of target train out as target_valid.spacy (labelled like "
+            "target train), the dev set of label-free model selection.",
+        ),
+    ),
+    "quiet": (bool, typer.Option(False, "--quiet", "-q", help="Do not print the summary.")),
+    "shared_dir": (
+        Optional[Path],
+        typer.Option(
+            None,
+            help="Also copy the files that do not depend on ratio/removal (source splits, full "
+            "target train, target test) here, so runs at other ratios can reuse what they feed.",
+        ),
+    ),
+}
+
+
+def _with_settings(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command taking ``**settings`` the options of :data:`SETTINGS_OPTIONS`."""
+    signature = inspect.signature(command)
+    own = [p for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
+    added = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+        for name, (kind, option) in SETTINGS_OPTIONS.items()
+    ]
+    command.__signature__ = signature.replace(parameters=own + added)  # type: ignore[attr-defined]
+    return command
 
 
 def _split_names(value: Optional[str]) -> Optional[List[str]]:
@@ -43,9 +114,441 @@ def _build_report() -> Any:
     return build_report
 
 
-def _var_value(text: str) -> Any:
-    """A ``--set`` value as a command line would read it: JSON, else the string."""
+def _label_columns(
+    repeated: Optional[List[str]], comma: Optional[str], path: Optional[Path], option: str
+) -> Optional[List[str]]:
+    """Label columns from ``--X-column a --X-column b``, ``--X-columns a,b`` or a file holding
+    one name per line; the repeatable and file forms take any name, commas included."""
+    given = [form for form in (repeated, comma, path) if form]
+    if len(given) > 1:
+        msg.fail(f"Give the label columns one way: --{option}, --{option}s or a file.", exits=1)
+    if path is not None:
+        if not path.is_file():
+            msg.fail(f"Label columns file not found: {path}", exits=1)
+        lines = path.read_text(encoding="utf8").splitlines()
+        return [line.strip() for line in lines if line.strip()]
+    return list(repeated) if repeated else _split_names(comma)
+
+
+def _read_label_map(path: Optional[Path]) -> Optional[Dict[str, str]]:
+    """Load a JSON object mapping target label names to source label names."""
+    if path is None:
+        return None
+    if not path.is_file():
+        msg.fail(f"Label map file not found: {path}", exits=1)
     try:
-        return srsly.json_loads(text)
-    except ValueError:
-        return text
+        mapping = srsly.read_json(path)
+    except ValueError as error:
+        msg.fail(f"{path} is not valid JSON: {error}", exits=1)
+    if not isinstance(mapping, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in mapping.items()
+    ):
+        msg.fail(
+            f"{path} must hold a JSON object of target label -> source label names, "
+            f'e.g. {{"happy": "joy"}}',
+            exits=1,
+        )
+    return mapping
+
+
+def _prepare(make: Callable[..., Dict[str, Any]], *args: Any, **settings: Any) -> None:
+    """Run a ``prepare_*`` function, then copy the ratio-independent files to ``shared_dir``."""
+    output_dir, shared_dir = args[2], settings.pop("shared_dir", None)
+    try:
+        stats = make(*args, **settings)
+    except (DataFileNotFoundError, DataPreparationError) as error:
+        msg.fail(str(error), exits=1)
+    if shared_dir is not None:
+        shared_dir.mkdir(parents=True, exist_ok=True)
+        names = [stats["files"][name] for name in RATIO_INDEPENDENT if name in stats["files"]]
+        for name in names:
+            shutil.copyfile(output_dir / name, shared_dir / name)
+        msg.good(f"Copied {', '.join(names)} to {shared_dir}")
+
+
+@app.command("prepare")
+@_with_settings
+def prepare_command(
+    dataset: str = typer.Argument(
+        ..., help=f"Built-in dataset ({' or '.join(DATASETS)}), or custom for your own files."
+    ),
+    data_dir: Path = typer.Argument(
+        ..., help="Folder holding goemotions/, semeval2018_ec/ and pubmed/ (built-ins only)."
+    ),
+    output_dir: Path = typer.Argument(..., help="Folder to write the corpora and stats to."),
+    ratio: float = typer.Option(
+        0.0,
+        help="Share of target train positives to hide, in (0, 1); 0 (custom only): the "
+        "target's labels are already partial.",
+    ),
+    source_file: Optional[str] = typer.Option(None, help="custom: source file."),
+    target_file: Optional[str] = typer.Option(None, help="custom: target file."),
+    target_test_file: Optional[str] = typer.Option(
+        None, help="custom: a fully labelled target test file."
+    ),
+    text_column: str = typer.Option("text", help="custom: the text column."),
+    labels_column: Optional[str] = typer.Option(
+        None, help="custom: the column listing each row's labels."
+    ),
+    label_columns: Optional[str] = typer.Option(
+        None, help="custom: comma-separated 0/1 label columns."
+    ),
+    **settings: Any,
+) -> None:
+    """Write source/target train/test corpora (and a validation slice) of a built-in dataset,
+    with target labels hidden, or of your own files (dataset custom): the project's one
+    preparation step. Empty options and caps of 0 count as not given."""
+    for name in ("max_docs", "max_source_docs", "max_target_docs", "max_target_test_docs"):
+        settings[name] = settings[name] or None
+    settings["valid_fraction"] = settings["valid_fraction"] or None
+    if dataset != "custom":
+        _prepare(prepare_dataset, dataset, data_dir, output_dir, ratio=ratio, **settings)
+        return
+    if not (source_file and target_file):
+        msg.fail(
+            "dataset custom needs --source-file and --target-file (the project's vars "
+            "source_file and target_file).",
+            exits=1,
+        )
+    columns = _split_names(label_columns or None)
+    _prepare(
+        prepare_files,
+        source_file,
+        target_file,
+        output_dir,
+        text_column=text_column,
+        label_columns=columns,
+        # one 0/1 column per label, when given, takes precedence over a label list
+        labels_column=None if columns else labels_column or None,
+        target_test_path=target_test_file or None,
+        ratio=ratio,
+        **settings,
+    )
+
+
+@app.command("prepare-files")
+@_with_settings
+def prepare_files_command(
+    source: Path = typer.Argument(..., help="Source-domain file (CSV, TSV or JSONL)."),
+    target: Path = typer.Argument(..., help="Target-domain file (CSV, TSV or JSONL)."),
+    output_dir: Path = typer.Argument(..., help="Folder to write the corpora and stats to."),
+    text_column: str = typer.Option(..., help="Column holding the text."),
+    label_column: Optional[List[str]] = typer.Option(
+        None, help="A 0/1 label column; repeat for each label."
+    ),
+    label_columns: Optional[str] = typer.Option(
+        None, help="Comma-separated 0/1 label columns (e.g. a,b,c)."
+    ),
+    label_columns_file: Optional[Path] = typer.Option(
+        None, help="A file naming the 0/1 label columns, one per line."
+    ),
+    labels_column: Optional[str] = typer.Option(
+        None, help="Column listing each row's labels (a,b or a JSON list)."
+    ),
+    label_map: Optional[Path] = typer.Option(
+        None, help="JSON file mapping target label names to source names."
+    ),
+    labels: Optional[str] = typer.Option(
+        None, help="Comma-separated subset of source labels to keep."
+    ),
+    target_text_column: Optional[str] = typer.Option(
+        None, help="Target text column, if named differently."
+    ),
+    target_label_column: Optional[List[str]] = typer.Option(
+        None, help="A target 0/1 label column, if different; repeat."
+    ),
+    target_label_columns: Optional[str] = typer.Option(
+        None, help="Comma-separated target 0/1 label columns."
+    ),
+    target_labels_column: Optional[str] = typer.Option(
+        None, help="Target label-list column, if different."
+    ),
+    target_test: Optional[Path] = typer.Option(
+        None, help="A fully labelled target test file (target's columns)."
+    ),
+    file_format: Optional[str] = typer.Option(
+        None, "--format", help="csv, tsv or jsonl (default: from the file extension)."
+    ),
+    encoding: str = typer.Option(DEFAULT_ENCODING, help="The files' encoding."),
+    ratio: float = typer.Option(
+        0.0,
+        help="0: the target's labels are already partial (1 = known positive, else unlabeled). "
+        "In (0, 1): the target is fully labelled and this share of its positives is hidden.",
+    ),
+    max_drop_share: float = typer.Option(
+        MAX_DROP_SHARE, help="Fail when a file loses more of its rows."
+    ),
+    **settings: Any,
+) -> None:
+    """Write source/target corpora from your own files: partially labelled target data as it
+    is (the default), or fully labelled data with a share of the target labels hidden."""
+    _prepare(
+        prepare_files,
+        source,
+        target,
+        output_dir,
+        text_column=text_column,
+        label_columns=_label_columns(
+            label_column, label_columns, label_columns_file, "label-column"
+        ),
+        labels_column=labels_column,
+        label_map=_read_label_map(label_map),
+        labels=_split_names(labels),
+        target_text_column=target_text_column,
+        target_label_columns=_label_columns(
+            target_label_column, target_label_columns, None, "target-label-column"
+        ),
+        target_labels_column=target_labels_column,
+        target_test_path=target_test,
+        file_format=file_format,
+        encoding=encoding,
+        ratio=ratio,
+        max_drop_share=max_drop_share,
+        **settings,
+    )
+
+
+@app.command("evaluate")
+def evaluate_command(
+    run: Path = typer.Argument(
+        ..., help="Training output folder (model-best and model-last), or a pipeline folder."
+    ),
+    test: Path = typer.Argument(..., help="DocBin with the fully labelled target test split."),
+    output: Path = typer.Argument(..., help="Metrics JSON file to write."),
+    method: str = typer.Option(..., help=f"One of {', '.join(ALL_METHODS)}."),
+    epoch_log: Optional[Path] = typer.Option(
+        None, help="JSONL of spacy_dallmi.epoch_eval.v1, used if it exists."
+    ),
+    setting: Optional[List[str]] = typer.Option(
+        None, "--set", help="A setting of the run, NAME=VALUE (JSON or text); repeatable."
+    ),
+    gpu_id: int = typer.Option(-1, help="GPU to predict on; -1 for the CPU."),
+) -> None:
+    """Score a run's selected model (model-best) and last epoch (model-last) on the target
+    test split; write metrics with the run's settings. Without a test split (a partially
+    labelled target and no test file) or for a run that was skipped, the metrics file says
+    why instead."""
+    settings = {}
+    for item in setting or []:
+        name, _, value = item.partition("=")
+        try:
+            settings[name] = srsly.json_loads(value)
+        except ValueError:
+            settings[name] = value
+    evaluate_to(run, test, output, method, settings, epoch_log, gpu_id)
+
+
+def evaluate_to(
+    run: Path,
+    test: Path,
+    output: Path,
+    method: str,
+    settings: Dict[str, Any],
+    epoch_log: Optional[Path] = None,
+    gpu_id: int = -1,
+) -> None:
+    """Write the metrics file of ``run`` on ``test`` (see the ``evaluate`` command)."""
+    from .evaluate import evaluate_run, skipped_result, write_metrics
+
+    reason = None
+    if (run / SKIPPED_FILE).is_file():
+        reason = srsly.read_json(run / SKIPPED_FILE)["reason"]
+    elif not test.is_file():
+        reason = (
+            f"no labelled target test set ({test} does not exist): the target's labels are "
+            "partial and no fully labelled target test file was given (--vars.target_test_file), "
+            "so no test metrics are computed"
+        )
+    try:
+        if reason is not None:
+            write_metrics(skipped_result(method, settings, reason), output)
+            msg.info(f"{method}: {reason}. -> {output}")
+            return
+        if gpu_id >= 0:
+            import spacy
+
+            spacy.require_gpu(gpu_id)
+        log = epoch_log if epoch_log is not None and epoch_log.is_file() else None
+        result = evaluate_run(run, test, method=method, settings=settings, epoch_log=log)
+    except (FileNotFoundError, ValueError) as error:
+        msg.fail(str(error), exits=1)
+    write_metrics(result, output)
+    scores = []
+    for name, metrics in (("selected", result["metrics"]), ("last", result["metrics_last"])):
+        value = metrics["cats_macro_ap"]
+        scores.append(f"{name} {'n/a' if value is None else format(value, '.4f')}")
+    msg.good(f"{method}: macro AP {', '.join(scores)} on {result['n_docs']} docs -> {output}")
+
+
+def write_report(paths: List[Path], output: Path, figures: Path, title: str, empty: str) -> None:
+    """Build the report from ``paths``, failing in one line (``empty`` when there are none)."""
+    build_report = _build_report()
+    if not paths:
+        msg.fail(empty, exits=1)
+    try:
+        build_report(paths, output, figures, title=title, group_settings=True)
+    except (FileNotFoundError, ValueError) as error:
+        msg.fail(f"report: {error}", exits=1)
+    msg.good(f"Report from {len(paths)} metrics files -> {output} (figures in {figures})")
+
+
+@app.command("report")
+def report_command(
+    metrics_dir: Path = typer.Argument(..., help="Folder searched recursively for *.json."),
+    output: Path = typer.Argument(..., help="Markdown report to write."),
+    title: str = typer.Option("DALLMi results"),
+    figures_dir: Optional[Path] = typer.Option(
+        None, help="Where the PNGs go (default: next to the report)."
+    ),
+) -> None:
+    """Write a Table-2-style report with figures from every metrics file under a folder, one
+    section per setting (file paths in it are relative to the working directory)."""
+    figures = figures_dir or output.parent / f"{output.stem}_figures"
+    empty = f"No metrics files under {metrics_dir}: run the `evaluate` commands first."
+    write_report(sorted(metrics_dir.rglob("*.json")), output, figures, title, empty)
+
+
+@app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train_command(
+    ctx: typer.Context,
+    config: Path = typer.Argument(..., help="Training config, e.g. configs/adapt.cfg."),
+    output: Path = typer.Argument(..., help="Output folder (model-last, model-best)."),
+    epochs: int = typer.Option(
+        ..., min=1, help="Training budget in epochs (with --patience: at most)."
+    ),
+    patience: int = typer.Option(
+        0,
+        min=0,
+        help="Stop after this many epochs without a better dev score; 0: train all --epochs.",
+    ),
+    gpu_id: int = typer.Option(-1, help="GPU to train on; -1 for the CPU."),
+    keep_source: bool = typer.Option(
+        True,
+        help="For a sourced config: model-best may be the starting pipeline if it scores best.",
+    ),
+    curve_docs: Optional[Path] = typer.Option(
+        None,
+        help="Held-out labelled docs scored after every epoch for the learning-curve figure "
+        "only (never for selection); written to OUTPUT/curve.jsonl. Skipped if missing.",
+    ),
+    force: bool = typer.Option(
+        False,
+        "--force",
+        help=f"Train even if OUTPUT/{INPUTS_FILE} shows a finished run of the same config, "
+        "overrides, epochs and input files.",
+    ),
+) -> None:
+    """`spacy train` for E epochs (or until the dev score stops improving, with --patience):
+    one evaluation per epoch, the dev curve printed and written to OUTPUT/training.json,
+    output renamed into place only when finished. Extra --section.key value
+    options override the config, as with `spacy train`."""
+    overrides = parse_config_overrides(ctx.args)
+    train_run(
+        config,
+        output,
+        epochs,
+        overrides,
+        patience=patience,
+        gpu_id=gpu_id,
+        keep_source=keep_source,
+        curve_docs=curve_docs,
+        force=force,
+    )
+
+
+def train_run(
+    config: Path,
+    output: Path,
+    epochs: int,
+    overrides: Dict[str, Any],
+    *,
+    patience: int = 0,
+    gpu_id: int = -1,
+    keep_source: bool = True,
+    curve_docs: Optional[Path] = None,
+    skip_if_missing: Optional[Path] = None,
+    force: bool = False,
+) -> None:
+    """Train ``config`` into ``output`` unless it holds a finished run of the same inputs
+    (:mod:`.run_inputs`). A missing ``skip_if_missing`` leaves a :data:`SKIPPED_FILE` saying
+    why there is no model; existing ``curve_docs`` are scored after every epoch."""
+    from ..training import PARTIAL_SUFFIX, train_epochs
+
+    if not config.is_file():
+        msg.fail(f"Config file not found: {config}", exits=1)
+    if skip_if_missing is not None and not skip_if_missing.exists():
+        reason = (
+            f"not trained: {skip_if_missing} does not exist (the upper bound needs fully "
+            "labelled target train, which exists only when labels are hidden for a study, "
+            "ratio > 0)"
+        )
+        if output.exists():
+            shutil.rmtree(output)
+        output.mkdir(parents=True)
+        srsly.write_json(output / SKIPPED_FILE, {"reason": reason})
+        msg.info(f"{output}: {reason}")
+        return
+    overrides = dict(overrides)
+    partial = output.with_name(output.name + PARTIAL_SUFFIX)
+    if curve_docs is not None:
+        if curve_docs.is_file():
+            overrides["paths.curve_docs"] = str(curve_docs)
+            overrides["paths.curve_output"] = str(partial / CURVE_FILE)
+        else:
+            msg.info(f"No per-epoch test curve: {curve_docs} does not exist.")
+    try:
+        inputs = run_inputs(config, overrides, epochs, patience, keep_source, [output, partial])
+    except (OSError, ValueError) as error:  # ValueError: confection's config errors
+        msg.fail(f"train {config}: {error}", exits=1)
+    if not force and finished_with(output, inputs):
+        msg.good(
+            f"{output}: already trained from the same config, overrides, epochs, input files "
+            f"and code ({output / INPUTS_FILE}); not trained again. Pass --force (in the project "
+            "--vars.options force=NAME) to retrain."
+        )
+        return
+    try:
+        options = {"patience": patience, "use_gpu": gpu_id, "keep_source": keep_source}
+        train_epochs(config, output, epochs, overrides=overrides, **options)
+    except (FileNotFoundError, ValueError) as error:
+        msg.fail(f"train {config}: {error}", exits=1)
+    write_record(output, inputs)
+
+
+@app.command("find-thresholds")
+def find_thresholds_command(
+    model: Path = typer.Argument(..., help="Trained pipeline folder."),
+    docs: Path = typer.Argument(
+        ..., help="DocBin of labelled docs: the (partially labelled) validation slice."
+    ),
+    output: Path = typer.Argument(..., help="JSON {label: threshold} for classify --thresholds."),
+    gpu_id: int = typer.Option(-1, help="GPU to predict on; -1 for the CPU."),
+) -> None:
+    """Tune one decision threshold per label (best F1 on DOCS' labels; unlabeled counts as
+    negative). Use the validation slice, never the test split."""
+    find_thresholds(model, docs, output, gpu_id)
+
+
+def find_thresholds(model: Path, docs: Path, output: Path, gpu_id: int = -1) -> None:
+    """Fit and write the per-label thresholds of ``model`` on ``docs`` (see the command)."""
+    import spacy
+    from spacy.tokens import DocBin
+
+    from .thresholds import tune_pipeline_thresholds, write_thresholds
+
+    for path in (model, docs):
+        if not path.exists():
+            msg.fail(f"Not found: {path}", exits=1)
+    if gpu_id >= 0:
+        spacy.require_gpu(gpu_id)
+    nlp = spacy.load(model)
+    gold = list(DocBin().from_disk(docs).get_docs(nlp.vocab))
+    try:
+        fitted = tune_pipeline_thresholds(nlp, gold)
+    except ValueError as error:
+        msg.fail(f"find-thresholds {docs}: {error}", exits=1)
+    details = write_thresholds(fitted, output)
+    for label, values in fitted.items():
+        f1 = "n/a (no known positive)" if values["f1"] is None else f"F1 {values['f1']:.3f}"
+        msg.text(f"{label}: threshold {values['threshold']:.3f}, {f1}")
+    msg.good(f"Thresholds for {len(fitted)} labels -> {output} (details: {details})")

@@ -1,63 +1,68 @@
-"""Split, cap, hide and write one source/target pair as spaCy corpora, with ``stats.json``.
+"""Data preparation: read a source/target pair, then split, cap, hide and write it as corpora.
 
-:func:`prepare_domains` is the one place where the protocol (:mod:`.protocol`) is applied and
-its outcome written, for the built-in datasets and users' files alike. It writes up to five
-``DocBin`` files (``doc.cats`` holds every label, ``1.0`` or ``0.0``):
+:func:`prepare_dataset` (the built-in layouts) and :func:`prepare_files` (users' own files)
+read their input into a :class:`~.readers.DomainPair`; :func:`prepare_domains`, the one place
+where the protocol (:mod:`.protocol`) is applied, writes it as ``DocBin`` files whose
+``doc.cats`` hold every label, ``1.0`` or ``0.0`` (:data:`OUTPUT_FILES`):
 
-- ``source_train.spacy`` / ``source_test.spacy``: the labelled source domain;
-- ``target_train.spacy``: the target train split, partially labelled (``0.0`` = unlabeled),
-  either because a share of its positives was hidden (``ratio`` > 0, a study) or because the
-  data came that way (``ratio`` 0, the real use case);
-- ``target_train_full.spacy``: the same documents with all labels, only when labels were
-  hidden (the upper-bound baseline needs them);
-- ``target_test.spacy``: fully labelled target docs for evaluation, carved from the target
-  when its labels are complete, or read from a separate file; absent otherwise;
-- with ``valid_fraction`` set: ``target_valid.spacy``, a seeded slice carved out of target
-  train for label-free model selection. It is labelled like target train (hidden by the same
-  protocol, or partial as given), so selecting on it needs no true target label; and
-  ``target_valid_full.spacy``, the slice with all labels, when labels were hidden. The slice is
-  drawn from its own stream, so it is the same documents at every ratio, and the test split
-  never moves.
+- ``source_train`` / ``source_test``: the labelled source domain;
+- ``target_train``: partially labelled (``0.0`` = unlabeled), because a share of its positives
+  was hidden (``ratio`` > 0, a study) or because the data came that way (``ratio`` 0);
+- ``target_valid`` (with ``valid_fraction``): a seeded slice of target train, labelled like
+  it, for label-free model selection; drawn from its own stream, so it is the same documents
+  at every ratio;
+- ``target_train_full`` / ``target_valid_full``: the same documents with all labels, only
+  when labels were hidden;
+- ``target_test``: fully labelled target docs, carved from a fully labelled target or read
+  from a separate file; absent otherwise;
 
-plus ``labels.json`` and ``stats.json`` (counts per split, the MD5 of every file written,
-everything dropped or changed and why, the warnings of :mod:`.datachecks`, and the settings
-used).
-
-Users' own files (dataset ``files``) are split with repeated texts kept together: every copy
-of a text goes to the side of the split its first copy (in file order) is on, so no text is
-both trained and tested on. The built-in studies keep their plain seeded split, so that the
-published benchmarks stay reproducible; a text they have on both sides is a warning.
+plus ``labels.json`` and ``stats.json`` (counts per split, checksums, everything dropped or
+changed and why, the warnings and the settings). Users' files are split with every copy of a
+text on the side of its first copy; the built-in studies keep their plain seeded split, so
+the published benchmarks stay reproducible. A user's file that loses more than
+``max_drop_share`` of its rows is an error naming the reasons: a result built from the few
+rows that happened to parse is worse than none.
 """
 
+import dataclasses
 import hashlib
+import inspect
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy
 import spacy
 import srsly
-from spacy.language import Language
 from spacy.tokens import DocBin
 
-from .datachecks import (
-    duplicate_texts,
-    leak_warning,
-    rare_source_labels,
-    shared_texts,
-    unadaptable_labels,
-    warn_lines,
-)
+from .datasets import load_dataset
 from .protocol import (
     PrepareSettings,
     align_domains,
     cap_indices,
+    check_ratio,
     hide_labels,
     keep_duplicates_together,
     split_train_test,
 )
 from .protocol import stream as random_stream
-from .readers import Corpus, DataPreparationError, DomainPair, PathLike
-from .summary import describe_changes, print_summary
+from .readers import (
+    DEFAULT_ENCODING,
+    SKIP_REASONS,
+    Corpus,
+    DataPreparationError,
+    DomainPair,
+    PathLike,
+    read_table,
+)
+from .summary import (
+    describe_changes,
+    duplicate_texts,
+    leak_warning,
+    print_summary,
+    rare_source_labels,
+    unadaptable_labels,
+)
 
 #: Split name -> DocBin file name, in the order they are written and reported.
 OUTPUT_FILES = {
@@ -77,30 +82,176 @@ LEAK_PAIRS = (
 )
 #: The partially labelled target splits, each with the hiding stream of its own.
 PARTIAL_SPLITS = {"target_train": "hiding", "target_valid": "valid_hiding"}
-LABELS_FILE = "labels.json"
-STATS_FILE = "stats.json"
+#: The share of a file's rows that may be left out before prepare-files refuses to go on.
+MAX_DROP_SHARE = 0.1
+NO_POSITIVE = (
+    "has no known positive for any label: DALLMi learns from known positives, so there is "
+    "nothing to adapt to"
+)
 
 
-def _docbin(nlp: Language, corpus: Corpus, matrix: numpy.ndarray) -> DocBin:
-    """Docs whose ``cats`` hold every label, 1.0 or 0.0, so no label is "missing" to spaCy."""
-    docbin = DocBin(store_user_data=False)
-    for text, row in zip(corpus.texts, matrix):
-        doc = nlp.make_doc(text)
-        doc.cats = {label: float(value) for label, value in zip(corpus.labels, row)}
-        docbin.add(doc)
-    return docbin
+# -- reading ---------------------------------------------------------------------------------
 
 
-def _split_stats(
-    matrix: numpy.ndarray, labels: List[str], capped: int, cap: Optional[int]
+def read_files(
+    source_path: PathLike,
+    target_path: PathLike,
+    *,
+    text_column: str,
+    label_columns: Optional[Sequence[str]] = None,
+    labels_column: Optional[str] = None,
+    target_text_column: Optional[str] = None,
+    target_label_columns: Optional[Sequence[str]] = None,
+    target_labels_column: Optional[str] = None,
+    target_test_path: Optional[PathLike] = None,
+    file_format: Optional[str] = None,
+    encoding: str = DEFAULT_ENCODING,
+    ratio: float = 0.0,
+    max_drop_share: float = MAX_DROP_SHARE,
+) -> Dict[str, Corpus]:
+    """Read a user's source, target and optional target test file: ``{"source", "target"[,
+    "target_test"]}``, each checked against ``max_drop_share``.
+
+    The target is partially labelled at ``ratio`` 0 and fully labelled otherwise (see
+    :func:`~.readers.read_table` for blank cells); an unreadable label value in the source is
+    an error, in the target files a counted row. The target columns default to the source's.
+    """
+    if not 0.0 <= max_drop_share <= 1.0:
+        raise DataPreparationError(f"max_drop_share must be in [0, 1], got {max_drop_share!r}")
+    common = {"file_format": file_format, "encoding": encoding}
+    source = read_table(
+        source_path,
+        text_column=text_column,
+        label_columns=label_columns,
+        labels_column=labels_column,
+        strict=True,
+        **common,
+    )
+    if target_label_columns is None and target_labels_column is None:
+        target_label_columns, target_labels_column = label_columns, labels_column
+    common.update(
+        text_column=target_text_column or text_column,
+        label_columns=target_label_columns,
+        labels_column=target_labels_column,
+    )
+    reads = {"source": source, "target": read_table(target_path, partial=ratio == 0, **common)}
+    if target_test_path is not None:
+        reads["target_test"] = read_table(target_test_path, **common)
+    for corpus in reads.values():
+        report = corpus.report
+        dropped = report.rows - report.kept
+        if report.rows and dropped / report.rows <= max_drop_share:
+            continue
+        reasons = "; ".join(
+            f"{count} x {reason} ({SKIP_REASONS.get(reason, reason)}; e.g. "
+            f"{', '.join(report.skipped[reason][:3])})"
+            for reason, count in report.skipped_counts.items()
+        )
+        raise DataPreparationError(
+            f"{report.origin}: {dropped} of {report.rows} rows could not be used, more than the "
+            f"allowed share of {max_drop_share:g}. Reasons: {reasons or 'the file has no rows'}. "
+            "Fix those rows, or raise --max-drop-share (max_drop_share) if dropping them is right."
+        )
+    return reads
+
+
+def _settings(dataset: str, options: Dict[str, Any]) -> PrepareSettings:
+    """Take the :class:`PrepareSettings` out of ``options``, checked before anything is read."""
+    names = [field.name for field in dataclasses.fields(PrepareSettings)][1:]
+    return PrepareSettings(
+        dataset, **{name: options.pop(name) for name in names if name in options}
+    )
+
+
+def prepare_dataset(
+    dataset: str, data_dir: PathLike, output_dir: PathLike, *, quiet: bool = False, **settings: Any
 ) -> Dict[str, Any]:
-    return {
-        "docs": int(matrix.shape[0]),
-        "positives": {label: int(n) for label, n in zip(labels, matrix.sum(axis=0))},
-        "docs_without_positives": int((~matrix.any(axis=1)).sum()),
-        "capped": capped,
-        "cap": cap,
+    """Build the corpora of a built-in layout (``emotions`` or ``pubmed``) from ``data_dir``,
+    the folder holding ``goemotions/``, ``semeval2018_ec/`` and ``pubmed/``.
+
+    ``settings`` are :class:`PrepareSettings`'; the built-in targets are fully labelled, so
+    ``ratio`` must be in (0, 1). Returns the stats also written to ``output_dir/stats.json``.
+    """
+    check_ratio(settings.get("ratio"))
+    prepared = _settings(dataset, settings)
+    if settings:
+        raise TypeError(f"prepare_dataset() got unexpected keyword argument(s) {list(settings)}")
+    pair = load_dataset(dataset, data_dir, seed=prepared.seed)
+    inputs = {"data_dir": str(data_dir)}
+    return prepare_domains(pair, output_dir, prepared, inputs=inputs, quiet=quiet)
+
+
+def prepare_files(
+    source_path: PathLike,
+    target_path: PathLike,
+    output_dir: PathLike,
+    *,
+    label_map: Optional[Mapping[str, str]] = None,
+    labels: Optional[Sequence[str]] = None,
+    quiet: bool = False,
+    **options: Any,
+) -> Dict[str, Any]:
+    """Build the corpora from a user's own source and target files (CSV, TSV or JSONL).
+
+    ``options`` are :func:`read_files`' (columns, ``target_test_path``, format, encoding,
+    ``max_drop_share``) and :class:`PrepareSettings`'. ``ratio`` 0 (the default) takes the
+    target's labels as they are: a 1 is a known positive, everything else unlabeled; nothing
+    is hidden and the target is not split (give a fully labelled ``target_test_path``).
+    ``ratio`` in (0, 1) treats the target as fully labelled and hides that share of its
+    positives, for studies.
+
+    The target's label columns default to the source's, renamed back through ``label_map``
+    (target name -> source name): a map ``{"happiness": "joy"}`` reads the target's
+    ``happiness`` column as ``joy``. ``labels`` restricts both domains to a subset of the
+    source labels (the rest are dropped and counted).
+    """
+    settings = _settings("files", {"ratio": 0.0, **options})
+    read = {key: value for key, value in options.items() if key not in settings.to_dict()}
+    if read.get("target_label_columns") is None and read.get("target_labels_column") is None:
+        if read.get("label_columns") is not None:
+            source_name = {value: key for key, value in (label_map or {}).items()}
+            read["target_label_columns"] = [source_name.get(c, c) for c in read["label_columns"]]
+        else:
+            read["target_labels_column"] = read.get("labels_column")
+    bound = inspect.signature(read_files).bind(
+        source_path, target_path, ratio=settings.ratio, **read
+    )
+    bound.apply_defaults()
+    reads = read_files(*bound.args, **bound.kwargs)
+    source, target = reads["source"], reads["target"]
+    pair = DomainPair(source, target, {"source": source.report, "target": target.report})
+    given = bound.arguments
+    listed = {
+        key: None if given[key] is None else list(given[key])
+        for key in ("label_columns", "target_label_columns")
     }
+    inputs = {
+        "source": str(source_path),
+        "target": str(target_path),
+        "target_test": None
+        if given["target_test_path"] is None
+        else str(given["target_test_path"]),
+        "text_column": given["text_column"],
+        "label_columns": listed["label_columns"],
+        "labels_column": given["labels_column"],
+        "target_text_column": given["target_text_column"] or given["text_column"],
+        "target_label_columns": listed["target_label_columns"],
+        "target_labels_column": given["target_labels_column"],
+        **{key: given[key] for key in ("file_format", "encoding", "max_drop_share")},
+    }
+    return prepare_domains(
+        pair,
+        output_dir,
+        settings,
+        label_map=label_map,
+        labels=labels,
+        target_test=reads.get("target_test"),
+        inputs=inputs,
+        quiet=quiet,
+    )
+
+
+# -- splitting, hiding and writing -----------------------------------------------------------
 
 
 def _split(
@@ -119,25 +270,23 @@ def _split_domains(
 ) -> Tuple[Dict[str, Corpus], Dict[str, int], Dict[str, Dict[str, Any]]]:
     """The capped splits by name, how many docs each cap left out, and the domain sizes.
 
-    The target is split only when its labels are complete and no separate test file is given:
-    a test split of partially labelled docs would score hidden positives as negatives.
+    The target is split only when its labels are complete and no test file is given: a test
+    split of partially labelled docs would score hidden positives as negatives.
     """
-    seed = settings.seed
-    carve_target = settings.hides and target_test is None
+    seed, together = settings.seed, settings.dataset == "files"
     parts: Dict[str, Tuple[Corpus, numpy.ndarray]] = {}
     domains: Dict[str, Dict[str, Any]] = {}
     for side, corpus in (("source", pair.source), ("target", pair.target)):
-        if side == "source" or carve_target:
-            fraction = settings.split_fraction(side)
+        if side == "source" or (settings.hides and target_test is None):
             rng = random_stream(seed, f"{side}_split")
-            train, test, moved = _split(corpus, fraction, rng, settings.dataset == "files")
+            train, test, moved = _split(corpus, settings.split_fraction(side), rng, together)
             parts[f"{side}_test"] = (corpus, test)
         else:
             train, test, moved = numpy.arange(len(corpus)), numpy.arange(0), 0
         parts[f"{side}_train"] = (corpus, train)
+        repeated = {**duplicate_texts(corpus.texts), "moved_to_keep_together": moved}
         domains[side] = {"docs": len(corpus), "train": len(train), "test": len(test)}
-        domains[side]["repeated_texts"] = duplicate_texts(corpus.texts)
-        domains[side]["repeated_texts"]["moved_to_keep_together"] = moved
+        domains[side]["repeated_texts"] = repeated
     if target_test is not None:
         parts["target_test"] = (target_test, numpy.arange(len(target_test)))
         domains["target"]["test_file_docs"] = len(target_test)
@@ -147,40 +296,19 @@ def _split_domains(
         kept = cap_indices(indices, settings.cap(name), random_stream(seed, f"{name}_cap"))
         splits[name] = corpus.subset(kept)
         capped[name] = len(indices) - len(kept)
+    if settings.valid_fraction is not None:
+        train = splits["target_train"]
+        if len(train) < 2:
+            raise DataPreparationError(
+                f"The target train split has {len(train)} document(s) (from "
+                f"{train.report.origin}): at least 2 are needed to carve a validation slice "
+                "(valid_fraction)."
+            )
+        rng = random_stream(seed, "target_valid")
+        fit, valid, _ = _split(train, settings.valid_fraction, rng, together)
+        splits["target_train"], splits["target_valid"] = train.subset(fit), train.subset(valid)
+        capped["target_valid"] = 0
     return splits, capped, domains
-
-
-def _carve_valid(
-    splits: Dict[str, Corpus],
-    capped: Dict[str, int],
-    fraction: float,
-    seed: int,
-    together: bool = False,
-) -> None:
-    """Move a seeded ``fraction`` of target train into ``target_valid`` (in place).
-
-    The slice is drawn from the target train docs alone, with its own stream, so it does not
-    depend on the ratio and leaves the test split where it is.
-    """
-    train = splits["target_train"]
-    if len(train) < 2:
-        raise DataPreparationError(
-            f"The target train split has {len(train)} document(s) (from {train.report.origin}): "
-            "at least 2 are needed to carve a validation slice (valid_fraction)."
-        )
-    fit, valid, _ = _split(train, fraction, random_stream(seed, "target_valid"), together)
-    splits["target_train"] = train.subset(fit)
-    splits["target_valid"] = train.subset(valid)
-    capped["target_valid"] = 0
-
-
-def _remove_stale(out: Path, written: Sequence[str]) -> List[str]:
-    """Delete output files of an earlier run that this run does not write, so that a stale
-    ``target_test.spacy`` is never taken for this run's; return their names."""
-    stale = [f for name, f in OUTPUT_FILES.items() if name not in written and (out / f).exists()]
-    for filename in stale:
-        (out / filename).unlink()
-    return stale
 
 
 def prepare_domains(
@@ -196,17 +324,16 @@ def prepare_domains(
 ) -> Dict[str, Any]:
     """Align, split, cap, hide and write one source/target pair; return the stats written.
 
-    ``target_test`` is a separately read, fully labelled target test corpus; it is aligned like
-    the target. ``inputs`` (e.g. the column names) is recorded under ``settings``.
+    ``target_test`` is a separately read, fully labelled target test corpus, aligned like the
+    target. ``inputs`` (e.g. the column names) is recorded under ``settings``.
     """
     pair, label_info = align_domains(pair, label_map, labels)
     if target_test is not None:
         test_pair = DomainPair(pair.source, target_test, {})
         target_test = align_domains(test_pair, label_map, labels)[0].target
         pair.reports["target_test"] = target_test.report
-    carve = settings.hides and target_test is None
     for side, corpus in (("source", pair.source), ("target", pair.target)):
-        need = 2 if side == "source" or carve else 1
+        need = 2 if side == "source" or (settings.hides and target_test is None) else 1
         if len(corpus) < need:
             raise DataPreparationError(
                 f"The {side} domain has {len(corpus)} usable document(s) (from "
@@ -214,59 +341,59 @@ def prepare_domains(
             )
     if not pair.target.matrix.any():
         raise DataPreparationError(
-            f"The target data ({pair.target.report.origin}) has no known positive for any "
-            "label: DALLMi learns from known positives, so there is nothing to adapt to. Mark "
-            "the positives you know (a 1, or the label's name in the labels column)."
+            f"The target data ({pair.target.report.origin}) {NO_POSITIVE}. Mark the positives "
+            "you know (a 1, or the label's name in the labels column)."
         )
     splits, capped, domains = _split_domains(pair, settings, target_test)
-    domains["target"].update(label_info)
-    counts = pair.target.matrix.sum(axis=0).tolist()
-    domains["target"]["positives"] = {label: int(n) for label, n in zip(pair.target.labels, counts)}
-    if settings.valid_fraction is not None:
-        together = settings.dataset == "files"
-        _carve_valid(splits, capped, settings.valid_fraction, settings.seed, together)
     label_names = list(pair.source.labels)
-    train = splits["target_train"]
+    target_positives = dict(zip(label_names, map(int, pair.target.matrix.sum(axis=0))))
+    domains["target"].update(label_info, positives=target_positives)
     matrices = {name: corpus.matrix for name, corpus in splits.items()}
     hidings: Dict[str, Any] = {}
-    if settings.hides:
-        for name, stream_name in PARTIAL_SPLITS.items():
-            if name not in splits:
-                continue
-            full = splits[name]
-            hidings[name] = hide_labels(
-                full.matrix,
-                settings.ratio,
-                settings.removal,
-                random_stream(settings.seed, stream_name),
-            )
+    for name, stream_name in PARTIAL_SPLITS.items():
+        if settings.hides and name in splits:
+            rng = random_stream(settings.seed, stream_name)
+            hidings[name] = hide_labels(splits[name].matrix, settings.ratio, settings.removal, rng)
             matrices[name] = hidings[name].partial
-            matrices[f"{name}_full"] = full.matrix
-            splits[f"{name}_full"] = full
+            matrices[f"{name}_full"] = splits[name].matrix
+            splits[f"{name}_full"] = splits[name]
             capped[f"{name}_full"] = capped[name]
-    elif not train.matrix.any():
-        raise DataPreparationError(
-            f"The target data ({train.report.origin}) has no known positive for any label: "
-            "DALLMi learns from known positives, so there is nothing to adapt to."
-        )
+    train = splits["target_train"]
+    if not settings.hides and not train.matrix.any():
+        raise DataPreparationError(f"The target data ({train.report.origin}) {NO_POSITIVE}.")
 
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = [name for name in OUTPUT_FILES if name in matrices]
-    removed = _remove_stale(out, written)
+    # Output files of an earlier run that this run does not write are deleted, so that a
+    # stale target_test.spacy is never taken for this run's.
+    removed = [f for n, f in OUTPUT_FILES.items() if n not in written and (out / f).exists()]
+    for filename in removed:
+        (out / filename).unlink()
     nlp = spacy.blank("en")
     split_stats: Dict[str, Dict[str, Any]] = {}
     checksums: Dict[str, str] = {}
     for name in written:
-        path = out / OUTPUT_FILES[name]
-        _docbin(nlp, splits[name], matrices[name]).to_disk(path)
+        path, matrix = out / OUTPUT_FILES[name], matrices[name]
+        docbin = DocBin(store_user_data=False)
+        for text, row in zip(splits[name].texts, matrix):
+            doc = nlp.make_doc(text)
+            doc.cats = {label: float(value) for label, value in zip(label_names, row)}
+            docbin.add(doc)
+        docbin.to_disk(path)
         checksums[OUTPUT_FILES[name]] = hashlib.md5(path.read_bytes()).hexdigest()
-        split_stats[name] = _split_stats(
-            matrices[name], label_names, capped[name], settings.cap(name)
-        )
+        split_stats[name] = {
+            "docs": int(matrix.shape[0]),
+            "positives": {label: int(n) for label, n in zip(label_names, matrix.sum(axis=0))},
+            "docs_without_positives": int((~matrix.any(axis=1)).sum()),
+            "capped": capped[name],
+            "cap": settings.cap(name),
+        }
     for name, hiding in hidings.items():
         split_stats[name]["hidden"] = dict(zip(label_names, hiding.hidden_per_label.tolist()))
         split_stats[name]["restored"] = dict(zip(label_names, hiding.restored_per_label.tolist()))
+    hiding = hidings.get("target_train")
+    test_origin = "carved from the target" if settings.hides else None
     stats: Dict[str, Any] = {
         "settings": {
             **settings.to_dict(),
@@ -277,23 +404,31 @@ def prepare_domains(
         "labels": label_names,
         "files": {
             **{name: OUTPUT_FILES[name] for name in written},
-            "labels": LABELS_FILE,
-            "stats": STATS_FILE,
+            "labels": "labels.json",
+            "stats": "stats.json",
         },
         "checksums": checksums,
         "removed_stale_files": removed,
         "target_labels": "hidden by ratio" if settings.hides else "partial as given",
-        "target_test": _target_test_origin(settings, target_test),
+        "target_test": test_origin if target_test is None else f"file: {target_test.report.origin}",
         "splits": split_stats,
-        "hiding": _hiding_stats(settings, hidings.get("target_train")),
+        "hiding": None if hiding is None else {
+            "removal": settings.removal,
+            "requested_ratio": settings.ratio,
+            "positives": hiding.n_positives,
+            "hidden": hiding.n_hidden,
+            "restored": hiding.n_restored,
+            # Rounded so that the returned stats equal stats.json (srsly keeps ~10 digits).
+            "achieved_ratio": round(hiding.achieved_ratio, 6) if hiding.n_positives else None,
+        },
         "reads": {name: report.to_dict() for name, report in pair.reports.items()},
         "domains": domains,
         "dataset": dict(pair.details),
-    }
+    }  # fmt: skip
     stats["warnings"] = _warnings(pair, splits, split_stats, settings.dataset == "files")
     stats["changes"] = describe_changes(stats)
-    srsly.write_json(out / LABELS_FILE, label_names)
-    srsly.write_json(out / STATS_FILE, stats)
+    srsly.write_json(out / "labels.json", label_names)
+    srsly.write_json(out / "stats.json", stats)
     print_summary(stats, out, quiet=quiet)
     return stats
 
@@ -304,46 +439,22 @@ def _warnings(
     split_stats: Dict[str, Dict[str, Any]],
     own_files: bool,
 ) -> List[str]:
-    """The :mod:`.datachecks` warnings of one preparation, in the order they are printed."""
-    counts = pair.target.matrix.sum(axis=0).tolist()
-    target_positives = {label: int(n) for label, n in zip(pair.target.labels, counts)}
+    """The warnings of one preparation, in the order they are printed."""
+    target_positives = dict(zip(pair.target.labels, map(int, pair.target.matrix.sum(axis=0))))
     lines = [
         rare_source_labels(split_stats["source_train"]["positives"], "source_train"),
         unadaptable_labels(target_positives, f"target ({pair.target.report.origin})"),
     ]
+    fix = (
+        "Deduplicate the files (keep one row per text), and give a target test file that "
+        "holds no target train text."
+        if own_files
+        else "The built-in studies keep their published seeded split, so that their "
+        "benchmarks stay reproducible; the overlap is part of them."
+    )
     for first, second in LEAK_PAIRS:
         if first in splits and second in splits:
-            shared = shared_texts(splits[first].texts, splits[second].texts)
+            shared = len(set(splits[first].texts) & set(splits[second].texts))
             if shared:
-                fix = (
-                    "Deduplicate the files (keep one row per text), and give a target test "
-                    "file that holds no target train text."
-                )
-                if not own_files:
-                    fix = (
-                        "The built-in studies keep their published seeded split, so that "
-                        "their benchmarks stay reproducible; the overlap is part of them."
-                    )
                 lines.append(leak_warning(first, second, shared, fix))
-    return warn_lines(lines)
-
-
-def _target_test_origin(settings: PrepareSettings, target_test: Optional[Corpus]) -> Optional[str]:
-    """Where ``target_test.spacy`` came from, or None when there is none."""
-    if target_test is not None:
-        return f"file: {target_test.report.origin}"
-    return "carved from the target" if settings.hides else None
-
-
-def _hiding_stats(settings: PrepareSettings, hiding: Any) -> Optional[Dict[str, Any]]:
-    if hiding is None:
-        return None
-    return {
-        "removal": settings.removal,
-        "requested_ratio": settings.ratio,
-        "positives": hiding.n_positives,
-        "hidden": hiding.n_hidden,
-        "restored": hiding.n_restored,
-        # Rounded so that the returned stats equal stats.json (srsly keeps ~10 digits).
-        "achieved_ratio": round(hiding.achieved_ratio, 6) if hiding.n_positives else None,
-    }
+    return [line for line in lines if line]

@@ -25,7 +25,6 @@ from spacy.util import load_config
 from wasabi import MarkdownRenderer, msg
 
 from ..settings import LOSS_FORMS, MIXUP_LOCATIONS, DallmiSettings
-from .commands import _split_names
 from .methods import TUNED_METHODS, registered
 
 SETTINGS = "initialize.before_init.settings"
@@ -41,6 +40,11 @@ TUNED = registered(
     exactly=TUNED_METHODS,
 )
 RUN_FILE = "grid_point.json"
+
+
+def _numbers(text: str, kind: type = float) -> List[Any]:
+    """``"0.1,0.3"`` -> ``[0.1, 0.3]``: a grid option's comma-separated values."""
+    return [kind(part) for part in text.split(",") if part.strip()]
 
 
 def _name(values: Dict[str, Any]) -> str:
@@ -116,15 +120,13 @@ def tune(
     """Choose each method's settings on the validation slice by the label-free score."""
     from ..training import batches_per_epoch
 
-    lrs = [float(x) for x in _split_names(learn_rates) or []]
-    lams = [float(x) for x in _split_names(lambdas) or []]
-    warm = [int(x) for x in _split_names(warmup) or []]
+    lrs, lams, warm = _numbers(learn_rates), _numbers(lambdas), _numbers(warmup, int)
     for path in (source, partial / "target_train.spacy", partial / "target_valid.spacy"):
         if not path.exists():
             msg.fail(f"Not found: {path} (prepare the data and train the source first)", exits=1)
     base = _base_overrides(source, partial, batch_size, seed)
     output.mkdir(parents=True, exist_ok=True)
-    for method in _split_names(methods) or []:
+    for method in [name.strip() for name in methods.split(",") if name.strip()]:
         config_name, fixed = TUNED[method]
         config = configs / config_name
         per_epoch = batches_per_epoch(config, base)
@@ -242,7 +244,7 @@ def ablate(
     base = {**_base_overrides(source, partial, batch_size, seed), LEARN_RATE: learn_rate}
     test = corpus / "target_test.spacy"
     rows = []
-    for name, settings in ablation_variants([float(x) for x in _split_names(lambdas) or []]):
+    for name, settings in ablation_variants(_numbers(lambdas)):
         config = configs / "adapt.cfg"
         overrides = dict(settings)
         batcher = overrides.pop("batcher", None)

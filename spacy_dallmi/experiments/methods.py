@@ -1,13 +1,9 @@
 """The methods the project compares, by the names their metrics files and report rows use.
 
-The one place that says which methods exist, what each trains on, which the tune workflow tunes
-and in which order they are listed: the study (:mod:`.evaluate`, :mod:`.runs`, :mod:`.report`,
-the project's commands) and the benchmarks (``benchmarks/paired.py``, ``tune.py``,
-``summarize.py``) take their lists from here. A list of some of them kept elsewhere (the
-methods a figure draws, the configs of the tuned ones) goes through :func:`registered`, so a
-misspelt or forgotten name fails at import instead of leaving a method silently out.
-
-A module of constants only, so the command line can name them without importing torch.
+The one registry of which methods exist, what each trains on, which are tuned and in which
+order they are listed, for the study and the benchmarks alike. A list of some of them kept
+elsewhere goes through :func:`registered`, so a misspelt or forgotten name fails at import.
+Constants only, so the command line can name them without importing torch.
 """
 
 from dataclasses import dataclass
@@ -25,10 +21,7 @@ class MethodInfo:
     labels: Optional[str]
 
 
-#: Every method, in the benchmarks' order: the source model, fine-tuning on partial and on all
-#: labels, the missing-label baselines of Cole et al. 2021 (AN-LS, WAN), the unsupervised AAD,
-#: DALLMi with the defaults, at lambda = 0 and with the paper's preset, and the teacher-target
-#: variants of issue 22.
+#: Every method, in the benchmarks' order.
 METHOD_INFO: Dict[str, MethodInfo] = {
     "none": MethodInfo("the source model, no adaptation", None),
     "ft_partial": MethodInfo(
@@ -82,11 +75,8 @@ METHOD_INFO: Dict[str, MethodInfo] = {
 
 def registered(names: Names, exactly: Optional[Tuple[str, ...]] = None) -> Names:
     """``names`` (method names, or a mapping keyed by them) as given, once each is a method of
-    :data:`METHOD_INFO` and, with ``exactly``, once they are those methods in that order.
-
-    Raises ValueError otherwise: the lists are read at import, so a list that has drifted
-    from the registry stops the module loading rather than skipping a method in a table.
-    """
+    :data:`METHOD_INFO` and, with ``exactly``, they are those methods in that order; raises
+    ValueError otherwise, so a list that has drifted stops the module loading."""
     unknown = [name for name in names if name not in METHOD_INFO]
     if unknown:
         raise ValueError(f"Unknown method(s) {unknown}: the methods are {tuple(METHOD_INFO)}.")
@@ -95,10 +85,7 @@ def registered(names: Names, exactly: Optional[Tuple[str, ...]] = None) -> Names
     return names
 
 
-#: The four rows of the paper's Table 2, in its order.
-METHODS = registered(("none", "ft_partial", "ft_full", "dallmi"))
-#: Every method the study runs (AAD is benchmarked only), in report order: the partial-label
-#: baselines come before the upper bound ``ft_full``, unlike the benchmarks' order.
+#: Every method the study runs (AAD is benchmarked only), in report order.
 ALL_METHODS = registered(
     (
         "none",
@@ -111,8 +98,7 @@ ALL_METHODS = registered(
         "dallmi_paper",
     )
 )
-#: Every method in the benchmarks' order: the order ``benchmarks/paired.py`` trains them in
-#: and its summaries list them in.
+#: Every method in the order ``benchmarks/paired.py`` trains and lists them.
 BENCHMARK_METHODS = tuple(METHOD_INFO)
 #: Methods of the study that read no hidden-label pattern: one run serves every ratio.
 RATIO_FREE_METHODS = tuple(name for name in ALL_METHODS if METHOD_INFO[name].labels != "partial")

@@ -1,34 +1,31 @@
-"""Aggregate metrics files into a Markdown report shaped like the DALLMi paper's results.
+"""The Markdown report of a set of metrics files, shaped like the DALLMi paper's results.
 
-:func:`build_report` turns a set of metrics files (:mod:`.runs`) into
+Per metric a Table-2-style table (methods x ratios, the selected model beside the last epoch,
+mean ± std over seeds with n), each method's difference to no adaptation next to the share of
+the partial-to-full gap it recovers (a method can recover more than another and still be below
+the model it started from), the settings, wall times and labels left out of AP, and two
+figures: macro mAP per epoch (the paper's Fig. 5) and AP per label. With ``group_settings``
+there is one section per setting (every setting but seed and ratio); runs that a setting does
+not affect (``none``, ``ft_full``) appear in every setting they fit.
 
-- a Table-2-style table per metric: methods as rows, ratios as columns, the selected model
-  (``model-best``, chosen on the validation slice without true labels) and the last epoch
-  (``model-last``) side by side, mean ± sample standard deviation over seeds in percent, with
-  the number of seeds, so a reader sees at once how many runs stand behind a number;
-- per method, the difference to doing nothing (``none``, the unadapted source model) and the
-  share of the partial-to-full fine-tuning gap it recovers: a method can recover more of a gap
-  than another and still be below the model it started from, and only both numbers show that;
-- the settings, wall times and labels left out of AP, so the numbers can be traced back;
-- two PNG figures (:mod:`.figures`): macro mAP per epoch and AP per label.
-
-With ``group_settings`` the runs are first grouped by setting (every setting but seed and
-ratio), one section per setting: runs that a setting does not affect (the source model
-without adaptation, the all-labels upper bound) appear in every setting they fit.
-
-The Markdown is written with wasabi's ``MarkdownRenderer``, as spaCy's own docs generators do.
+The only module of the kit that imports matplotlib, drawing on its Agg canvas (no pyplot, so
+no display and no global state); the command line imports it only for a report.
 """
 
+import math
 import os
 import statistics
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
+import numpy
 import srsly
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from wasabi import MarkdownRenderer
 
-from .figures import figure_blocks
-from .methods import ALL_METHODS, METHOD_DESCRIPTIONS
+from .methods import ALL_METHODS, METHOD_DESCRIPTIONS, registered
 from .runs import (
     MIN_RECOVERY_GAP,
     MISSING,
@@ -68,7 +65,22 @@ GAINS_NOTE = (
     "`ft_partial`, 100% = as good as `ft_full`); printed only where that gap is at least "
     f"{MIN_RECOVERY_GAP:g} points, else n/a with the gap. Both on the selected models."
 )
-SETTING_EXCLUDED = ("seed", "ratio")
+# The paper's Fig. 5 colours: fine-tuning with partial labels blue, DALLMi green, full red.
+METHOD_COLOURS = registered(
+    {
+        "none": "tab:gray",
+        "ft_partial": "tab:blue",
+        "an_ls": "tab:cyan",
+        "wan": "tab:purple",
+        "dallmi": "tab:green",
+        "dallmi_lambda0": "tab:olive",
+        "dallmi_paper": "tab:brown",
+        "ft_full": "tab:red",
+    }
+)
+CURVE_METHODS = registered(("ft_partial", "dallmi", "ft_full"))
+CURVE_FIGURE = "macro_map_per_epoch.png"
+LABEL_FIGURE = "ap_per_label.png"
 
 
 def _display(value: Any, root: Path) -> str:
@@ -78,100 +90,73 @@ def _display(value: Any, root: Path) -> str:
     return srsly.json_dumps(value)
 
 
-def _mean(values: List[float]) -> Optional[float]:
-    return statistics.fmean(values) if values else None
-
-
 def _gain_cells(runs: Sequence[Run], method: str, ratio: float) -> List[str]:
     """Δ none and recovery of ``method`` at ``ratio`` (mean macro mAP of the selected models)."""
-    means = {
-        name: _mean(metric_values(runs, name, ratio, "cats_macro_ap"))
-        for name in (method, "none", "ft_partial", "ft_full")
-    }
-    own = means[method]
-    delta = (
-        MISSING if own is None or means["none"] is None else f"{100 * (own - means['none']):+.1f}"
-    )
-    needed = (own, means["ft_partial"], means["ft_full"])
-    if method in ("ft_partial", "ft_full") or None in needed:
+    means = {}
+    for name in (method, "none", "ft_partial", "ft_full"):
+        values = metric_values(runs, name, ratio, "cats_macro_ap")
+        means[name] = statistics.fmean(values) if values else None
+    own, none = means[method], means["none"]
+    delta = MISSING if own is None or none is None else f"{100 * (own - none):+.1f}"
+    if method in ("ft_partial", "ft_full") or None in (own, means["ft_partial"], means["ft_full"]):
         return [delta, MISSING]
     return [delta, recovery(own, means["ft_partial"], means["ft_full"])]
 
 
-def _metric_blocks(
-    md: MarkdownRenderer,
-    runs: Sequence[Run],
-    methods: Sequence[str],
-    ratios: Sequence[float],
-    metric: Tuple[str, str, str],
-) -> List[str]:
-    """One metric's table: per ratio, the selected model and the last epoch side by side."""
-    key, name, description = metric
-    header = ["method"]
-    for ratio in ratios:
-        header += [f"{ratio_header(ratio)}, selected", "last epoch"]
-    rows = []
-    for method in methods:
-        row = [md.code(method)]
-        for ratio in ratios:
-            row.append(format_cell(metric_values(runs, method, ratio, key)))
-            row.append(format_cell(metric_values(runs, method, ratio, key, last=True)))
-        rows.append(row)
-    return [md.title(3, f"{name} ({md.code(key)})"), f"{description}.", md.table(rows, header)]
-
-
-def _gain_blocks(
+def _tables(
     md: MarkdownRenderer, runs: Sequence[Run], methods: Sequence[str], ratios: Sequence[float]
 ) -> List[str]:
-    header = ["method"]
-    for ratio in ratios:
-        header += [f"{ratio_header(ratio)}: Δ none", "recovery"]
-    rows = []
-    for method in methods:
-        if method != "none":
-            cells = [cell for ratio in ratios for cell in _gain_cells(runs, method, ratio)]
-            rows.append([md.code(method), *cells])
-    return [md.title(3, "Against no adaptation, and recovery"), md.table(rows, header), GAINS_NOTE]
+    """Per metric, per ratio the selected model and the last epoch side by side; after macro
+    mAP, the gains against no adaptation."""
+    blocks = []
+    for key, name, description in METRICS:
+        header = ["method"]
+        for ratio in ratios:
+            header += [f"{ratio_header(ratio)}, selected", "last epoch"]
+        rows = []
+        for method in methods:
+            row = [md.code(method)]
+            for ratio in ratios:
+                row.append(format_cell(metric_values(runs, method, ratio, key)))
+                row.append(format_cell(metric_values(runs, method, ratio, key, last=True)))
+            rows.append(row)
+        blocks += [
+            md.title(3, f"{name} ({md.code(key)})"),
+            f"{description}.",
+            md.table(rows, header),
+        ]
+        if key != "cats_macro_ap":
+            continue
+        header = ["method"]
+        for ratio in ratios:
+            header += [f"{ratio_header(ratio)}: Δ none", "recovery"]
+        rows = [
+            [md.code(method), *[cell for r in ratios for cell in _gain_cells(runs, method, r)]]
+            for method in methods
+            if method != "none"
+        ]
+        blocks += [md.title(3, "Against no adaptation, and recovery"), md.table(rows, header)]
+        blocks.append(GAINS_NOTE)
+    return blocks
 
 
-def _settings_blocks(md: MarkdownRenderer, runs: Sequence[Run], root: Path) -> List[str]:
-    """Every setting with its distinct values, so mixed configurations are visible."""
-    values: Dict[str, List[str]] = {}
-    for run in runs:
-        for key, value in run.result["settings"].items():
-            shown = _display(value, root)
-            if shown not in values.setdefault(key, []):
-                values[key].append(shown)
-    rows = [
-        [md.code(key), ", ".join(md.code(v) for v in sorted(shown))]
-        for key, shown in values.items()
-    ]
-    return [md.title(3, "Settings"), md.table(rows, ["setting", "value(s) across runs"])]
-
-
-def _skipped_blocks(md: MarkdownRenderer, runs: Sequence[Run]) -> List[str]:
-    """How many labels were left out of AP for having no positive in the test split."""
+def _details(md: MarkdownRenderer, runs: Sequence[Run], root: Path) -> List[str]:
+    """Labels left out of AP, how each source model stopped, the settings and the runs."""
     counts: Dict[Tuple[str, ...], int] = {}
     for run in runs:
         skipped = tuple(run.metrics["cats_ap_skipped_labels"])
         counts[skipped] = counts.get(skipped, 0) + 1
     items = []
     for skipped, n_runs in counts.items():
-        names = ", ".join(md.code(label) for label in skipped)
-        listed = f": {names}" if skipped else ""
+        listed = f": {', '.join(md.code(label) for label in skipped)}" if skipped else ""
         items.append(f"{len(skipped)} label(s) left out in {n_runs} run(s){listed}")
-    return [
+    blocks = [
         md.title(3, "Labels left out of AP"),
         "A label with no positive in the test split has no AP; it is left out of the AP "
         "averages (and counted as 0 in spaCy's macro ROC AUC).",
         md.list(items),
     ]
-
-
-def _source_blocks(md: MarkdownRenderer, runs: Sequence[Run]) -> List[str]:
-    """How each seed's source model stopped training (its dev curve's end), and the setting
-    to raise where the epoch bound stopped it while it was still improving."""
-    items = []
+    sources = []
     for run in runs:
         training = run.result.get("training")
         if run.method != "none" or not training:
@@ -188,92 +173,184 @@ def _source_blocks(md: MarkdownRenderer, runs: Sequence[Run]) -> List[str]:
             )
         elif training["reason"] == "converged":
             line += f" (converged, patience {training['patience']})"
-        items.append(line)
-    if not items:
-        return []
-    return [md.title(3, "Source model training"), md.list(items)]
-
-
-def _runs_blocks(md: MarkdownRenderer, runs: Sequence[Run], root: Path) -> List[str]:
-    """One row per metrics file, with its test size and evaluation wall time."""
+        sources.append(line)
+    if sources:
+        blocks += [md.title(3, "Source model training"), md.list(sources)]
+    values: Dict[str, List[str]] = {}
+    for run in runs:
+        for key, value in run.result["settings"].items():
+            shown = _display(value, root)
+            if shown not in values.setdefault(key, []):
+                values[key].append(shown)
+    rows = [[md.code(k), ", ".join(md.code(v) for v in sorted(vs))] for k, vs in values.items()]
+    blocks += [md.title(3, "Settings"), md.table(rows, ["setting", "value(s) across runs"])]
     ordered = sorted(
-        runs,
-        key=lambda r: (r.ratio or 0.0, ALL_METHODS.index(r.method), srsly.json_dumps(r.seed)),
+        runs, key=lambda r: (r.ratio or 0.0, ALL_METHODS.index(r.method), srsly.json_dumps(r.seed))
     )
-    rows = [
-        [
-            md.code(os.path.relpath(run.path, root)),
-            md.code(run.method),
-            "all" if run.ratio is None else f"{run.ratio:g}",
-            srsly.json_dumps(run.seed),
-            str(run.result["n_docs"]),
-            MISSING
-            if run.metrics["cats_macro_ap"] is None
-            else f"{100 * run.metrics['cats_macro_ap']:.1f}",
-            f"{float(run.result['wall_seconds']):.1f}",
-        ]
-        for run in ordered
-    ]
+    rows = []
+    for run in ordered:
+        ap = run.metrics["cats_macro_ap"]
+        rows.append(
+            [
+                md.code(os.path.relpath(run.path, root)),
+                md.code(run.method),
+                "all" if run.ratio is None else f"{run.ratio:g}",
+                srsly.json_dumps(run.seed),
+                str(run.result["n_docs"]),
+                MISSING if ap is None else f"{100 * ap:.1f}",
+                f"{float(run.result['wall_seconds']):.1f}",
+            ]
+        )
     total = sum(float(run.result["wall_seconds"]) for run in runs)
     header = ["file", "method", "ratio", "seed", "test docs", "macro mAP", "eval wall s"]
-    return [
+    return blocks + [
         md.title(3, "Runs"),
         f"Evaluation wall time (load, predict, score): {total:.1f} s over {len(runs)} runs.",
         md.table(rows, header),
     ]
 
 
-def _group_blocks(
-    md: MarkdownRenderer, runs: List[Run], output_md: Path, figures_dir: Path, root: Path
+def curve_points(
+    runs: Sequence[Run], method: str, ratio: float
+) -> Tuple[Dict[int, List[float]], int]:
+    """Macro mAP per epoch of every seed of `method` at `ratio`, and how many seeds had a curve.
+
+    Epoch e is the model after e full epochs (0 = the source model). The epoch callback runs
+    before each epoch, so the final model's point is the run's own score, at its epochs.
+    """
+    per_epoch: Dict[int, List[float]] = {}
+    seeds = 0
+    for run in runs:
+        if run.method != method or run.ratio not in (None, ratio) or not run.result.get("epochs"):
+            continue
+        seeds += 1
+        recorded = set()
+        for record in run.result["epochs"]:
+            if record.get("cats_macro_ap") is not None:
+                recorded.add(int(record["epoch"]))
+                per_epoch.setdefault(int(record["epoch"]), []).append(record["cats_macro_ap"])
+        last = run.result["settings"].get("epochs")
+        final = run.metrics.get("cats_macro_ap")
+        if isinstance(last, int) and last not in recorded and final is not None:
+            per_epoch.setdefault(last, []).append(final)
+    return per_epoch, seeds
+
+
+def _plot_curve(runs: Sequence[Run], ratio: float, figure: Figure) -> None:
+    """Macro mAP per epoch of the curve methods, mean over seeds (± one std with several)."""
+    axes = figure.subplots()
+    for method in CURVE_METHODS:
+        per_epoch, seeds = curve_points(runs, method, ratio)
+        if not per_epoch:
+            continue
+        epochs = sorted(per_epoch)
+        mean = numpy.array([100 * numpy.mean(per_epoch[e]) for e in epochs])
+        std = numpy.array(
+            [
+                100 * numpy.std(per_epoch[e], ddof=1) if len(per_epoch[e]) > 1 else 0.0
+                for e in epochs
+            ]
+        )
+        colour = METHOD_COLOURS[method]
+        axes.plot(epochs, mean, marker="o", color=colour, label=f"{method} (n={seeds})")
+        if seeds > 1:
+            axes.fill_between(epochs, mean - std, mean + std, color=colour, alpha=0.2)
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes.set_xlabel("epoch (0 = before adaptation)")
+    axes.set_ylabel("macro mAP (%)")
+    axes.set_title(f"Macro mAP per epoch, {ratio_header(ratio)} (mean over seeds)")
+    axes.grid(alpha=0.3)
+    axes.legend()
+
+
+def _plot_labels(runs: Sequence[Run], ratio: float, figure: Figure) -> None:
+    """Grouped bars of each method's AP per label, mean over seeds."""
+    at_ratio = [run for run in runs if run.ratio in (None, ratio)]
+    methods = [m for m in ALL_METHODS if any(r.method == m for r in at_ratio)]
+    labels: List[str] = []
+    for run in at_ratio:
+        labels.extend(label for label in run.metrics["cats_ap_per_type"] if label not in labels)
+    figure.set_figwidth(max(6.4, min(24.0, 1.0 + 0.6 * len(labels))))
+    axes = figure.subplots()
+    width, positions = 0.8 / len(methods), numpy.arange(len(labels))
+    for i, method in enumerate(methods):
+        heights = []
+        for label in labels:
+            values = [
+                run.metrics["cats_ap_per_type"][label]
+                for run in at_ratio
+                if run.method == method and run.metrics["cats_ap_per_type"].get(label) is not None
+            ]
+            heights.append(100 * numpy.mean(values) if values else math.nan)
+        offset = (i - (len(methods) - 1) / 2) * width
+        axes.bar(positions + offset, heights, width, color=METHOD_COLOURS[method], label=method)
+    axes.set_xticks(positions, labels, rotation=45, ha="right")
+    axes.set_ylabel("AP (%)")
+    axes.set_title(f"AP per label, {ratio_header(ratio)} (mean over seeds)")
+    axes.grid(axis="y", alpha=0.3)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+
+
+def _figures(
+    md: MarkdownRenderer, runs: Sequence[Run], output_md: Path, figures_dir: Path
 ) -> List[str]:
-    """Tables, gains, figures and details of the runs of one setting."""
-    ratios: List[Optional[float]] = sorted({r.ratio for r in runs if r.ratio is not None})
-    ratios = ratios or [None]
-    seeds = sorted({srsly.json_dumps(run.seed) for run in runs})
-    methods = [m for m in ALL_METHODS if any(run.method == m for run in runs)]
-    blocks = [
-        f"{len(runs)} runs; ratios (share of target train positives removed): "
-        f"{', '.join(f'{r:g}' for r in ratios)}; seeds: {', '.join(seeds)}.",
-        md.list(f"{md.code(m)}: {METHOD_DESCRIPTIONS[m]}" for m in methods),
-    ]
-    for metric in METRICS:
-        blocks.extend(_metric_blocks(md, runs, methods, ratios, metric))
-        if metric[0] == "cats_macro_ap":
-            blocks.extend(_gain_blocks(md, runs, methods, ratios))
-    blocks.extend(figure_blocks(runs, output_md, figures_dir, md))
-    blocks.extend(_skipped_blocks(md, runs))
-    blocks.extend(_source_blocks(md, runs))
-    blocks.extend(_settings_blocks(md, runs, root))
-    blocks.extend(_runs_blocks(md, runs, root))
+    """Draw the figures the runs have data for, at the smallest ratio that has some (the
+    paper's Fig. 5 setting); return the Markdown blocks linking them."""
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    blocks = [md.title(2, "Figures")]
+
+    def draw(name: str, alt: str, has_data: Callable[[Run], bool], plot: Callable) -> Any:
+        ratios = [run.ratio for run in runs if run.ratio is not None and has_data(run)]
+        if not ratios:
+            return None
+        figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+        plot(runs, min(ratios), figure)
+        FigureCanvasAgg(figure)
+        figure.savefig(figures_dir / name, dpi=120)
+        target = Path(os.path.relpath(figures_dir / name, output_md.parent)).as_posix()
+        blocks.append(f"![{alt}]({target})")
+        return min(ratios)
+
+    def has_curve(run: Run) -> bool:
+        return run.method in CURVE_METHODS and bool(run.result.get("epochs"))
+
+    ratio = draw(CURVE_FIGURE, "Macro mAP per epoch", has_curve, _plot_curve)
+    if ratio is None:
+        blocks.append(
+            "No per-epoch records: train with `[training.before_update]` "
+            "`spacy_dallmi.epoch_eval.v1` and pass its output to `evaluate --epoch-log` to "
+            "get the learning curve."
+        )
+    else:
+        blocks.append(
+            f"Macro mAP per epoch at {ratio_header(ratio)} (the paper's Fig. 5), "
+            "recorded during training for this figure only (never for model selection). Epoch "
+            "e is the model after e full epochs; the last point is the model scored in the "
+            "tables."
+        )
+    has_labels = lambda run: bool(run.metrics["cats_ap_per_type"])  # noqa: E731
+    ratio = draw(LABEL_FIGURE, "AP per label", has_labels, _plot_labels)
+    if ratio is not None:
+        blocks.append(f"AP per label at {ratio_header(ratio)}, mean over seeds.")
     return blocks
-
-
-def _read(path: Path) -> Dict[str, Any]:
-    """A metrics file's content; {} for a missing or broken file, which :func:`load_runs`
-    then reports by name."""
-    try:
-        return srsly.read_json(path)
-    except (OSError, ValueError):
-        return {}
 
 
 def _setting(result: Dict[str, Any]) -> Dict[str, str]:
     """The setting a metrics file belongs to: its settings without seed and ratio."""
     settings = result.get("settings") or {}
-    return {k: srsly.json_dumps(v) for k, v in settings.items() if k not in SETTING_EXCLUDED}
+    return {k: srsly.json_dumps(v) for k, v in settings.items() if k not in ("seed", "ratio")}
 
 
 def group_by_setting(
     results: Dict[Path, Dict[str, Any]],
 ) -> List[Tuple[Dict[str, str], List[Path]]]:
-    """Group metrics files by setting. A setting is one that no other file's extends; a file
-    belongs to every setting its own settings are part of, so one `none` or `ft_full` run
-    serves every learning rate or MixUp weight of the adapted models."""
+    """Group metrics files by setting: the settings no other file's extend. A file belongs to
+    every setting its own settings are part of, so one `none` or `ft_full` run serves every
+    learning rate or MixUp weight of the adapted models."""
     candidates: List[Dict[str, str]] = []
     for result in results.values():
-        setting = _setting(result)
-        if setting not in candidates:
-            candidates.append(setting)
+        if _setting(result) not in candidates:
+            candidates.append(_setting(result))
     maximal = [
         c for c in candidates if not any(c != d and c.items() <= d.items() for d in candidates)
     ]
@@ -294,22 +371,21 @@ def build_report(
 ) -> None:
     """Write a Markdown report (tables, settings, figures) from metrics files.
 
-    metrics_paths: JSON files written by :func:`.evaluate.write_metrics`; files that say a
-        run was skipped (e.g. no labelled target test set) are listed with their reason.
-    output_md: the Markdown file to write (parent folders are created).
-    figures_dir: where the PNGs go; the report links them by relative path.
-    title: the report's heading.
-    group_settings: one section per setting (see :func:`group_by_setting`); otherwise all files
-        form one table, and two files of one method, ratio and seed are an error.
-    root: file paths in the report are relative to it (default: the working directory), so a
-        report never holds a machine's absolute paths.
-
-    Raises ValueError when no file is given, a file lacks a required key or has an unknown
-    method (naming the file), or two files claim the same method, ratio and seed.
+    Files that say a run was skipped are listed with their reason. ``figures_dir`` holds the
+    PNGs, linked by relative path; ``group_settings``: one section per setting (see
+    :func:`group_by_setting`), else one table, where two files of one method, ratio and seed
+    are an error. Paths in the report are relative to ``root`` (default: the working
+    directory). Raises ValueError for no files, a file without a required key or with an
+    unknown method (naming it), or two files of one method, ratio and seed.
     """
     paths = [Path(path) for path in metrics_paths]
     root = Path(root or Path.cwd())
-    results = {path: _read(path) for path in paths}
+    results = {}
+    for path in paths:
+        try:
+            results[path] = srsly.read_json(path)
+        except (OSError, ValueError):  # load_runs names the file
+            results[path] = {}
     skipped = {path: result for path, result in results.items() if "skipped" in result}
     scored = [path for path in paths if path not in skipped]
     output_md = Path(output_md)
@@ -345,7 +421,17 @@ def build_report(
                 )
                 blocks += [md.title(2, f"Setting {number}"), f"Differs from the others in: {shown}"]
                 group_figures = figures_dir / f"setting{number}"
-            blocks.extend(_group_blocks(md, runs, output_md, group_figures, root))
+            ratios = sorted({r.ratio for r in runs if r.ratio is not None}) or [None]
+            seeds = sorted({srsly.json_dumps(run.seed) for run in runs})
+            methods = [m for m in ALL_METHODS if any(run.method == m for run in runs)]
+            blocks += [
+                f"{len(runs)} runs; ratios (share of target train positives removed): "
+                f"{', '.join(f'{r:g}' for r in ratios)}; seeds: {', '.join(seeds)}.",
+                md.list(f"{md.code(m)}: {METHOD_DESCRIPTIONS[m]}" for m in methods),
+                *_tables(md, runs, methods, ratios),
+                *_figures(md, runs, output_md, group_figures),
+                *_details(md, runs, root),
+            ]
     for block in blocks:
         md.add(block)
     output_md.write_text(md.text + "\n", encoding="utf8")

@@ -1,10 +1,9 @@
-"""Metrics files as :class:`Run` records, and the numbers the report and benchmarks take from
-them: per-seed values of a metric, ``mean ± std`` cells and DALLMi's recovery.
+"""Metrics files as :class:`Run` records, and the numbers the report and the benchmarks take
+from them: per-seed values of a metric, ``mean ± std`` cells and the recovery of the gap.
 
-Each metrics file is one :func:`spacy_dallmi.experiments.evaluate.evaluate_pipeline` result:
-one method at one share of hidden positives (``settings.ratio``) with one seed. The methods
-that read no hidden labels (``none``, ``ft_full``) may have no ratio: one run then counts at
-every ratio.
+A metrics file is one method at one share of hidden positives (``settings.ratio``) and seed;
+the methods that read no hidden labels (``none``, ``ft_full``) may have no ratio and then
+count at every ratio.
 """
 
 import statistics
@@ -34,8 +33,6 @@ REQUIRED_KEYS = (
 
 @dataclass(frozen=True)
 class Run:
-    """One metrics file: a method at one ratio and seed, with the file it came from."""
-
     path: Path
     method: str
     ratio: Optional[float]
@@ -48,8 +45,7 @@ class Run:
 
 
 def _has_key(data: Any, dotted: str) -> bool:
-    """Whether `data` holds the (possibly nested) key ``a.b``; the value may be null, as a
-    metric is when it is undefined (e.g. macro AP of a test split without any positive)."""
+    """Whether `data` holds the nested key ``a.b`` (its value may be null: an undefined metric)."""
     for part in dotted.split("."):
         if not isinstance(data, dict) or part not in data:
             return False
@@ -57,19 +53,9 @@ def _has_key(data: Any, dotted: str) -> bool:
     return True
 
 
-def _ratio_key(value: float) -> float:
-    """Ratios come from JSON floats; rounding makes 0.7 and 0.7000000001 one column."""
-    return round(float(value), 6)
-
-
 def load_runs(metrics_paths: Iterable[Path]) -> List[Run]:
-    """Read and validate metrics files.
-
-    Errors name the offending file: a report built from a folder of dozens of runs is otherwise
-    hard to debug. Two files for the same method, ratio and seed are an error rather than two
-    "seeds", since averaging them would understate the spread (it usually means runs of two
-    configurations, e.g. different ``max_docs``, were mixed).
-    """
+    """Read and validate metrics files; errors name the file. Two files of one method, ratio and
+    seed are an error, not two "seeds": they are runs of two configurations mixed."""
     paths = [Path(path) for path in metrics_paths]
     if not paths:
         raise ValueError(
@@ -101,7 +87,7 @@ def load_runs(metrics_paths: Iterable[Path]) -> List[Run]:
             raise ValueError(f"{path}: settings.ratio must be a number, got {ratio!r}.")
         if result["settings"]["seed"] is None:
             raise ValueError(f"{path}: settings.seed is null; evaluate with --seed set.")
-        key_ratio = None if ratio is None else _ratio_key(ratio)
+        key_ratio = None if ratio is None else round(float(ratio), 6)  # 0.7 == 0.7000000001
         run = Run(path, method, key_ratio, result["settings"]["seed"], result)
         key = (run.method, run.ratio, srsly.json_dumps(run.seed))
         if key in seen:
@@ -117,9 +103,8 @@ def load_runs(metrics_paths: Iterable[Path]) -> List[Run]:
 def metric_values(
     runs: Sequence[Run], method: str, ratio: float, metric: str, last: bool = False
 ) -> List[float]:
-    """The metric of every seed of `method` at `ratio` (runs where it is null are left out; a
-    run without a ratio counts at every ratio). ``last``: the last epoch's metrics
-    (``metrics_last``) instead of the selected model's, where a run has them."""
+    """The non-null metric of every seed of `method` at `ratio`; ``last``: of the last epoch
+    (``metrics_last``) instead of the selected model, where a run has it."""
     values = []
     for run in runs:
         metrics = run.result.get("metrics_last", run.metrics) if last else run.metrics
@@ -131,11 +116,7 @@ def metric_values(
 
 
 def format_cell(values: Sequence[float]) -> str:
-    """``mean ± std (n=k)`` in percent, std over seeds with ddof=1; ``–`` without values.
-
-    A single seed has no spread to estimate, so it is shown without ``±`` rather than with a
-    misleading 0.0.
-    """
+    """``mean ± std (n=k)`` in percent (ddof=1; one seed has no ``±``), ``–`` without values."""
     if not values:
         return MISSING
     mean = 100 * statistics.fmean(values)
@@ -147,18 +128,11 @@ def format_cell(values: Sequence[float]) -> str:
 def recovery(
     method: float, ft_partial: float, ft_full: float, points: float = 100.0, decimals: int = 1
 ) -> str:
-    """The share of the gap between partial- and full-label fine-tuning that ``method`` closes,
-    as report text: ``52.6%``, or ``n/a (gap 1.7)`` where the gap is below
-    :data:`MIN_RECOVERY_GAP` points.
-
-    ``(method - ft_partial) / (ft_full - ft_partial)``: 0% means no better than fine-tuning on
-    the partial labels, 100% as good as having every label. Below the minimum gap the ratio
-    divides noise by noise (a 1.7-point gap once gave "−1010%"), so the gap is shown instead.
-    The three scores share a unit with ``points`` points to it: 100 for the metrics files'
-    fractions (the report), 1 for the benchmarks' points (their summaries, which print
-    ``decimals=0``). The threshold is brought into that unit (3.0 / 100 is the float 0.03)
-    rather than the gap into points, so scaling never rounds a gap across it.
-    """
+    """``(method - ft_partial) / (ft_full - ft_partial)`` as text, ``52.6%``: the share of the
+    partial-to-full gap ``method`` closes; ``n/a (gap 1.7)`` below :data:`MIN_RECOVERY_GAP`
+    points, where it divides noise by noise. ``points``: points per unit of the scores (100
+    for the metrics files' fractions, 1 for the benchmarks'); the threshold is scaled, not
+    the gap, so scaling never rounds a gap across it."""
     gap = ft_full - ft_partial
     if gap < MIN_RECOVERY_GAP / points:
         return f"n/a (gap {points * gap:.1f})"
@@ -166,8 +140,7 @@ def recovery(
 
 
 def ratio_header(ratio: Optional[float]) -> str:
-    """The column heading of a ratio, e.g. ``50% removed``; ratio 0 is a target whose labels
-    were partial as given, None a column of runs that do not depend on the ratio."""
+    """A ratio's column heading: ``50% removed``, ``labels as given`` (0) or ``any ratio``."""
     if ratio is None:
         return "any ratio"
     return f"{ratio * 100:g}% removed" if ratio else "labels as given"

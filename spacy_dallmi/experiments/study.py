@@ -1,20 +1,15 @@
 """The study: ``python -m spacy_dallmi study COMMAND``, the commands the spaCy project runs.
 
 Each command (``check``, ``adapt``, ``baselines``, ``table``, ``tune``, ``ablations``) takes
-the project's few vars as options, plus ``--options "NAME=VALUE ..."`` for the settings that
-are rarely changed (:data:`OPTIONS`), and runs its steps in order: check the data, prepare
-the corpora, train the source model, train and evaluate each method, fit the thresholds and
-write the report. The run bookkeeping lives here, not in ``project.yml``:
-
-- :meth:`Study.folder` is the one function that names a run folder, by the settings that
-  change its result, so runs with other settings never overwrite each other, and the source
-  model and the ratio-free baselines are shared by every setting that does not change them;
-- a step whose output is already there from the same inputs is skipped: the corpora by the
-  record ``prepared.json`` beside them, a training run by its ``training_inputs.json``
-  (:mod:`.run_inputs`), a metrics file when it is newer than its run and test split;
-  ``--options force=dallmi,source`` (or ``force=all``) redoes the named runs.
-
-Every bad var or option is one line naming what to set, before anything is read or trained.
+the project's vars as options, plus ``--options "NAME=VALUE ..."`` for the rarely changed
+settings (:data:`OPTIONS`), and runs its steps in order: check the data, prepare the corpora,
+train the source model, train and evaluate each method, fit the thresholds, write the report.
+:meth:`Study.folder` is the one function that names a run folder, by the settings that change
+its result, so runs never overwrite each other and the source model and ratio-free baselines
+are shared. A step whose output is there from the same inputs is skipped (the corpora by
+``prepared.json``, a training run by :mod:`.run_inputs`, a metrics file newer than its run);
+``--options force=dallmi,source`` (or ``force=all``) redoes runs. Every bad var or option is
+one line naming what to set, before anything is read or trained.
 """
 
 import hashlib
@@ -27,12 +22,23 @@ import srsly
 import typer
 from wasabi import msg
 
-from .commands import _build_report, _split_names, app
+from .commands import (
+    CURVE_FILE,
+    _split_names,
+    app,
+    evaluate_to,
+    find_thresholds,
+    prepare_command,
+    train_run,
+    write_report,
+)
+from .corpus import read_files
 from .datasets import DATASETS, GOEMOTIONS_FILES, PUBMED_FILES, SEMEVAL_FILES
+from .grid import LEARN_RATE, SETTINGS, TUNED, ablate, tune
 from .methods import TUNED_METHODS
-from .prepare import read_files, read_warnings
 from .protocol import REMOVAL_MODES, check_label_sets
 from .readers import DataPreparationError, MissingColumnError, detect_format, iter_records
+from .summary import read_warnings
 
 study_app = typer.Typer(
     help="The study's workflows, as the spaCy project runs them (see docs/STUDY.md).",
@@ -51,8 +57,6 @@ INPUTS_FILE = "inputs.json"
 PREPARED_FILE = "prepared.json"
 BACKBONES_FILE = Path("training") / "backbones.json"
 SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-SETTINGS = "initialize.before_init.settings"
-LEARN_RATE = "training.optimizer.learn_rate.initial_rate"
 
 #: The rarely set settings, ``--vars.options "NAME=VALUE NAME=VALUE"``, with their defaults
 #: (a value is read as its default's type; lists are comma-separated).
@@ -267,10 +271,7 @@ class Study:
             overrides[f"{SETTINGS}.mixup_lambda"] = lam
             overrides[f"{SETTINGS}.mixup_warmup_steps"] = self.mixup_warmup_steps
             overrides[f"{SETTINGS}.loss_form"] = self.loss_form
-        if method == "an_ls":
-            overrides[f"{SETTINGS}.label_smoothing"] = 0.1
-        if method == "wan":
-            overrides[f"{SETTINGS}.negative_weighting"] = "wan"
+        overrides.update(TUNED[method][1] if method in TUNED else {})
         if self.tuned and method in TUNED_METHODS:
             overrides.update(self.tuned_values(method))
         return ("adapt.cfg" if method.startswith("dallmi") else "finetune.cfg"), overrides
@@ -482,45 +483,43 @@ def check(study: Study) -> List[Path]:
 
 def prepare(study: Study) -> None:
     """Write the corpora, unless ``prepared.json`` shows them made from the same inputs."""
-    from .data_commands import prepare_command
-
     inputs = srsly.read_json(Path("corpus") / study.data_name / INPUTS_FILE)
     names = ("ratio", "removal", "seed", "max_source_docs", "max_target_docs")
     names += ("max_target_test_docs", "target_test_fraction", "valid_fraction")
     values = {name: getattr(study, name) for name in names}
     columns = {"text": study.text_column, "labels": study.labels_column}
+    columns["label_columns"] = study.label_columns
     record = {"inputs": inputs, "settings": values, "columns": columns}
-    record["columns"]["label_columns"] = study.label_columns
     done = study.partial / PREPARED_FILE
     if done.is_file() and srsly.read_json(done) == record and not study.forced("prepare"):
         msg.good(f"{study.partial}: already prepared from the same files and settings")
         return
     msg.divider(f"prepare {study.partial}")
+    files = {name: getattr(study, name) for name in ("source_file", "target_file")}
+    files["target_test_file"] = study.target_test_file
     prepare_command(
         study.dataset,
         study.data_dir,
         study.partial,
         max_docs=None,
         test_fraction=0.2,
-        source_file=study.source_file,
-        target_file=study.target_file,
-        target_test_file=study.target_test_file,
         text_column=study.text_column,
         labels_column=study.labels_column,
         label_columns=study.label_columns,
         quiet=False,
         shared_dir=study.corpus,
+        **files,
         **values,
     )
     srsly.write_json(done, record)
 
 
 def train(study: Study, method: str) -> None:
-    from .model_commands import train_run
-
     output = study.folder("training", method)
     msg.divider(f"train {method}: {output}")
+    options: Dict[str, Any] = {"gpu_id": study.gpu_id, "force": study.forced(method)}
     if method == "source":
+        config, epochs = "source.cfg", study.source_epochs
         overrides = {
             "paths.train": str(study.corpus / "source_train.spacy"),
             "paths.dev": str(study.corpus / "source_test.spacy"),
@@ -529,46 +528,26 @@ def train(study: Study, method: str) -> None:
             "training.batcher.size": study.batch_size,
             "system.seed": study.seed,
         }
-        train_run(
-            Path("configs/source.cfg"),
-            output,
-            study.source_epochs,
-            overrides,
-            patience=study.source_patience,
-            gpu_id=study.gpu_id,
-            force=study.forced(method),
-        )
-        return
-    config, overrides = study.training(method)
-    curve = study.corpus / "target_test.spacy" if study.curve else None
-    full = study.corpus / "target_train_full.spacy"
-    train_run(
-        Path("configs") / config,
-        output,
-        study.epochs,
-        overrides,
-        gpu_id=study.gpu_id,
-        curve_docs=curve,
-        skip_if_missing=full if method == "ft_full" else None,
-        force=study.forced(method),
-    )
+        options["patience"] = study.source_patience
+    else:
+        (config, overrides), epochs = study.training(method), study.epochs
+        options["curve_docs"] = study.corpus / "target_test.spacy" if study.curve else None
+        if method == "ft_full":
+            options["skip_if_missing"] = study.corpus / "target_train_full.spacy"
+    train_run(Path("configs") / config, output, epochs, overrides, **options)
 
 
 def evaluate(study: Study, method: str) -> None:
     """Score a run on the target test split, unless its metrics file is newer than both."""
-    from .data_commands import evaluate_to
-    from .model_commands import CURVE_FILE
-
     run = study.folder("training", "source" if method == "none" else method)
     output, test = study.folder("metrics", method), study.corpus / "target_test.spacy"
-    made = [path for path in (run / "training_inputs.json", run / "skipped.json", test)]
+    made = [run / "training_inputs.json", run / "skipped.json", test]
     newest = max((path.stat().st_mtime for path in made if path.exists()), default=0.0)
     if output.is_file() and output.stat().st_mtime > newest and not study.forced(method):
         msg.good(f"{output}: already evaluated")
         return
-    if method == "none":
-        run = run / "model-best"
     log = None if method == "none" else run / CURVE_FILE
+    run = run / "model-best" if method == "none" else run
     evaluate_to(run, test, output, method, study.settings(method), log, study.gpu_id)
 
 
@@ -578,17 +557,10 @@ def method(study: Study, name: str) -> None:
 
 
 def report(study: Study) -> None:
-    build_report = _build_report()
-    metrics = sorted((Path("metrics") / study.data_name).rglob("*.json"))
+    paths = sorted((Path("metrics") / study.data_name).rglob("*.json"))
     output = Path("reports") / f"{study.data_name}.md"
-    if not metrics:
-        msg.fail(f"No metrics files under metrics/{study.data_name}", exits=1)
-    figures = output.parent / f"{output.stem}_figures"
-    try:
-        build_report(metrics, output, figures, title=study.data_name, group_settings=True)
-    except (FileNotFoundError, ValueError) as error:
-        msg.fail(f"report: {error}", exits=1)
-    msg.good(f"Report from {len(metrics)} metrics files -> {output} (figures in {figures})")
+    empty = f"No metrics files under metrics/{study.data_name}"
+    write_report(paths, output, output.parent / f"{output.stem}_figures", study.data_name, empty)
 
 
 def start(study: Study) -> None:
@@ -602,13 +574,10 @@ def run_adapt(study: Study, with_report: bool = True) -> None:
     start(study)
     evaluate(study, "none")
     method(study, "dallmi")
-    from .model_commands import find_thresholds
-
-    run = study.folder("training", "dallmi")
     thresholds = study.folder("thresholds", "dallmi")
     if study.forced("dallmi") or not thresholds.is_file():
-        docs = study.partial / "target_valid.spacy"
-        find_thresholds(run / "model-best", docs, thresholds, study.gpu_id)
+        model = study.folder("training", "dallmi") / "model-best"
+        find_thresholds(model, study.partial / "target_valid.spacy", thresholds, study.gpu_id)
     if with_report:
         report(study)
 
@@ -635,41 +604,33 @@ def run_table(study: Study) -> None:
     report(study)
 
 
-def run_tune(study: Study) -> None:
-    from .grid import tune
-
+def _grid(study: Study) -> Dict[str, Any]:
+    """What the tune grid and the ablations share: the source model, the corpora, the run."""
     start(study)
+    source = study.folder("training", "source") / "model-best"
+    run = {"epochs": study.epochs, "batch_size": study.batch_size, "seed": study.seed}
+    return {"source": source, "partial": study.partial, **run, "gpu_id": study.gpu_id}
+
+
+def run_tune(study: Study) -> None:
     tune(
-        study.folder("training", "source") / "model-best",
-        study.partial,
-        Path("tuned") / study.data_name,
-        Path("tuning") / study.model_key / study.hide,
-        epochs=study.epochs,
-        batch_size=study.batch_size,
+        output=Path("tuned") / study.data_name,
+        work=Path("tuning") / study.model_key / study.hide,
         learn_rates=study.tune_learn_rates,
         lambdas=study.tune_lambdas,
         warmup=study.tune_warmup,
-        seed=study.seed,
-        gpu_id=study.gpu_id,
+        **_grid(study),
     )
 
 
 def run_ablations(study: Study) -> None:
-    from .grid import ablate
-
-    start(study)
     ablate(
-        study.folder("training", "source") / "model-best",
-        study.corpus,
-        study.partial,
-        Path("reports") / f"{study.data_name}_ablations.md",
-        Path("ablations") / study.model_key / study.hide,
-        epochs=study.epochs,
-        batch_size=study.batch_size,
+        corpus=study.corpus,
+        output=Path("reports") / f"{study.data_name}_ablations.md",
+        work=Path("ablations") / study.model_key / study.hide,
         learn_rate=study.learn_rate,
         lambdas=study.ablation_lambdas,
-        seed=study.seed,
-        gpu_id=study.gpu_id,
+        **_grid(study),
     )
 
 

@@ -1,20 +1,83 @@
-"""Say in plain words what data preparation did: the printed tables and ``stats["changes"]``.
+"""Say in plain words what data preparation did, and warn about data that will not do what a
+user expects.
 
-Every row, label or positive that was left out or changed gets one sentence with its count and
-reason, so a user never has to diff files to learn what happened to their data.
+Every row, label or positive left out or changed gets one sentence with its count and reason
+(``stats["changes"]``), so a user never has to diff files to learn what happened. The warnings
+(``stats["warnings"]``) stop nothing: a source label too rare to learn, a target label without
+a known positive, the same text on both sides of a split.
 """
 
+from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from wasabi import Printer
 
-from .readers import SKIP_REASONS
+from .readers import SKIP_REASONS, Corpus
+
+#: Fewer source positives than this and a label gets a warning.
+MIN_SOURCE_POSITIVES = 5
+
+
+def rare_source_labels(positives: Mapping[str, int], where: str) -> Optional[str]:
+    rare = {label: n for label, n in positives.items() if n < MIN_SOURCE_POSITIVES}
+    if not rare:
+        return None
+    counted = ", ".join(f"'{label}' ({n})" for label, n in rare.items())
+    return (
+        f"{where}: label(s) {counted} have fewer than {MIN_SOURCE_POSITIVES} positives "
+        "(count in brackets): the source model cannot learn them, so adaptation starts from "
+        "a model that does not know them. Add source examples of them, or leave them out of "
+        "the label set."
+    )
+
+
+def unadaptable_labels(positives: Mapping[str, int], where: str) -> Optional[str]:
+    missing = [label for label, n in positives.items() if not n]
+    if not missing:
+        return None
+    return (
+        f"{where}: label(s) {', '.join(repr(x) for x in missing)} have no known positive in "
+        "the target data, so they cannot be adapted (DALLMi's loss leaves them out). Mark "
+        "known positives of them in the target file, if you have any."
+    )
+
+
+def duplicate_texts(texts: Sequence[str]) -> Dict[str, int]:
+    """How many distinct texts occur more than once, and in how many rows."""
+    repeated = [n for n in Counter(texts).values() if n > 1]
+    return {"texts": len(repeated), "rows": int(sum(repeated))}
+
+
+def leak_warning(split_a: str, split_b: str, shared: int, fix: str) -> str:
+    return (
+        f"{split_a}/{split_b}: {shared} text(s) are in both {split_a} and {split_b}, so "
+        f"{split_b} scores are optimistic (the model has seen those texts). {fix}"
+    )
+
+
+def read_warnings(reads: Mapping[str, Corpus]) -> List[str]:
+    """The warnings the files alone decide (before any split), for ``study check``."""
+    source, target = reads["source"], reads["target"]
+    target_positives = {label: target.report.positives.get(label, 0) for label in source.labels}
+    repeated = duplicate_texts(source.texts)
+    lines = [
+        rare_source_labels(source.report.positives, f"source ({source.report.origin})"),
+        unadaptable_labels(target_positives, f"target ({target.report.origin})"),
+    ]
+    if repeated["texts"]:
+        lines.append(
+            f"source ({source.report.origin}): {repeated['texts']} text(s) occur more than "
+            f"once ({repeated['rows']} rows). `prepare` keeps every copy on the side of the "
+            "split its first copy is on, so none is in both source train and test; "
+            "deduplicate the file if the copies are not meant to count twice."
+        )
+    return [line for line in lines if line]
 
 
 def read_summary(name: str, read: Dict[str, Any]) -> str:
-    """One line per file read: rows read and kept, rows with and without a known positive,
-    positives per label, and the rows dropped, by reason, with their first row numbers."""
+    """One line per file read: rows read and kept, with and without a known positive,
+    positives per label, and the rows dropped by reason."""
     positives = ", ".join(f"{label} {n}" for label, n in read["positives"].items()) or "none"
     dropped = "; ".join(
         f"{count} x {reason} (e.g. {', '.join(read['skipped_examples'][reason][:3])})"
@@ -48,7 +111,6 @@ def _read_changes(name: str, read: Dict[str, Any]) -> List[str]:
 
 
 def _valid_changes(stats: Dict[str, Any]) -> List[str]:
-    """What carving the validation slice did, and the labels it has no known positive for."""
     valid = stats["splits"].get("target_valid")
     if valid is None:
         return []
@@ -116,7 +178,7 @@ def describe_changes(stats: Dict[str, Any]) -> List[str]:
         )
     lines.extend(_valid_changes(stats))
     if stats["hiding"] is None:
-        known = stats["domains"]["target"]["positives"]
+        known = target["positives"]
         unknown = [
             k for k, n in stats["splits"]["target_train"]["positives"].items() if not n and known[k]
         ]
@@ -143,7 +205,7 @@ def describe_changes(stats: Dict[str, Any]) -> List[str]:
 
 
 def print_summary(stats: Dict[str, Any], output_dir: Path, *, quiet: bool = False) -> None:
-    """Print split sizes, per-label positives and all changes as wasabi tables."""
+    """Print the reads, split sizes, per-label positives, changes and warnings."""
     msg = Printer(no_print=quiet)
     settings = stats["settings"]
     msg.divider(
@@ -153,36 +215,20 @@ def print_summary(stats: Dict[str, Any], output_dir: Path, *, quiet: bool = Fals
     for name, read in stats["reads"].items():
         msg.info(read_summary(name, read))
     splits = stats["splits"]
-    msg.table(
-        [
-            (
-                name,
-                s["docs"],
-                sum(s["positives"].values()),
-                s["docs_without_positives"],
-                s["capped"],
-                sum(s.get("hidden", {}).values()),
-            )
-            for name, s in splits.items()
-        ],
-        header=("split", "docs", "positives", "no positive", "capped", "hidden"),
-        divider=True,
-        aligns=("l", "r", "r", "r", "r", "r"),
-    )
+    rows = [
+        (name, s["docs"], sum(s["positives"].values()), s["docs_without_positives"])
+        + (s["capped"], sum(s.get("hidden", {}).values()))
+        for name, s in splits.items()
+    ]
+    header = ("split", "docs", "positives", "no positive", "capped", "hidden")
+    msg.table(rows, header=header, divider=True, aligns=("l", *"rrrrr"))
     hidden = splits["target_train"].get("hidden", {})
-    msg.table(
-        [
-            (
-                label,
-                *(split["positives"][label] for split in splits.values()),
-                hidden.get(label, 0),
-            )
-            for label in stats["labels"]
-        ],
-        header=("label", *splits, "hidden"),
-        divider=True,
-        aligns=("l", *("r" for _ in splits), "r"),
-    )
+    rows = [
+        (label, *(split["positives"][label] for split in splits.values()), hidden.get(label, 0))
+        for label in stats["labels"]
+    ]
+    aligns = ("l", *("r" for _ in splits), "r")
+    msg.table(rows, header=("label", *splits, "hidden"), divider=True, aligns=aligns)
     hiding = stats["hiding"]
     if hiding is not None:
         msg.info(

@@ -1,14 +1,10 @@
-"""Per-label decision thresholds, tuned on the partially labelled validation slice.
+"""Per-label decision thresholds, fitted on the partially labelled validation slice.
 
-``spacy find-threshold`` tunes one threshold for all labels. Labels differ in frequency and
-calibration, and an adapted model's probabilities shift per label, so one cut-off is
-rarely right for all of them. :func:`fit_thresholds` picks, for each label, the threshold
-that maximises F1 against the labels the validation docs carry.
-
-On partially labelled data the unlabeled docs count as negatives here: the F1 is biased
-(hidden positives look like false positives), so the tuned thresholds lean high. That is
-the price of never reading the test split. The JSON written by :func:`write_thresholds` is
-what ``python -m spacy_dallmi classify --thresholds`` applies.
+Labels differ in frequency and calibration, so one cut-off (``spacy find-threshold``'s) is
+rarely right for all: :func:`fit_thresholds` picks, per label, the threshold with the best F1
+against the labels the validation docs carry. Unlabeled docs count as negatives, so the F1 is
+biased and the thresholds lean high: the price of never reading the test split. The JSON of
+:func:`write_thresholds` is what ``classify --thresholds`` applies.
 """
 
 from pathlib import Path
@@ -24,12 +20,8 @@ DEFAULT_THRESHOLD = 0.5
 
 
 def best_f1_threshold(gold: numpy.ndarray, scores: numpy.ndarray) -> Tuple[float, float]:
-    """``(threshold, f1)`` maximising F1 of ``scores >= threshold`` against 0/1 ``gold``.
-
-    Candidates are the distinct scores; a threshold halfway between the chosen score and
-    the next lower one is returned, so it does not sit exactly on a training score. Ties
-    in F1 go to the higher threshold.
-    """
+    """``(threshold, f1)`` maximising F1 of ``scores >= threshold`` against 0/1 ``gold``: halfway
+    between the chosen score and the next lower one, ties going to the higher threshold."""
     gold = numpy.asarray(gold, dtype=bool)
     scores = numpy.asarray(scores, dtype="float64")
     if gold.shape != scores.shape or gold.ndim != 1:
@@ -71,7 +63,6 @@ def fit_threshold_columns(
 
 
 def _gold_value(doc: Doc, index: int, label: str) -> float:
-    """1.0 for a known positive, 0.0 for anything that is not one (0.0, None, absent)."""
     value = doc.cats.get(label)
     if value is None or value in (0.0, 1.0):
         return float(value == 1.0)
@@ -85,10 +76,8 @@ def _gold_value(doc: Doc, index: int, label: str) -> float:
 def fit_thresholds(
     docs: Sequence[Doc], gold_docs: Sequence[Doc], labels: Iterable[str]
 ) -> Dict[str, Dict[str, float]]:
-    """Per label: ``{"threshold", "f1", "positives"}`` from predicted ``docs`` and the
-    reference ``gold_docs`` (1.0 = known positive; 0.0, None or absent = no known positive,
-    counted as negative). Any other gold value is an error naming the doc and label, rather
-    than a silent negative."""
+    """Per label: ``{"threshold", "f1", "positives"}`` from predicted ``docs`` and ``gold_docs``
+    (1.0 = known positive; 0.0, None or absent = negative; anything else is an error)."""
     labels = list(labels)
     gold = [[_gold_value(doc, i, label) for label in labels] for i, doc in enumerate(gold_docs)]
     scores = [[doc.cats[label] for label in labels] for doc in docs]
@@ -108,8 +97,8 @@ def tune_pipeline_thresholds(
 
 
 def write_thresholds(fitted: Dict[str, Dict[str, float]], path: Union[str, Path]) -> Path:
-    """Write ``{label: threshold}`` (what ``classify --thresholds`` reads) to ``path`` and
-    the per-label F1 and positive counts beside it, as ``<stem>.details.json``."""
+    """Write ``{label: threshold}`` to ``path`` and the per-label F1 and positive counts
+    beside it, as ``<stem>.details.json``; return that path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     srsly.write_json(path, {label: values["threshold"] for label, values in fitted.items()})
