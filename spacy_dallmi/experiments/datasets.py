@@ -1,9 +1,8 @@
 """The built-in domain pairs: ``emotions`` (Reddit -> Twitter) and ``pubmed`` (male -> female).
 
-Each loader reads the public files described in the datasets README into a
-:class:`~.readers.DomainPair`, keeps only the labels both domains share and counts what that
-drops, so the experiment protocol (:mod:`.protocol`) sees the same kind of input as it does for
-users' own files.
+Each loader reads the public files of the datasets README into a
+:class:`~.readers.DomainPair` and keeps the labels both domains share, counting what that
+drops, so the protocol sees the same kind of input as for users' own files.
 """
 
 from pathlib import Path
@@ -31,34 +30,16 @@ DATASETS = ("emotions", "pubmed")
 #: The 8 emotions GoEmotions and SemEval-2018 E-c share, in the order the corpora use.
 EMOTION_LABELS = ("anger", "disgust", "fear", "joy", "love", "optimism", "sadness", "surprise")
 #: All label columns of SemEval-2018 E-c; the 3 not in EMOTION_LABELS are dropped (and counted).
-SEMEVAL_LABELS = (
-    "anger",
-    "anticipation",
-    "disgust",
-    "fear",
-    "joy",
-    "love",
-    "optimism",
-    "pessimism",
-    "sadness",
-    "surprise",
-    "trust",
-)
+SEMEVAL_LABELS = tuple(sorted((*EMOTION_LABELS, "anticipation", "pessimism", "trust")))
 #: The 14 MeSH tree roots that are one-hot columns of the PubMed CSVs (the paper's 14 labels).
 MESH_ROOTS = ("A", "B", "C", "D", "E", "F", "G", "H", "I", "J", "L", "M", "N", "Z")
 GOEMOTIONS_FILES = ("train.tsv", "dev.tsv", "test.tsv")
 SEMEVAL_FILES = ("2018-E-c-En-train.txt", "2018-E-c-En-dev.txt")
-PUBMED_FILES = (
-    "train-data-small.csv",
-    "dev-data-small.csv",
-    "test-data-small.csv",
-    "dev-data-med.csv",
-    "test-data-med.csv",
-)
+PUBMED_FILES = tuple(f"{part}-data-small.csv" for part in ("train", "dev", "test"))
+PUBMED_FILES += ("dev-data-med.csv", "test-data-med.csv")
 
 
 def asset_hint(asset: str, origin: str) -> str:
-    """How to fetch a built-in dataset's files, for the missing-file error."""
     return (
         f"It belongs to the '{asset}' asset ({origin}): run `spacy project assets` to fetch it, "
         f"or point data_dir at the folder that holds goemotions/, semeval2018_ec/ and pubmed/ "
@@ -80,11 +61,8 @@ def _parse_ids(value: Optional[str], n_labels: int) -> List[int]:
 
 
 def read_goemotions(folder: PathLike) -> Corpus:
-    """Read GoEmotions train+dev+test (headerless TSVs: text, label ids, comment id).
-
-    Label ids index ``labels.txt`` (28 labels incl. ``neutral``); all 28 are kept here so that
-    selecting the shared labels can count what dropping the others removes.
-    """
+    """GoEmotions train+dev+test (headerless TSVs: text, label ids, comment id), with all 28
+    labels of ``labels.txt``, so that selecting the shared ones counts what the others drop."""
     folder = Path(folder)
     hint = asset_hint("goemotions", "monologg/GoEmotions-pytorch, data/original")
     labels_path = folder / "labels.txt"
@@ -108,13 +86,9 @@ def read_goemotions(folder: PathLike) -> Corpus:
 
 
 def load_emotions(data_dir: PathLike) -> DomainPair:
-    """Reddit -> Twitter: GoEmotions (source) and SemEval-2018 E-c train+dev (target).
-
-    Both keep only the 8 shared emotions (EMOTION_LABELS). GoEmotions' 20 other labels
-    (``neutral`` included) and SemEval's ``anticipation``, ``pessimism`` and ``trust`` are
-    dropped and their positives counted; a comment or tweet with none of the 8 stays in as an
-    all-negative example.
-    """
+    """Reddit -> Twitter: GoEmotions (source) and SemEval-2018 E-c train+dev (target), both
+    with the 8 shared emotions only; the other labels' positives are counted, and a text with
+    none of the 8 stays in as an all-negative example."""
     data_dir = Path(data_dir)
     source_all = read_goemotions(data_dir / "goemotions")
     target_all = read_table(
@@ -135,13 +109,10 @@ def load_emotions(data_dir: PathLike) -> DomainPair:
 
 
 def load_pubmed(data_dir: PathLike, *, seed: int = 0) -> DomainPair:
-    """PubMed, male -> female: the five CSVs deduplicated by pmid, split by meshMajor tags.
-
-    Docs tagged ``Male`` only go to the source, ``Female`` only to the target, docs tagged both
-    to one side by a coin flip seeded with ``seed``, and docs tagged neither are left out (all
-    counted in the report and ``details``). Text is Title + " " + abstractText; labels are the
-    14 one-hot MeSH root columns.
-    """
+    """PubMed, male -> female: the five CSVs deduplicated by pmid, split by meshMajor tags:
+    ``Male`` only to the source, ``Female`` only to the target, both by a coin flip seeded with
+    ``seed``, neither left out (all counted). Text is Title + " " + abstractText; labels are
+    the 14 one-hot MeSH root columns."""
     folder = Path(data_dir) / "pubmed"
     hint = asset_hint("pubmed", "jktjia/PubMed-Multilabel-Classifiction, data/")
     files = [folder / name for name in PUBMED_FILES]
@@ -203,7 +174,6 @@ def load_pubmed(data_dir: PathLike, *, seed: int = 0) -> DomainPair:
 
 
 def load_dataset(dataset: str, data_dir: PathLike, *, seed: int = 0) -> DomainPair:
-    """Load a built-in layout (``emotions`` or ``pubmed``) from ``data_dir``."""
     if dataset == "emotions":
         return load_emotions(data_dir)
     if dataset == "pubmed":

@@ -1,18 +1,12 @@
 """Many trainings from one source model: the ``tune`` grid and the paper's ablations.
 
-``tune`` (issue 8) chooses each method's learning rate (and DALLMi's MixUp weight and
-warm-up) on the partially labelled validation slice, by the label-free selection score
-(``cats_pu_score``, the score of the run's best epoch): no target test label is read. Every
-fine-tuning baseline gets the same learning rates and epochs as DALLMi, so tuning does not
-favour the method. The choice is written as config overrides, ``<output>/<method>.json``,
-which the study's training runs apply with ``--vars.options tuned=true``.
-
-``ablate`` (issue 9) trains the variants of the paper's Tables 3 and 4 beside default DALLMi
-and reports each relative to it, with the wall time per epoch.
-
-Each grid point trains into its own folder under ``work``, named by its settings; a point
-whose folder holds a finished run (training renames it into place only at the end) is read
-back instead of trained again, so an interrupted grid resumes.
+:func:`tune` chooses each method's learning rate (and DALLMi's MixUp weight and warm-up) by
+the label-free selection score on the partially labelled validation slice, never a test
+label; every fine-tuning baseline gets the same learning rates and epochs as DALLMi. The
+choices are config overrides, ``<output>/<method>.json``, which the study applies with
+``tuned=true``. :func:`ablate` trains the variants of the paper's Tables 3 and 4 and reports
+each relative to default DALLMi. A grid point whose folder holds its finished run is read
+back, not trained again, so an interrupted grid resumes.
 """
 
 import re
@@ -88,7 +82,7 @@ def _base_overrides(source: Path, partial: Path, batch_size: int, seed: int) -> 
 def tune_points(
     method: str, learn_rates: List[float], lambdas: List[float], warmup: List[int]
 ) -> List[Dict[str, Any]]:
-    """The grid of one method: values it chooses, with warm-up in epochs (converted later)."""
+    """The grid of one method, with warm-up in epochs (converted to steps by :func:`tune`)."""
     if method != "dallmi":
         return [{LEARN_RATE: lr} for lr in learn_rates]
     points = []
@@ -158,7 +152,7 @@ def tune(
 def ablation_variants(lambdas: List[float]) -> List[Tuple[str, Dict[str, Any]]]:
     """The paper's ablations as (name, settings overrides): MixUp location x loss form
     (Table 3), the positive term, the MixUp weight and the batching (Table 4). A variant
-    equal to the defaults is the default row, not trained twice."""
+    equal to the defaults is the default row."""
     default = DallmiSettings()
     variants: List[Tuple[str, Dict[str, Any]]] = [
         (
@@ -187,13 +181,12 @@ def ablation_variants(lambdas: List[float]) -> List[Tuple[str, Dict[str, Any]]]:
 
 
 def variant_slug(name: str) -> str:
-    """An ablation variant's name as a file or folder name."""
     return re.sub(r"[^\w.-]+", "_", name).strip("_")
 
 
 def batcher_config(config: Path, folder: Path, batcher: str, batch_size: int, seed: int) -> Path:
-    """A copy of ``config`` with another batcher instead of the cycle batcher (the blocks'
-    arguments differ, so an override cannot swap it)."""
+    """A copy of ``config`` with another batcher (the blocks' arguments differ, so an
+    override cannot swap it)."""
     loaded = load_config(config)
     block: Dict[str, Any] = {"@batchers": batcher, "size": batch_size}
     if batcher == "spacy.batch_by_sequence.v1":
@@ -219,10 +212,8 @@ def _test_score(run: Path, test: Path) -> Optional[Dict[str, float]]:
     }
 
 
-def _relative(value: Optional[float], default: Optional[float]) -> str:
-    if value is None or not default:
-        return "–"
-    return f"{100 * (value - default) / default:+.1f}%"
+def _points(value: Optional[float]) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
 
 
 def ablate(
@@ -254,7 +245,6 @@ def ablate(
         msg.divider(f"ablation: {name}")
         result = train_point(config, folder, epochs, {**base, **overrides}, gpu_id)
         rows.append((name, result, _test_score(folder, test)))
-    default = rows[0][2]
     md = MarkdownRenderer()
     md.add(md.title(1, "DALLMi ablations"))
     md.add(
@@ -262,25 +252,23 @@ def ablate(
         "to default DALLMi. Test macro mAP of the selected model (`model-best`) and the last "
         "epoch; the dev score is the label-free `cats_pu_score` on the validation slice."
     )
-    if default is None:
+    if rows[0][2] is None:
         md.add(
             "No labelled target test set: only the label-free dev score and wall time are "
             "shown; no test metrics are computed."
         )
+    default = (rows[0][2] or {}).get("selected")
     table = []
     for name, result, scores in rows:
-        selected = None if scores is None else scores["selected"]
-        last = None if scores is None else scores["last"]
-        base_selected = None if default is None else default["selected"]
+        selected, last = (scores or {}).get("selected"), (scores or {}).get("last")
+        change = (
+            "–"
+            if selected is None or not default
+            else f"{100 * (selected - default) / default:+.1f}%"
+        )
         table.append(
-            [
-                name,
-                "–" if selected is None else f"{100 * selected:.1f}",
-                _relative(selected, base_selected),
-                "–" if last is None else f"{100 * last:.1f}",
-                f"{result['dev_score']:.4f}",
-                f"{result['seconds_per_epoch']:.1f}",
-            ]
+            [name, _points(selected), change, _points(last), f"{result['dev_score']:.4f}"]
+            + [f"{result['seconds_per_epoch']:.1f}"]
         )
     header = ["variant", "macro mAP", "vs default", "last epoch", "dev score", "wall s / epoch"]
     md.add(md.table(table, header))

@@ -1,12 +1,9 @@
 """The experiment protocol: label-set alignment, train/test splits, caps and label hiding.
 
-:func:`hide_labels` is the one implementation of simulated partial annotation in this
-repository; the tests and the benchmarks use it too, so every number that depends on hidden
-labels was made the same way.
-
-Every random step draws from its own generator derived from the seed (:func:`stream`), so that
-changing one setting (say the hiding ratio or ``max_docs``) does not change the outcome of
-another step (say the train/test split): runs at 50/70/90% hidden labels share their test split.
+:func:`hide_labels` is the one implementation of simulated partial annotation in the
+repository, for the study, the tests and the benchmarks alike. Every random step draws from a
+generator of its own derived from the seed (:func:`stream`), so changing one setting (the
+hiding ratio, a cap) changes no other step's outcome: runs at 50/70/90% share their test split.
 """
 
 import math
@@ -19,23 +16,13 @@ import numpy
 from .readers import DataPreparationError, DomainPair, LabelSetError
 
 REMOVAL_MODES = ("per_sample", "per_label")
-#: One generator per random step (see the module docstring for why they are independent).
-STREAMS = {
-    "domains": 0,
-    "source_split": 1,
-    "target_split": 2,
-    "source_train_cap": 3,
-    "source_test_cap": 4,
-    "target_train_cap": 5,
-    "target_test_cap": 6,
-    "hiding": 7,
-    "target_valid": 8,
-    "valid_hiding": 9,
-}
+_STEPS = ("domains", "source_split", "target_split", "source_train_cap", "source_test_cap")
+_STEPS += ("target_train_cap", "target_test_cap", "hiding", "target_valid", "valid_hiding")
+#: One generator per random step, numbered in this order (never reorder: it changes seeds).
+STREAMS = {name: number for number, name in enumerate(_STEPS)}
 
 
 def stream(seed: int, name: str) -> numpy.random.Generator:
-    """The generator of one random step, independent of the other steps' generators."""
     return numpy.random.default_rng([seed, STREAMS[name]])
 
 
@@ -47,8 +34,7 @@ def _is_unit(value: Any, low_open: bool = True) -> bool:
 
 
 def check_ratio(ratio: Any, allow_zero: bool = False) -> None:
-    """Reject hiding ratios outside (0, 1): 1 would leave no positive; 0 hides nothing, which
-    only makes sense for a target whose labels are already partial (``allow_zero``)."""
+    """Reject ratios outside (0, 1); 0 (nothing hidden) only for partial labels (``allow_zero``)."""
     if not _is_unit(ratio, low_open=not allow_zero):
         low = "0 (labels already partial)" if allow_zero else "strictly above 0"
         raise DataPreparationError(
@@ -66,12 +52,11 @@ def _check_count(name: str, value: Any) -> None:
 
 @dataclass(frozen=True)
 class PrepareSettings:
-    """The experiment settings, checked on construction so bad values fail before any reading.
+    """The experiment settings, checked on construction, before anything is read.
 
-    ``ratio`` 0 means the target's labels are already partial: nothing is hidden. ``max_docs``
-    caps every split; the per-domain caps, when set, take its place for their splits.
-    ``valid_fraction`` carves a validation slice of that share out of target train (None: no
-    slice, the target train is written whole).
+    ``ratio`` 0: the target's labels are already partial, nothing is hidden. ``max_docs`` caps
+    every split; a per-domain cap takes its place for its splits. ``valid_fraction`` carves a
+    validation slice of that share out of target train (None: none).
     """
 
     dataset: str
@@ -104,7 +89,6 @@ class PrepareSettings:
 
     @property
     def hides(self) -> bool:
-        """Whether labels are hidden (simulated), rather than partial in the data already."""
         return self.ratio > 0
 
     def cap(self, split: str) -> Optional[int]:
@@ -118,13 +102,11 @@ class PrepareSettings:
         return specific if specific is not None else self.max_docs
 
     def split_fraction(self, side: str) -> float:
-        """The test share of the ``source`` or ``target`` domain."""
         if side == "target" and self.target_test_fraction is not None:
             return self.target_test_fraction
         return self.test_fraction
 
     def to_dict(self) -> Dict[str, Any]:
-        """JSON-ready copy, written to ``stats.json`` so every output says how it was made."""
         return asdict(self)
 
 
@@ -140,23 +122,14 @@ def round_half_up(values: Union[numpy.ndarray, float]) -> numpy.ndarray:
     return numpy.floor(numpy.asarray(values, dtype=float) + 0.5).astype(int)
 
 
-# --------------------------------------------------------------------------------------------
-# Label sets
-
-
 def check_label_sets(
     source_labels: Sequence[str],
     target_labels: Sequence[str],
     label_map: Optional[Mapping[str, str]] = None,
 ) -> Dict[str, str]:
     """Check that every target label, after ``label_map`` (target -> source name), is a source
-    label, and return the effective renaming.
-
-    The model is trained on the source labels, so a target label it has never seen cannot be
-    adapted to; failing here names such labels instead of silently training on a wrong set.
-    The mapping itself is checked too: keys must be target labels and no two target labels may
-    end up with one name.
-    """
+    label (the model cannot adapt to a label it never saw), that the map's keys are target
+    labels and that it gives no two the same name; return the effective renaming."""
     mapping = dict(label_map or {})
     unknown_keys = [key for key in mapping if key not in target_labels]
     if unknown_keys:
@@ -190,12 +163,9 @@ def align_domains(
     label_map: Optional[Mapping[str, str]] = None,
     labels: Optional[Sequence[str]] = None,
 ) -> Tuple[DomainPair, Dict[str, Any]]:
-    """Give the target the source's label names and order; optionally restrict both to ``labels``.
-
-    Restricting happens before the check, so a target label outside ``labels`` is dropped
-    (and counted) rather than reported as unknown. Returns the aligned pair and what was done
-    (renamings, source labels the target has no column for).
-    """
+    """Give the target the source's label names and order, both restricted to ``labels`` first
+    (so a target label outside them is dropped and counted, not unknown); return the pair and
+    what was done (renamings, source labels the target has no column for)."""
     source, target = pair.source, pair.target
     label_map = dict(label_map or {})
     if labels is not None:
@@ -221,18 +191,11 @@ def align_domains(
     return aligned, info
 
 
-# --------------------------------------------------------------------------------------------
-# Splitting and capping
-
-
 def split_train_test(
     n_docs: int, test_fraction: float, rng: numpy.random.Generator
 ) -> Tuple[numpy.ndarray, numpy.ndarray]:
-    """Random train/test indices (each sorted, so docs keep their file order).
-
-    The test split has round(test_fraction * n_docs) docs, but at least one doc is on each side
-    whenever there are two or more, so both splits can be written and evaluated.
-    """
+    """Random train/test indices, each sorted (docs keep their file order): round(fraction * n)
+    test docs, but at least one on each side whenever there are two or more docs."""
     n_test = int(round_half_up(n_docs * test_fraction))
     if n_docs >= 2:
         n_test = min(max(n_test, 1), n_docs - 1)
@@ -243,13 +206,9 @@ def split_train_test(
 def keep_duplicates_together(
     train: numpy.ndarray, test: numpy.ndarray, texts: Sequence[str]
 ) -> Tuple[numpy.ndarray, numpy.ndarray, int]:
-    """Put every copy of a text on the side of the split its first copy (in file order) is on,
-    so that no text is in both train and test; return the new sides and how many docs moved.
-
-    Docs whose text occurs once stay where they are, so a corpus without repeated texts keeps
-    its split exactly. When moving would leave one side empty (nearly every doc is a copy of
-    one text), the split is returned unchanged and the move count is -1.
-    """
+    """Put every copy of a text on the side of its first copy (in file order), so no text is
+    in both train and test; return the new sides and how many docs moved. Unique texts stay
+    where they are. When moving would empty a side, the split is kept and the count is -1."""
     in_test = numpy.zeros(len(texts), dtype=bool)
     in_test[numpy.asarray(test, dtype=int)] = True
     first_side: Dict[str, bool] = {}
@@ -264,24 +223,16 @@ def keep_duplicates_together(
 def cap_indices(
     indices: numpy.ndarray, max_docs: Optional[int], rng: numpy.random.Generator
 ) -> numpy.ndarray:
-    """A random sample of ``max_docs`` of ``indices`` (sorted), or all of them if fewer."""
     if max_docs is None or len(indices) <= max_docs:
         return numpy.asarray(indices)
     return numpy.sort(rng.choice(indices, size=max_docs, replace=False))
 
 
-# --------------------------------------------------------------------------------------------
-# Hiding
-
-
 @dataclass(frozen=True)
 class HidingResult:
-    """Outcome of :func:`hide_labels`: the partial matrix and what was hidden or restored.
-
-    ``hidden`` and ``restored`` are boolean masks of the input's shape: ``hidden`` marks the
-    positives that are 0 in ``partial``; ``restored`` marks positives that were drawn for hiding
-    but put back so that their label keeps one known positive (they are not in ``hidden``).
-    """
+    """The partial matrix of :func:`hide_labels`, and masks of the input's shape: ``hidden``,
+    the positives that are 0 in ``partial``; ``restored``, those drawn for hiding but put back
+    so that their label keeps a known positive."""
 
     partial: numpy.ndarray
     hidden: numpy.ndarray
@@ -300,22 +251,19 @@ class HidingResult:
 
     @property
     def n_positives(self) -> int:
-        """Positives before hiding."""
         return int(self.positives_per_label.sum())
 
     @property
     def n_hidden(self) -> int:
-        """Positives hidden in the end (after restoration)."""
         return int(self.hidden.sum())
 
     @property
     def n_restored(self) -> int:
-        """Positives restored to keep every label's last known positive."""
         return int(self.restored.sum())
 
     @property
     def achieved_ratio(self) -> float:
-        """Share of positives hidden; NaN without positives (there is nothing to hide)."""
+        """Share of positives hidden; NaN without positives."""
         return self.n_hidden / self.n_positives if self.n_positives else math.nan
 
 
@@ -328,14 +276,10 @@ def _rank_within(keys: numpy.ndarray, axis: int) -> numpy.ndarray:
 def _hide_per_sample(
     positive: numpy.ndarray, ratio: float, rng: numpy.random.Generator
 ) -> numpy.ndarray:
-    """Hide about ``ratio`` of each document's positives (the paper's protocol).
-
-    A document with k positives loses floor(ratio*k) or ceil(ratio*k) of them, the latter with
-    probability frac(ratio*k), so each document's expected loss is exactly ratio*k. The
-    roundings are coupled by systematic sampling (one uniform offset over the cumulative
-    fractions, in a random document order), which keeps the total within one positive of
-    ratio * all positives instead of letting independent roundings drift.
-    """
+    """Hide about ``ratio`` of each document's positives (the paper's protocol): floor or ceil
+    of ratio*k, the latter with probability frac(ratio*k). The roundings are coupled by
+    systematic sampling (one uniform offset over the cumulative fractions, in a random doc
+    order), which keeps the total within one positive of ratio * all positives."""
     counts = positive.sum(axis=1)
     wanted = ratio * counts
     base = numpy.floor(wanted + 1e-9)
@@ -364,16 +308,14 @@ def hide_labels(
     removal: str,
     rng: Union[numpy.random.Generator, int],
 ) -> HidingResult:
-    """Hide a share ``ratio`` of the positives of a 0/1 matrix (docs x labels).
+    """Hide a share ``ratio`` of the positives of a 0/1 matrix (docs x labels), simulating
+    partial annotation: a hidden positive becomes 0, "unlabeled" to DALLMi.
 
-    This simulates partial annotation of the target domain: a hidden positive becomes 0, which
-    DALLMi reads as "unlabeled", not "negative". ``removal`` is ``per_sample`` (each document
-    loses ``ratio`` of its own positives, stochastically rounded; frequent labels lose more,
-    as in the paper) or ``per_label`` (each label loses round(ratio * its positives)). In both,
-    a label left without any known positive gets one hidden positive back, chosen at random,
-    because neither DALLMi's loss nor the label-balanced batcher can use a label with none.
-    ``rng`` is a numpy Generator or a seed; equal seeds give equal results. The partial matrix
-    has the input's dtype.
+    ``removal`` is ``per_sample`` (each document loses ``ratio`` of its positives, as in the
+    paper) or ``per_label`` (each label loses round(ratio * its positives)). A label left
+    without a known positive gets one back at random: neither DALLMi's loss nor the batcher
+    can use it otherwise. ``rng`` is a Generator or a seed; the partial matrix has the
+    input's dtype.
     """
     check_ratio(ratio)
     check_removal(removal)

@@ -1,20 +1,13 @@
 """What a training run was made from, so that an unchanged run is not trained twice.
 
-A study workflow run again, or after a setting is switched and back, reaches training runs
-whose folders already hold exactly that run (the folders are keyed by settings).
-``python -m spacy_dallmi train`` and the study record a run's inputs in
-``OUTPUT/training_inputs.json`` when it finishes, and skip a run whose inputs are all the
-same. The record is deliberately strict, so that a stale model is never reused:
-
-- the config file's contents, the overrides, the epochs and the patience (the schedule and
-  the run length follow from them);
-- the contents of every file or folder a string value of the interpolated config names
-  (corpora, the source pipeline, a backbone folder), including a packaged backbone's folder;
-- the code: the versions of spacy-dallmi, spaCy, thinc, spacy-transformers, transformers and
-  torch, and a hash of this package's Python files (a fix in the loss retrains).
-
-A changed spelling of the same path, or a record from before this file existed, costs one
-retraining, never a wrong reuse.
+A study run again, or after a setting is switched and back, reaches run folders that already
+hold exactly that run. ``train`` records a finished run's inputs in
+``OUTPUT/training_inputs.json`` and skips a run whose inputs are all the same. The record is
+strict, so that a stale model is never reused: the config file, the overrides, epochs and
+patience; the contents of every file or folder a string of the interpolated config names
+(corpora, the source pipeline, a packaged backbone's folder); the versions of the packages
+that train and a hash of this package's source (a fix in the loss retrains). A changed
+spelling of a path costs one retraining, never a wrong reuse.
 """
 
 import hashlib
@@ -35,8 +28,8 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def content_hash(path: Path) -> str:
-    """SHA-256 of a file, or of a folder's files (relative names and contents, sorted).
-    Symbolic links to folders are followed, each real folder once."""
+    """SHA-256 of a file, or of a folder's files (relative names and contents, sorted;
+    symbolic links to folders followed, each real folder once)."""
     digest = hashlib.sha256()
     for name, file in _files(path):
         digest.update(name.encode())
@@ -64,7 +57,6 @@ def _files(path: Path) -> Iterator[Tuple[str, Path]]:
 
 
 def code_fingerprint() -> Dict[str, Any]:
-    """Package versions and a hash of this package's Python source."""
     versions = {}
     for package in PACKAGES:
         try:
@@ -108,12 +100,8 @@ def run_inputs(
     keep_source: bool,
     outputs: Sequence[Path],
 ) -> Dict[str, Any]:
-    """The record of a run of ``config`` with ``overrides`` (see the module docstring).
-    Paths inside ``outputs`` (the run's own folders) are left out.
-
-    Raises:
-        OSError: if an input file cannot be read.
-    """
+    """The record of a run of ``config`` with ``overrides``, leaving out the paths inside
+    ``outputs`` (the run's own folders); OSError if an input cannot be read."""
     loaded = load_config(config, overrides=overrides, interpolate=True)
     own = [Path(os.path.abspath(path)) for path in outputs]
     contents = {}
@@ -137,19 +125,18 @@ def run_inputs(
 
 
 def finished_with(output: Path, inputs: Dict[str, Any]) -> bool:
-    """Whether ``output`` holds a finished run (both models) recorded with ``inputs``; an
-    unreadable record counts as none."""
+    """Whether ``output`` holds a finished run (both models) recorded with ``inputs``."""
     record = output / INPUTS_FILE
     if not all((output / model).is_dir() for model in ("model-best", "model-last")):
         return False
     try:
         return record.is_file() and srsly.read_json(record) == inputs
-    except ValueError:
+    except ValueError:  # an unreadable record counts as none
         return False
 
 
 def write_record(output: Path, inputs: Dict[str, Any]) -> None:
-    """Write the record into place at once (a killed write leaves no half record)."""
+    """Write the record into place at once: a killed write leaves no half record."""
     partial = output / f"{INPUTS_FILE}.partial"
     srsly.write_json(partial, inputs)
     os.replace(partial, output / INPUTS_FILE)
