@@ -11,7 +11,7 @@ missing optional dependency is one clear line.
 import inspect
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, TypeVar
 
 import srsly
 import typer
@@ -33,6 +33,7 @@ app = typer.Typer(
     add_completion=False,
 )
 
+Command = TypeVar("Command", bound=Callable[..., None])
 #: Written instead of a model into a training output folder when the run cannot be made.
 SKIPPED_FILE = "skipped.json"
 #: The per-epoch learning-curve records, inside the training output folder.
@@ -46,7 +47,7 @@ RATIO_INDEPENDENT = (
     "target_test",
 )
 CAP_HELP = "Keep at most this many docs in this domain's split (0 or absent: no cap)."
-#: The options ``prepare`` and ``prepare-files`` share (see :func:`_with_settings`).
+#: The options ``prepare`` and ``prepare-files`` share (see :func:`with_options`).
 SETTINGS_OPTIONS: Dict[str, Any] = {
     "removal": (
         str,
@@ -85,16 +86,21 @@ SETTINGS_OPTIONS: Dict[str, Any] = {
 }
 
 
-def _with_settings(command: Callable[..., None]) -> Callable[..., None]:
-    """Give a command taking ``**settings`` the options of :data:`SETTINGS_OPTIONS`."""
-    signature = inspect.signature(command)
-    own = [p for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
-    added = [
-        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
-        for name, (kind, option) in SETTINGS_OPTIONS.items()
-    ]
-    command.__signature__ = signature.replace(parameters=own + added)  # type: ignore[attr-defined]
-    return command
+def with_options(options: Dict[str, Any]) -> Callable[[Command], Command]:
+    """Give a command taking ``**kwargs`` the typer options ``{name: (type, typer.Option)}``,
+    for options that several commands share."""
+
+    def decorate(command: Command) -> Command:
+        signature = inspect.signature(command)
+        own = [p for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
+        added = [
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+            for name, (kind, option) in options.items()
+        ]
+        command.__signature__ = signature.replace(parameters=own + added)  # type: ignore
+        return command
+
+    return decorate
 
 
 def _split_names(value: Optional[str]) -> Optional[List[str]]:
@@ -167,7 +173,7 @@ def _prepare(make: Callable[..., Dict[str, Any]], *args: Any, **settings: Any) -
 
 
 @app.command("prepare")
-@_with_settings
+@with_options(SETTINGS_OPTIONS)
 def prepare_command(
     dataset: str = typer.Argument(
         ..., help=f"Built-in dataset ({' or '.join(DATASETS)}), or custom for your own files."
@@ -227,7 +233,7 @@ def prepare_command(
 
 
 @app.command("prepare-files")
-@_with_settings
+@with_options(SETTINGS_OPTIONS)
 def prepare_files_command(
     source: Path = typer.Argument(..., help="Source-domain file (CSV, TSV or JSONL)."),
     target: Path = typer.Argument(..., help="Target-domain file (CSV, TSV or JSONL)."),

@@ -12,6 +12,7 @@ are shared. A step whose output is there from the same inputs is skipped (the co
 one line naming what to set, before anything is read or trained.
 """
 
+import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -30,15 +31,16 @@ from .commands import (
     find_thresholds,
     prepare_command,
     train_run,
+    with_options,
     write_report,
 )
-from .corpus import read_files
+from .corpus import NO_POSITIVE, read_files
 from .datasets import DATASETS, GOEMOTIONS_FILES, PUBMED_FILES, SEMEVAL_FILES
 from .grid import LEARN_RATE, SETTINGS, TUNED, ablate, tune
 from .methods import TUNED_METHODS
 from .protocol import REMOVAL_MODES, check_label_sets
 from .readers import DataPreparationError, MissingColumnError, detect_format, iter_records
-from .summary import read_warnings
+from .summary import read_summary, read_warnings
 
 study_app = typer.Typer(
     help="The study's workflows, as the spaCy project runs them (see docs/STUDY.md).",
@@ -85,7 +87,7 @@ OPTIONS: Dict[str, Any] = {
     "curve": True,
     # Use the values the tune workflow chose instead of learn_rate and DALLMi's settings.
     "tuned": False,
-    # Runs to redo though they are finished: method names, source, or all.
+    # Runs to redo though they are finished: method names, source, prepare, or all.
     "force": "",
     # The table workflow's ratios and seeds; the tune and ablations grids.
     "ratios": "0.5,0.7,0.9",
@@ -145,22 +147,23 @@ def key(value: Any) -> str:
 
 @dataclass
 class Study:
-    """The project's vars and options: what a workflow runs on, and where its runs go."""
+    """The project's vars (the study commands' options, with these defaults) and options:
+    what a workflow runs on, and where its runs go."""
 
-    dataset: str
-    data_name: str
-    data_dir: Path
-    source_file: str
-    target_file: str
-    target_test_file: str
-    text_column: str
-    labels_column: str
-    label_columns: str
-    ratio: float
-    seed: int
-    backbone: str
-    epochs: int
-    gpu_id: int
+    dataset: str = CUSTOM
+    data_name: str = ""
+    data_dir: Path = Path("../shared/datasets")
+    source_file: str = ""
+    target_file: str = ""
+    target_test_file: str = ""
+    text_column: str = "text"
+    labels_column: str = ""
+    label_columns: str = ""
+    ratio: float = 0.0
+    seed: int = 0
+    backbone: str = "all-MiniLM-L6-v2"
+    epochs: int = 3
+    gpu_id: int = -1
     options: Dict[str, Any] = field(default_factory=lambda: dict(OPTIONS))
 
     def __getattr__(self, name: str) -> Any:
@@ -192,7 +195,7 @@ class Study:
 
     @property
     def corpus(self) -> Path:
-        """The ratio-free corpora: source splits, full target train and target test."""
+        """The ratio-free corpora: source splits, full target train, target test."""
         return Path("corpus") / self.data_name / self.sizes / f"s{self.seed}"
 
     @property
@@ -201,7 +204,7 @@ class Study:
 
     @property
     def partial(self) -> Path:
-        """The corpora of this ratio: partially labelled target train and validation slice."""
+        """The corpora of this ratio: the partially labelled target train and valid slice."""
         return self.corpus / self.hide
 
     @property
@@ -233,12 +236,8 @@ class Study:
 
     def settings(self, method: str) -> Dict[str, Any]:
         """The run's settings, as its metrics file records them (the report groups by them)."""
-        found: Dict[str, Any] = {
-            "dataset": self.data_name,
-            "sizes": self.sizes,
-            "seed": self.seed,
-            "model": self.model,
-        }
+        found: Dict[str, Any] = {"dataset": self.data_name, "sizes": self.sizes}
+        found.update(seed=self.seed, model=self.model)
         if method not in ("none", "ft_full"):
             found.update(ratio=self.ratio, removal=self.removal)
         if method not in ("none", "dallmi_paper"):
@@ -291,9 +290,6 @@ class Study:
         return "all" in names or method in names
 
 
-# -- check -----------------------------------------------------------------------------------
-
-
 def _file(value: str, var: str, what: str) -> Path:
     if not value:
         raise CheckError(f"dataset custom needs {what}: set --vars.{var}")
@@ -304,8 +300,7 @@ def _file(value: str, var: str, what: str) -> Path:
 
 
 def check_columns(path: Path, required: List[str], var_of: Dict[str, str]) -> None:
-    """Read the header (or the first JSON object) of ``path`` and fail naming the var of any
-    column it lacks; the rest of the file is read by ``prepare``."""
+    """Fail naming the var of any column the header (or first JSON object) of ``path`` lacks."""
     try:
         next(iter_records(path, detect_format(path), required), None)
     except MissingColumnError as error:
@@ -344,10 +339,8 @@ def check_custom(study: Study) -> List[Path]:
 
 
 def read_custom(study: Study, files: List[Path]) -> List[str]:
-    """Read the custom files as ``prepare`` will; return one summary line per file and then
-    the warnings (prefixed ``!``); a file ``prepare`` would refuse is a CheckError."""
-    from .summary import read_summary
-
+    """Read the custom files as ``prepare`` will: a summary line per file, then the warnings
+    (prefixed ``!``); a file ``prepare`` would refuse is a CheckError."""
     columns = _split_names(study.label_columns)
     try:
         reads = read_files(
@@ -364,9 +357,8 @@ def read_custom(study: Study, files: List[Path]) -> List[str]:
                 check_label_sets(reads["source"].labels, reads[name].labels)
         if not reads["target"].matrix.any():
             raise DataPreparationError(
-                f"The target data ({files[1]}) has no known positive for any label: DALLMi "
-                "learns from known positives, so there is nothing to adapt to. Mark the "
-                "positives you know (a 1, or the label's name in the labels column)."
+                f"The target data ({files[1]}) {NO_POSITIVE}. Mark the positives you know (a "
+                "1, or the label's name in the labels column)."
             )
     except DataPreparationError as error:
         raise CheckError(str(error)) from None
@@ -422,8 +414,8 @@ def record_backbone(backbone: str, name: str) -> None:
 
 
 def record_inputs(data_name: str, dataset: str, files: List[Path]) -> Dict[str, Any]:
-    """Write ``corpus/<data_name>/inputs.json``, the MD5 of every input file (so an edited
-    data file is prepared again); refuse other files under a data name already in use."""
+    """Write the MD5 of every input file to ``corpus/<data_name>/inputs.json`` (an edited file
+    is prepared again); refuse other files under a data name already in use."""
     path = Path("corpus") / data_name / INPUTS_FILE
     files_md5 = {str(file): hashlib.md5(file.read_bytes()).hexdigest() for file in files}
     inputs = {"dataset": dataset, "files": files_md5}
@@ -476,9 +468,6 @@ def check(study: Study) -> List[Path]:
             "adapt and select models, but no test metrics are computed."
         )
     return files
-
-
-# -- steps -----------------------------------------------------------------------------------
 
 
 def prepare(study: Study) -> None:
@@ -634,35 +623,33 @@ def run_ablations(study: Study) -> None:
     )
 
 
-FIELDS = tuple(Study.__dataclass_fields__)
+#: Help of the study commands' options; the options are Study's fields, with its defaults.
+HELP = {
+    "dataset": "custom, emotions or pubmed.",
+    "data_name": "Folder name of the runs.",
+    "ratio": "Share of target positives to hide.",
+    "options": "NAME=VALUE pairs (see OPTIONS).",
+}
+VARS = {
+    var.name: (
+        str if var.name == "options" else var.type,
+        typer.Option("" if var.name == "options" else var.default, help=HELP.get(var.name)),
+    )
+    for var in dataclasses.fields(Study)
+}
+VARS["epochs"] = (int, typer.Option(3, min=1))
 
 
 def _command(name: str, run: Callable[[Study], None], help: str) -> None:
     """Register one study command: the project's vars as options, then ``run``."""
 
-    def command(
-        dataset: str = typer.Option(CUSTOM, "--dataset", help="custom, emotions or pubmed."),
-        data_name: str = typer.Option("", "--data-name", help="Folder name of the runs."),
-        data_dir: Path = typer.Option(Path("../shared/datasets"), "--data-dir"),
-        source_file: str = typer.Option("", "--source-file"),
-        target_file: str = typer.Option("", "--target-file"),
-        target_test_file: str = typer.Option("", "--target-test-file"),
-        text_column: str = typer.Option("text", "--text-column"),
-        labels_column: str = typer.Option("", "--labels-column"),
-        label_columns: str = typer.Option("", "--label-columns"),
-        ratio: float = typer.Option(0.0, "--ratio", help="Share of target positives to hide."),
-        seed: int = typer.Option(0, "--seed"),
-        backbone: str = typer.Option("all-MiniLM-L6-v2", "--backbone"),
-        epochs: int = typer.Option(3, "--epochs", min=1),
-        gpu_id: int = typer.Option(-1, "--gpu-id"),
-        options: str = typer.Option("", "--options", help="NAME=VALUE pairs (see OPTIONS)."),
-    ) -> None:
-        values = {name: value for name, value in locals().items() if name in FIELDS}
+    @with_options(VARS)
+    def command(**values: Any) -> None:
         try:
-            values["options"] = parse_options(options)
+            values["options"] = parse_options(values["options"])
         except CheckError as error:
             msg.fail(str(error), exits=1)
-        values["data_name"] = data_name or dataset
+        values["data_name"] = values["data_name"] or values["dataset"]
         run(Study(**values))
 
     command.__doc__ = help
