@@ -47,40 +47,45 @@ RATIO_INDEPENDENT = (
     "target_test",
 )
 CAP_HELP = "Keep at most this many docs in this domain's split (0 or absent: no cap)."
+
+
+def _opt(help: Optional[str], default: Any = None, *names: str, **options: Any) -> Any:
+    return typer.Option(default, *names, help=help, **options)
+
+
+def _arg(help: str) -> Any:
+    return typer.Argument(..., help=help)
+
+
 #: The options ``prepare`` and ``prepare-files`` share (see :func:`with_options`).
 SETTINGS_OPTIONS: Dict[str, Any] = {
     "removal": (
         str,
-        typer.Option("per_sample", help=f"How positives are hidden: {' or '.join(REMOVAL_MODES)}."),
+        _opt(f"How positives are hidden: {' or '.join(REMOVAL_MODES)}.", "per_sample"),
     ),
-    "seed": (int, typer.Option(0, help="Seed of every random step.")),
+    "seed": (int, _opt("Seed of every random step.", 0)),
     "max_docs": (
         Optional[int],
-        typer.Option(
-            None,
-            help="Keep at most this many docs per split (a seeded sample), e.g. for a quick run.",
-        ),
+        _opt("Keep at most this many docs per split (a seeded sample), e.g. for a quick run."),
     ),
-    "max_source_docs": (Optional[int], typer.Option(None, help=CAP_HELP)),
-    "max_target_docs": (Optional[int], typer.Option(None, help=CAP_HELP)),
-    "max_target_test_docs": (Optional[int], typer.Option(None, help=CAP_HELP)),
-    "test_fraction": (float, typer.Option(0.2, help="Test share per domain.")),
-    "target_test_fraction": (Optional[float], typer.Option(None)),
+    "max_source_docs": (Optional[int], _opt(CAP_HELP)),
+    "max_target_docs": (Optional[int], _opt(CAP_HELP)),
+    "max_target_test_docs": (Optional[int], _opt(CAP_HELP)),
+    "test_fraction": (float, _opt("Test share per domain.", 0.2)),
+    "target_test_fraction": (Optional[float], _opt(None)),
     "valid_fraction": (
         Optional[float],
-        typer.Option(
-            None,
-            help="Carve this share of target train out as target_valid.spacy (labelled like "
-            "target train), the dev set of label-free model selection.",
+        _opt(
+            "Carve this share of target train out as target_valid.spacy (labelled like target "
+            "train), the dev set of label-free model selection."
         ),
     ),
-    "quiet": (bool, typer.Option(False, "--quiet", "-q", help="Do not print the summary.")),
+    "quiet": (bool, _opt("Do not print the summary.", False, "--quiet", "-q")),
     "shared_dir": (
         Optional[Path],
-        typer.Option(
-            None,
-            help="Also copy the files that do not depend on ratio/removal (source splits, full "
-            "target train, target test) here, so runs at other ratios can reuse what they feed.",
+        _opt(
+            "Also copy the files that do not depend on ratio/removal (source splits, full "
+            "target train, target test) here, so runs at other ratios can reuse what they feed."
         ),
     ),
 }
@@ -175,30 +180,24 @@ def _prepare(make: Callable[..., Dict[str, Any]], *args: Any, **settings: Any) -
 @app.command("prepare")
 @with_options(SETTINGS_OPTIONS)
 def prepare_command(
-    dataset: str = typer.Argument(
-        ..., help=f"Built-in dataset ({' or '.join(DATASETS)}), or custom for your own files."
+    dataset: str = _arg(
+        f"Built-in dataset ({' or '.join(DATASETS)}), or custom for your own files."
     ),
-    data_dir: Path = typer.Argument(
-        ..., help="Folder holding goemotions/, semeval2018_ec/ and pubmed/ (built-ins only)."
+    data_dir: Path = _arg(
+        "Folder holding goemotions/, semeval2018_ec/ and pubmed/ (built-ins only)."
     ),
-    output_dir: Path = typer.Argument(..., help="Folder to write the corpora and stats to."),
-    ratio: float = typer.Option(
+    output_dir: Path = _arg("Folder to write the corpora and stats to."),
+    ratio: float = _opt(
+        "Share of target train positives to hide, in (0, 1); 0 (custom only): the target's "
+        "labels are already partial.",
         0.0,
-        help="Share of target train positives to hide, in (0, 1); 0 (custom only): the "
-        "target's labels are already partial.",
     ),
-    source_file: Optional[str] = typer.Option(None, help="custom: source file."),
-    target_file: Optional[str] = typer.Option(None, help="custom: target file."),
-    target_test_file: Optional[str] = typer.Option(
-        None, help="custom: a fully labelled target test file."
-    ),
-    text_column: str = typer.Option("text", help="custom: the text column."),
-    labels_column: Optional[str] = typer.Option(
-        None, help="custom: the column listing each row's labels."
-    ),
-    label_columns: Optional[str] = typer.Option(
-        None, help="custom: comma-separated 0/1 label columns."
-    ),
+    source_file: Optional[str] = _opt("custom: source file."),
+    target_file: Optional[str] = _opt("custom: target file."),
+    target_test_file: Optional[str] = _opt("custom: a fully labelled target test file."),
+    text_column: str = _opt("custom: the text column.", "text"),
+    labels_column: Optional[str] = _opt("custom: the column listing each row's labels."),
+    label_columns: Optional[str] = _opt("custom: comma-separated 0/1 label columns."),
     **settings: Any,
 ) -> None:
     """Write source/target train/test corpora (and a validation slice) of a built-in dataset,
@@ -235,100 +234,59 @@ def prepare_command(
 @app.command("prepare-files")
 @with_options(SETTINGS_OPTIONS)
 def prepare_files_command(
-    source: Path = typer.Argument(..., help="Source-domain file (CSV, TSV or JSONL)."),
-    target: Path = typer.Argument(..., help="Target-domain file (CSV, TSV or JSONL)."),
-    output_dir: Path = typer.Argument(..., help="Folder to write the corpora and stats to."),
-    text_column: str = typer.Option(..., help="Column holding the text."),
-    label_column: Optional[List[str]] = typer.Option(
-        None, help="A 0/1 label column; repeat for each label."
+    source: Path = _arg("Source-domain file (CSV, TSV or JSONL)."),
+    target: Path = _arg("Target-domain file (CSV, TSV or JSONL)."),
+    output_dir: Path = _arg("Folder to write the corpora and stats to."),
+    text_column: str = _opt("Column holding the text.", ...),
+    label_column: Optional[List[str]] = _opt("A 0/1 label column; repeat for each label."),
+    label_columns: Optional[str] = _opt("Comma-separated 0/1 label columns (e.g. a,b,c)."),
+    label_columns_file: Optional[Path] = _opt("A file naming the 0/1 label columns, one per line."),
+    labels_column: Optional[str] = _opt("Column listing each row's labels (a,b or a JSON list)."),
+    label_map: Optional[Path] = _opt("JSON file mapping target label names to source names."),
+    labels: Optional[str] = _opt("Comma-separated subset of source labels to keep."),
+    target_text_column: Optional[str] = _opt("Target text column, if named differently."),
+    target_label_column: Optional[List[str]] = _opt(
+        "A target 0/1 label column, if different; repeat."
     ),
-    label_columns: Optional[str] = typer.Option(
-        None, help="Comma-separated 0/1 label columns (e.g. a,b,c)."
+    target_label_columns: Optional[str] = _opt("Comma-separated target 0/1 label columns."),
+    target_labels_column: Optional[str] = _opt("Target label-list column, if different."),
+    target_test: Optional[Path] = _opt("A fully labelled target test file (target's columns)."),
+    file_format: Optional[str] = _opt(
+        "csv, tsv or jsonl (default: from the extension).", None, "--format"
     ),
-    label_columns_file: Optional[Path] = typer.Option(
-        None, help="A file naming the 0/1 label columns, one per line."
-    ),
-    labels_column: Optional[str] = typer.Option(
-        None, help="Column listing each row's labels (a,b or a JSON list)."
-    ),
-    label_map: Optional[Path] = typer.Option(
-        None, help="JSON file mapping target label names to source names."
-    ),
-    labels: Optional[str] = typer.Option(
-        None, help="Comma-separated subset of source labels to keep."
-    ),
-    target_text_column: Optional[str] = typer.Option(
-        None, help="Target text column, if named differently."
-    ),
-    target_label_column: Optional[List[str]] = typer.Option(
-        None, help="A target 0/1 label column, if different; repeat."
-    ),
-    target_label_columns: Optional[str] = typer.Option(
-        None, help="Comma-separated target 0/1 label columns."
-    ),
-    target_labels_column: Optional[str] = typer.Option(
-        None, help="Target label-list column, if different."
-    ),
-    target_test: Optional[Path] = typer.Option(
-        None, help="A fully labelled target test file (target's columns)."
-    ),
-    file_format: Optional[str] = typer.Option(
-        None, "--format", help="csv, tsv or jsonl (default: from the file extension)."
-    ),
-    encoding: str = typer.Option(DEFAULT_ENCODING, help="The files' encoding."),
-    ratio: float = typer.Option(
+    encoding: str = _opt("The files' encoding.", DEFAULT_ENCODING),
+    ratio: float = _opt(
+        "0: the target's labels are already partial (1 = known positive, else unlabeled). In "
+        "(0, 1): the target is fully labelled and this share of its positives is hidden.",
         0.0,
-        help="0: the target's labels are already partial (1 = known positive, else unlabeled). "
-        "In (0, 1): the target is fully labelled and this share of its positives is hidden.",
     ),
-    max_drop_share: float = typer.Option(
-        MAX_DROP_SHARE, help="Fail when a file loses more of its rows."
-    ),
+    max_drop_share: float = _opt("Fail when a file loses more of its rows.", MAX_DROP_SHARE),
     **settings: Any,
 ) -> None:
     """Write source/target corpora from your own files: partially labelled target data as it
     is (the default), or fully labelled data with a share of the target labels hidden."""
-    _prepare(
-        prepare_files,
-        source,
-        target,
-        output_dir,
-        text_column=text_column,
-        label_columns=_label_columns(
-            label_column, label_columns, label_columns_file, "label-column"
-        ),
-        labels_column=labels_column,
-        label_map=_read_label_map(label_map),
-        labels=_split_names(labels),
-        target_text_column=target_text_column,
-        target_label_columns=_label_columns(
-            target_label_column, target_label_columns, None, "target-label-column"
-        ),
-        target_labels_column=target_labels_column,
-        target_test_path=target_test,
-        file_format=file_format,
-        encoding=encoding,
-        ratio=ratio,
-        max_drop_share=max_drop_share,
-        **settings,
-    )
+    given = locals()
+    passed = ("text_column", "labels_column", "target_text_column", "target_labels_column")
+    passed += ("file_format", "encoding", "ratio", "max_drop_share")
+    columns = _label_columns(label_column, label_columns, label_columns_file, "label-column")
+    target_columns = (target_label_column, target_label_columns, None, "target-label-column")
+    options = {"label_columns": columns, "target_label_columns": _label_columns(*target_columns)}
+    options.update(label_map=_read_label_map(label_map), labels=_split_names(labels))
+    options.update({name: given[name] for name in passed}, target_test_path=target_test)
+    _prepare(prepare_files, source, target, output_dir, **options, **settings)
 
 
 @app.command("evaluate")
 def evaluate_command(
-    run: Path = typer.Argument(
-        ..., help="Training output folder (model-best and model-last), or a pipeline folder."
-    ),
-    test: Path = typer.Argument(..., help="DocBin with the fully labelled target test split."),
-    output: Path = typer.Argument(..., help="Metrics JSON file to write."),
-    method: str = typer.Option(..., help=f"One of {', '.join(ALL_METHODS)}."),
-    epoch_log: Optional[Path] = typer.Option(
-        None, help="JSONL of spacy_dallmi.epoch_eval.v1, used if it exists."
-    ),
+    run: Path = _arg("Training output folder (model-best and model-last), or a pipeline folder."),
+    test: Path = _arg("DocBin with the fully labelled target test split."),
+    output: Path = _arg("Metrics JSON file to write."),
+    method: str = _opt(f"One of {', '.join(ALL_METHODS)}.", ...),
+    epoch_log: Optional[Path] = _opt("JSONL of spacy_dallmi.epoch_eval.v1, used if it exists."),
     setting: Optional[List[str]] = typer.Option(
         None, "--set", help="A setting of the run, NAME=VALUE (JSON or text); repeatable."
     ),
-    gpu_id: int = typer.Option(-1, help="GPU to predict on; -1 for the CPU."),
+    gpu_id: int = _opt("GPU to predict on; -1 for the CPU.", -1),
 ) -> None:
     """Score a run's selected model (model-best) and last epoch (model-last) on the target
     test split; write metrics with the run's settings. Without a test split (a partially
@@ -400,12 +358,10 @@ def write_report(paths: List[Path], output: Path, figures: Path, title: str, emp
 
 @app.command("report")
 def report_command(
-    metrics_dir: Path = typer.Argument(..., help="Folder searched recursively for *.json."),
-    output: Path = typer.Argument(..., help="Markdown report to write."),
+    metrics_dir: Path = _arg("Folder searched recursively for *.json."),
+    output: Path = _arg("Markdown report to write."),
     title: str = typer.Option("DALLMi results"),
-    figures_dir: Optional[Path] = typer.Option(
-        None, help="Where the PNGs go (default: next to the report)."
-    ),
+    figures_dir: Optional[Path] = _opt("Where the PNGs go (default: next to the report)."),
 ) -> None:
     """Write a Table-2-style report with figures from every metrics file under a folder, one
     section per setting (file paths in it are relative to the working directory)."""
@@ -417,8 +373,8 @@ def report_command(
 @app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def train_command(
     ctx: typer.Context,
-    config: Path = typer.Argument(..., help="Training config, e.g. configs/adapt.cfg."),
-    output: Path = typer.Argument(..., help="Output folder (model-last, model-best)."),
+    config: Path = _arg("Training config, e.g. configs/adapt.cfg."),
+    output: Path = _arg("Output folder (model-last, model-best)."),
     epochs: int = typer.Option(
         ..., min=1, help="Training budget in epochs (with --patience: at most)."
     ),
@@ -427,7 +383,7 @@ def train_command(
         min=0,
         help="Stop after this many epochs without a better dev score; 0: train all --epochs.",
     ),
-    gpu_id: int = typer.Option(-1, help="GPU to train on; -1 for the CPU."),
+    gpu_id: int = _opt("GPU to train on; -1 for the CPU.", -1),
     keep_source: bool = typer.Option(
         True,
         help="For a sourced config: model-best may be the starting pipeline if it scores best.",
@@ -523,12 +479,10 @@ def train_run(
 
 @app.command("find-thresholds")
 def find_thresholds_command(
-    model: Path = typer.Argument(..., help="Trained pipeline folder."),
-    docs: Path = typer.Argument(
-        ..., help="DocBin of labelled docs: the (partially labelled) validation slice."
-    ),
-    output: Path = typer.Argument(..., help="JSON {label: threshold} for classify --thresholds."),
-    gpu_id: int = typer.Option(-1, help="GPU to predict on; -1 for the CPU."),
+    model: Path = _arg("Trained pipeline folder."),
+    docs: Path = _arg("DocBin of labelled docs: the (partially labelled) validation slice."),
+    output: Path = _arg("JSON {label: threshold} for classify --thresholds."),
+    gpu_id: int = _opt("GPU to predict on; -1 for the CPU.", -1),
 ) -> None:
     """Tune one decision threshold per label (best F1 on DOCS' labels; unlabeled counts as
     negative). Use the validation slice, never the test split."""

@@ -185,26 +185,24 @@ def prepare_files(
     source_path: PathLike,
     target_path: PathLike,
     output_dir: PathLike,
-    *,
-    label_map: Optional[Mapping[str, str]] = None,
-    labels: Optional[Sequence[str]] = None,
-    quiet: bool = False,
     **options: Any,
 ) -> Dict[str, Any]:
     """Build the corpora from a user's own source and target files (CSV, TSV or JSONL).
 
-    ``options`` are :func:`read_files`' (columns, ``target_test_path``, format, encoding,
-    ``max_drop_share``) and :class:`PrepareSettings`'. ``ratio`` 0 (the default) takes the
-    target's labels as they are: a 1 is a known positive, everything else unlabeled; nothing
-    is hidden and the target is not split (give a fully labelled ``target_test_path``).
-    ``ratio`` in (0, 1) treats the target as fully labelled and hides that share of its
-    positives, for studies.
+    ``options`` are ``label_map``, ``labels`` and ``quiet``, :func:`read_files`' (columns,
+    ``target_test_path``, format, encoding, ``max_drop_share``) and :class:`PrepareSettings`'.
+    ``ratio`` 0 (the default) takes the target's labels as they are: a 1 is a known positive,
+    everything else unlabeled; nothing is hidden and the target is not split (give a fully
+    labelled ``target_test_path``). ``ratio`` in (0, 1) treats the target as fully labelled and
+    hides that share of its positives, for studies.
 
     The target's label columns default to the source's, renamed back through ``label_map``
     (target name -> source name): a map ``{"happiness": "joy"}`` reads the target's
     ``happiness`` column as ``joy``. ``labels`` restricts both domains to a subset of the
     source labels (the rest are dropped and counted).
     """
+    label_map, labels = options.pop("label_map", None), options.pop("labels", None)
+    quiet = options.pop("quiet", False)
     settings = _settings("files", {"ratio": 0.0, **options})
     read = {key: value for key, value in options.items() if key not in settings.to_dict()}
     if read.get("target_label_columns") is None and read.get("target_labels_column") is None:

@@ -402,29 +402,22 @@ def iter_records(
         ) from None
 
 
-@dataclass
-class _Cell:
-    """A label cell that makes a file unusable: where it is and what it holds."""
-
-    path: Path
-    row_id: str
-    column: str
-    value: Any
-
-    @property
-    def where(self) -> str:
-        return f"line {self.row_id.rsplit(':', 1)[-1]}, column {self.column!r}"
+Cell = Tuple[str, str, Any]  # row id, column, value
 
 
-def _cell_error(cells: List[_Cell], what: str, fix: str) -> DataPreparationError:
+def _cell_error(path: Path, cells: List[Cell], what: str, fix: str) -> DataPreparationError:
     """One error for the bad cells of a file: the first in full, the count, a few more places
     and what to do."""
-    first, more = cells[0], ""
+
+    def where(cell: Cell) -> str:
+        return f"line {cell[0].rsplit(':', 1)[-1]}, column {cell[1]!r}"
+
+    more = ""
     if len(cells) > 1:
-        others = "; ".join(cell.where for cell in cells[1:4])
+        others = "; ".join(where(cell) for cell in cells[1:4])
         more = f" {len(cells) - 1} more such cell(s) in this file, e.g. {others}."
-    value = "" if is_blank(first.value) else f" {first.value!r}"
-    return DataPreparationError(f"{first.path}, {first.where}:{value} {what}.{more} {fix}")
+    value = "" if is_blank(cells[0][2]) else f" {cells[0][2]!r}"
+    return DataPreparationError(f"{path}, {where(cells[0])}:{value} {what}.{more} {fix}")
 
 
 def read_table(
@@ -471,8 +464,8 @@ def read_table(
     columns = label_columns or [labels_column]
     for path in files:
         require_file(path, hint)
-        blank: List[_Cell] = []
-        bad: List[_Cell] = []
+        blank: List[Cell] = []
+        bad: List[Cell] = []
         rows = iter_records(
             path, detect_format(path, file_format), [text_column, *columns], encoding=encoding
         )
@@ -484,13 +477,13 @@ def read_table(
                 text = text_value(record.get(text_column))
                 positives, row_bad = [], []
                 for column in columns:
-                    cell = _Cell(path, row_id, column, record.get(column))
+                    cell = (row_id, column, record.get(column))
                     try:
                         if label_columns is None:
-                            positives = parse_label_list(cell.value)
-                        elif parse_flag(cell.value):
+                            positives = parse_label_list(cell[2])
+                        elif parse_flag(cell[2]):
                             positives.append(column)
-                        elif is_blank(cell.value) and not partial:
+                        elif is_blank(cell[2]) and not partial:
                             blank.append(cell)
                     except RowProblem:
                         row_bad.append(cell)
@@ -503,6 +496,7 @@ def read_table(
             builder.add(text, positives)
         if blank:
             raise _cell_error(
+                path,
                 blank,
                 "empty label cell",
                 "This file is read as fully labelled (the source, a target test file, or a "
@@ -513,6 +507,7 @@ def read_table(
         if strict and bad:
             values = FLAG_VALUES if label_columns is not None else LIST_VALUES
             raise _cell_error(
+                path,
                 bad,
                 "is not a label value",
                 f"A label cell holds {values}. The source is fully labelled and every row "
