@@ -1,27 +1,15 @@
 """Data preparation: read a source/target pair, then split, cap, hide and write it as corpora.
 
-:func:`prepare_dataset` (the built-in layouts) and :func:`prepare_files` (users' own files)
-read their input into a :class:`~.readers.DomainPair`; :func:`prepare_domains`, the one place
-where the protocol (:mod:`.protocol`) is applied, writes it as ``DocBin`` files whose
-``doc.cats`` hold every label, ``1.0`` or ``0.0`` (:data:`OUTPUT_FILES`):
-
-- ``source_train`` / ``source_test``: the labelled source domain;
-- ``target_train``: partially labelled (``0.0`` = unlabeled), because a share of its positives
-  was hidden (``ratio`` > 0, a study) or because the data came that way (``ratio`` 0);
-- ``target_valid`` (with ``valid_fraction``): a seeded slice of target train, labelled like
-  it, for label-free model selection; drawn from its own stream, so it is the same documents
-  at every ratio;
-- ``target_train_full`` / ``target_valid_full``: the same documents with all labels, only
-  when labels were hidden;
-- ``target_test``: fully labelled target docs, carved from a fully labelled target or read
-  from a separate file; absent otherwise;
-
-plus ``labels.json`` and ``stats.json`` (counts per split, checksums, everything dropped or
-changed and why, the warnings and the settings). Users' files are split with every copy of a
-text on the side of its first copy; the built-in studies keep their plain seeded split, so
-the published benchmarks stay reproducible. A user's file that loses more than
-``max_drop_share`` of its rows is an error naming the reasons: a result built from the few
-rows that happened to parse is worse than none.
+:func:`prepare_dataset` (the built-in pairs) and :func:`prepare_files` (users' files) read
+their input; :func:`prepare_domains` applies the protocol and writes the ``DocBin`` files of
+:data:`OUTPUT_FILES` (``doc.cats`` holds every label, 1.0 or 0.0): the source splits; target
+train, partially labelled (hidden with ``ratio`` > 0, or partial as given); a seeded
+validation slice of it for label-free model selection, the same docs at every ratio; with
+hidden labels, the same docs with all labels (``*_full``); and a fully labelled target test
+split, carved or read from a file. ``stats.json`` says what was dropped or changed and why.
+Users' files keep every copy of a text on the side of its first copy; the built-in studies
+keep their plain seeded split, so the published benchmarks stay reproducible. A user's file
+that loses more than ``max_drop_share`` of its rows is an error naming the reasons.
 """
 
 import dataclasses
