@@ -108,10 +108,9 @@ def tune(
     warmup: str,
     seed: int,
     gpu_id: int = -1,
-    methods: str = ",".join(TUNED),
     configs: Path = Path("configs"),
 ) -> None:
-    """Choose each method's settings on the validation slice by the label-free score."""
+    """Choose each tuned method's settings on the validation slice by the label-free score."""
     from ..training import batches_per_epoch
 
     lrs, lams, warm = _numbers(learn_rates), _numbers(lambdas), _numbers(warmup, int)
@@ -120,7 +119,7 @@ def tune(
             msg.fail(f"Not found: {path} (prepare the data and train the source first)", exits=1)
     base = _base_overrides(source, partial, batch_size, seed)
     output.mkdir(parents=True, exist_ok=True)
-    for method in [name.strip() for name in methods.split(",") if name.strip()]:
+    for method in TUNED:
         config_name, fixed = TUNED[method]
         config = configs / config_name
         per_epoch = batches_per_epoch(config, base)
