@@ -283,8 +283,8 @@ def evaluate_command(
     output: Path = _arg("Metrics JSON file to write."),
     method: str = _opt(f"One of {', '.join(ALL_METHODS)}.", ...),
     epoch_log: Optional[Path] = _opt("JSONL of spacy_dallmi.epoch_eval.v1, used if it exists."),
-    setting: Optional[List[str]] = typer.Option(
-        None, "--set", help="A setting of the run, NAME=VALUE (JSON or text); repeatable."
+    setting: Optional[List[str]] = _opt(
+        "A setting of the run, NAME=VALUE (JSON or text); repeatable.", None, "--set"
     ),
     gpu_id: int = _opt("GPU to predict on; -1 for the CPU.", -1),
 ) -> None:
@@ -375,29 +375,23 @@ def train_command(
     ctx: typer.Context,
     config: Path = _arg("Training config, e.g. configs/adapt.cfg."),
     output: Path = _arg("Output folder (model-last, model-best)."),
-    epochs: int = typer.Option(
-        ..., min=1, help="Training budget in epochs (with --patience: at most)."
-    ),
-    patience: int = typer.Option(
-        0,
-        min=0,
-        help="Stop after this many epochs without a better dev score; 0: train all --epochs.",
+    epochs: int = _opt("Training budget in epochs (with --patience: at most).", ..., min=1),
+    patience: int = _opt(
+        "Stop after this many epochs without a better dev score; 0: train all --epochs.", 0, min=0
     ),
     gpu_id: int = _opt("GPU to train on; -1 for the CPU.", -1),
-    keep_source: bool = typer.Option(
-        True,
-        help="For a sourced config: model-best may be the starting pipeline if it scores best.",
+    keep_source: bool = _opt(
+        "For a sourced config: model-best may be the starting pipeline if it scores best.", True
     ),
-    curve_docs: Optional[Path] = typer.Option(
-        None,
-        help="Held-out labelled docs scored after every epoch for the learning-curve figure "
-        "only (never for selection); written to OUTPUT/curve.jsonl. Skipped if missing.",
+    curve_docs: Optional[Path] = _opt(
+        "Held-out labelled docs scored after every epoch for the learning-curve figure only "
+        "(never for selection); written to OUTPUT/curve.jsonl. Skipped if missing."
     ),
-    force: bool = typer.Option(
+    force: bool = _opt(
+        f"Train even if OUTPUT/{INPUTS_FILE} shows a finished run of the same config, "
+        "overrides, epochs and input files.",
         False,
         "--force",
-        help=f"Train even if OUTPUT/{INPUTS_FILE} shows a finished run of the same config, "
-        "overrides, epochs and input files.",
     ),
 ) -> None:
     """`spacy train` for E epochs (or until the dev score stops improving, with --patience):

@@ -61,35 +61,27 @@ BACKBONES_FILE = Path("training") / "backbones.json"
 SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 #: The rarely set settings, ``--vars.options "NAME=VALUE NAME=VALUE"``, with their defaults
-#: (a value is read as its default's type; lists are comma-separated).
+#: (a value is read as its default's type; lists are comma-separated). The README's project
+#: settings say what each does.
 OPTIONS: Dict[str, Any] = {
-    # Docs kept per domain (a seeded sample; 0 = all) and the carved-out shares.
     "max_source_docs": 1000,
     "max_target_docs": 1000,
     "max_target_test_docs": 1000,
     "target_test_fraction": 0.2,
     "valid_fraction": 0.15,
     "removal": "per_sample",
-    # The encoder's name in run folders (needed when the backbone is a path or has a "/").
     "backbone_key": "",
     "max_length": 64,
     "batch_size": 32,
-    # The source model trains until its dev macro AP has not improved for source_patience
-    # epochs, for at most source_epochs (0 patience: exactly source_epochs).
     "source_epochs": 20,
     "source_patience": 2,
-    # The learning rate of DALLMi and the fine-tuning baselines, and DALLMi's settings.
     "learn_rate": 0.00005,
     "mixup_lambda": 0.1,
     "mixup_warmup_steps": 0,
     "loss_form": "norm",
-    # Score the test split after every epoch, for the learning-curve figure only.
     "curve": True,
-    # Use the values the tune workflow chose instead of learn_rate and DALLMi's settings.
     "tuned": False,
-    # Runs to redo though they are finished: method names, source, prepare, or all.
     "force": "",
-    # The table workflow's ratios and seeds; the tune and ablations grids.
     "ratios": "0.5,0.7,0.9",
     "seeds": "0,1",
     "tune_learn_rates": "0.00003,0.0001,0.0003",
