@@ -101,18 +101,17 @@ def tune(
     output: Path,
     work: Path,
     *,
-    epochs: int,
-    batch_size: int,
     learn_rates: str,
     lambdas: str,
     warmup: str,
-    seed: int,
-    gpu_id: int = -1,
-    configs: Path = Path("configs"),
+    **run: Any,
 ) -> None:
-    """Choose each tuned method's settings on the validation slice by the label-free score."""
+    """Choose each tuned method's settings on the validation slice by the label-free score;
+    ``run``: ``epochs``, ``batch_size``, ``seed``, ``gpu_id``, ``configs``, as :func:`ablate`'s."""
     from ..training import batches_per_epoch
 
+    epochs, batch_size, seed = run["epochs"], run["batch_size"], run["seed"]
+    gpu_id, configs = run.get("gpu_id", -1), Path(run.get("configs", "configs"))
     lrs, lams, warm = _numbers(learn_rates), _numbers(lambdas), _numbers(warmup, int)
     for path in (source, partial / "target_train.spacy", partial / "target_valid.spacy"):
         if not path.exists():
