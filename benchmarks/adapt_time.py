@@ -1,10 +1,8 @@
 """Wall time of a newcomer's ``spacy project run adapt``, and where its source model stopped.
 
-Issue 26 made the source model train until its dev macro AP stops improving, which may cost
-time: this runs the ``adapt`` workflow in a checkout of the commit to time (``--project``, a
-clean folder: nothing is reused), with that checkout's code first on the path, and records
-the wall time, the machine's load and the source model's dev curve (when the commit writes
-one) into ``--output``, one record per ``--label``.
+Since issue 26 the source model trains until its dev macro AP stops improving, which may cost
+time: this runs ``adapt`` in a clean checkout of the commit to time (``--project``), its code
+first on the path, and records the wall time, the load and the source model's dev curve.
 
     git worktree add --detach ../before fdef240   # beside ../shared, for the studies' data
     python -m venv before-venv && before-venv/bin/pip install torch==2.13.0 -e ../before
@@ -18,33 +16,21 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import List
 
 import srsly
 from environment import REPO_ROOT, load_average, machine_info, now, package_versions
 
-RESULTS = REPO_ROOT / "benchmarks" / "results" / "adapt_time.json"
-
-
-def git_commit(folder: Path) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True
-    )
-    return done.stdout.strip()
-
 
 def main(argv: List[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--project", type=Path, required=True, help="a checkout to run in")
-    parser.add_argument("--label", required=True)
-    parser.add_argument("--var", action="append", default=[], help="KEY=VALUE, as --vars.KEY")
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument(
-        "--python",
-        default=sys.executable,
-        help="the interpreter to run with: an environment where the checkout is installed "
-        "(its entry points differ between commits)",
-    )
+    add = parser.add_argument
+    add("--project", type=Path, required=True, help="a checkout to run in")
+    add("--label", required=True)
+    add("--var", action="append", default=[], help="KEY=VALUE, as --vars.KEY")
+    add("--output", type=Path, default=REPO_ROOT / "benchmarks" / "results" / "adapt_time.json")
+    # the checkout's entry points differ between commits: run it in its own environment
+    add("--python", default=sys.executable, help="an interpreter with the checkout installed")
     args = parser.parse_args(argv)
     project = args.project.resolve()
     if (project / "training").exists():
@@ -53,17 +39,18 @@ def main(argv: List[str]) -> None:
     command = [args.python, "-m", "spacy", "project", "run", "adapt", str(project)]
     command += [f"--vars.{key}={value}" for key, value in variables.items()]
     env = {**os.environ, "PYTHONPATH": str(project)}
-    load_before = load_average()
-    start = time.perf_counter()
+    load_before, start = load_average(), time.perf_counter()
     done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"adapt failed:\n{(done.stdout + done.stderr)[-3000:]}")
     sources = sorted(project.glob("training/**/source/training.json"))
-    record: Dict[str, Any] = {
+    git = ["git", "-C", str(project), "rev-parse", "HEAD"]
+    commit = subprocess.run(git, capture_output=True, text=True)
+    record = {
         "label": args.label,
         "vars": variables,
-        "project_commit": git_commit(project),
+        "project_commit": commit.stdout.strip(),
         "command": " ".join(["spacy project run adapt .", *command[7:]]),
         "wall_seconds": round(wall, 1),
         "source_training": srsly.read_json(sources[0]) if sources else None,

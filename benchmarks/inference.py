@@ -1,36 +1,16 @@
 """Inference benchmark: length bucketing, Ray Data scale-out and ``classify``'s memory.
 
-A script, not a test: the numbers depend on the machine and its load. It answers three
-questions (``benchmarks/README.md`` explains the figures):
+Not a test: the numbers depend on the machine and its load (``benchmarks/README.md`` explains
+them). 1. ``pipe``: ``nlp.pipe`` with and without length bucketing against a plain transformers
+loop, on tweets (short) and PubMed abstracts (long), round-robin within each repeat, and the
+costs bucketing adds or could save; 2. ``ray``: ``classify_with_ray`` with single-thread actors
+against ``classify`` in one process; 3. ``classify`` on a generated CSV of 200,000 rows: its
+RSS over time (it must stay flat). Writes ``results/inference_<device>[_<parts>][_quick].*``.
 
-1. ``pipe``: docs/s of ``nlp.pipe`` with length bucketing, without it, and of a plain
-   transformers loop in fixed order (tokenise, forward under ``torch.no_grad()``, mean pool,
-   linear head), on SemEval tweets (short, variable) and PubMed abstracts (long, mostly
-   truncated). The configurations take turns within each repeat, the order rotating, so a
-   burst of load from other processes hits all of them alike; figures are means over
-   repeats. Tweets also get a sweep of window sizes. The same part times the two costs
-   that bucketing adds or could save: the extra tokenisation for the lengths, and
-   ``torch.inference_mode()`` against the shim's ``torch.no_grad()``.
-2. ``ray``: ``classify_with_ray`` with 2 single-thread CPU actors against ``classify`` in
-   one process (one thread) on the same file, both from start to written output (model
-   loading included); peak RSS per actor, sampled from ``/proc``.
-3. ``classify``: the command on a generated CSV of 200,000 rows in a subprocess; its RSS
-   sampled over time (it must stay flat) and every row accounted for.
-
-Both ``ray`` and ``classify`` run ``classify`` end to end in a subprocess, as the CLI runs it,
-and sample resident memory from ``/proc`` while it writes.
-
-Usage::
-
-    python benchmarks/inference.py                       # all parts, CPU, one torch thread
-    python benchmarks/inference.py --parts pipe --datasets tweets
-    python benchmarks/inference.py --quick               # < 1 minute smoke run
-    python benchmarks/inference.py --parts pipe --gpu-id 0 --batch-size 256
-
-Writes ``benchmarks/results/inference_<device>[_<parts>[_<datasets>]][_quick].{json,md}``.
+    python benchmarks/inference.py [--parts pipe --datasets tweets] [--gpu-id 0] [--quick]
 """
 
-import argparse
+import contextlib
 import csv
 import functools
 import json
@@ -42,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+from argparse import Namespace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -50,6 +31,7 @@ import numpy
 import spacy
 import torch
 from spacy.language import Language
+from speed import round_robin
 
 from spacy_dallmi.architecture import get_hf_objects
 
@@ -65,31 +47,26 @@ WORDS = (
 Runner = Callable[[List[str], int], numpy.ndarray]
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def parse_args(argv: Optional[Sequence[str]]) -> Namespace:
     options = env.parser(__doc__, threads=1)
-    options.add_argument(
-        "--parts", nargs="+", choices=ALL_PARTS, help="default: all (--quick: pipe, classify)"
-    )
-    options.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
-    options.add_argument("--window", type=int, default=1024, help="bucket_window compared")
-    options.add_argument("--sweep", type=int, nargs="*", default=[256], help="more windows, tweets")
-    options.add_argument("--texts", type=int, default=2000)
-    options.add_argument("--repeats", type=int, default=3)
-    options.add_argument("--ray-texts", type=int, default=4000)
-    options.add_argument("--ray-workers", type=int, default=2)
-    options.add_argument("--classify-rows", type=int, default=200_000)
+    add = options.add_argument
+    add("--parts", nargs="+", choices=ALL_PARTS, help="default: all (--quick: pipe, classify)")
+    add("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    add("--window", type=int, default=1024, help="bucket_window compared")
+    add("--sweep", type=int, nargs="*", default=[256], help="more windows, tweets")
+    add("--texts", type=int, default=2000)
+    add("--repeats", type=int, default=3)
+    add("--ray-texts", type=int, default=4000)
+    add("--ray-workers", type=int, default=2)
+    add("--classify-rows", type=int, default=200_000)
     args = options.parse_args(argv)
     if args.quick:  # < 1 minute
         args.texts, args.repeats, args.sweep, args.batch_size = 64, 2, [], 16
         args.ray_texts, args.classify_rows, args.window = 256, 2000, 256
-        args.datasets = ["tweets"]
-        args.parts = args.parts or ["pipe", "classify"]
+        args.datasets, args.parts = ["tweets"], args.parts or ["pipe", "classify"]
     args.parts = args.parts or list(ALL_PARTS)
     args.data_dir = args.data_dir.expanduser().resolve()
     return args
-
-
-# ----------------------------------------------------------------------------- data
 
 
 def read_tweets(data_dir: Path, n: int) -> List[str]:
@@ -100,10 +77,8 @@ def read_tweets(data_dir: Path, n: int) -> List[str]:
 
 
 def read_abstracts(data_dir: Path, n: int) -> List[str]:
-    """Unique abstracts (by pmid), in file order: train, dev, test; small before med."""
     texts: Dict[str, str] = {}
-    names = ("train-data-small", "dev-data-small", "test-data-small", "dev-data-med")
-    for name in (*names, "test-data-med"):
+    for name in ("train-data-small", "dev-data-small", "test-data-small", "dev-data-med"):
         with (data_dir / "pubmed" / f"{name}.csv").open(encoding="utf8", newline="") as handle:
             for row in csv.DictReader(handle):
                 texts.setdefault(row["pmid"], row["abstractText"])
@@ -119,30 +94,20 @@ def write_corpus(path: Path, rows: int, seed: int = 0) -> Dict[str, int]:
         writer.writerow(["id", "text", "source"])
         for i in range(rows):
             draw = rng.random()
-            if draw < 0.005:
-                writer.writerow([i])
-                counts["missing"] += 1
-            elif draw < 0.015:
-                writer.writerow([i, "", "gen"])
-                counts["empty"] += 1
-            else:
+            status = "missing" if draw < 0.005 else "empty" if draw < 0.015 else "ok"
+            if status == "ok":
                 text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 60)))
                 writer.writerow([i, text + ", end", "gen"])
-                counts["ok"] += 1
+            else:
+                writer.writerow([i] if status == "missing" else [i, "", "gen"])
+            counts[status] += 1
     return counts
 
 
-# ------------------------------------------------------------------------ pipelines
-
-
 def build_pipeline(backbone: str, max_length: int) -> Language:
-    """An untrained ``dallmi_textcat`` pipeline on the backbone (speed only)."""
     nlp = spacy.blank("en")
-    textcat = nlp.add_pipe(
-        "dallmi_textcat",
-        name="textcat",
-        config={"model": {"name": backbone, "max_length": max_length}},
-    )
+    config = {"model": {"name": backbone, "max_length": max_length}}
+    textcat = nlp.add_pipe("dallmi_textcat", name="textcat", config=config)
     for label in LABELS:
         textcat.add_label(label)
     nlp.initialize()
@@ -152,65 +117,45 @@ def build_pipeline(backbone: str, max_length: int) -> Language:
 def plain_transformers(nlp: Language) -> Runner:
     """The baseline: the pipeline's own backbone and head, called directly, fixed order."""
     model = nlp.get_pipe("textcat").model
-    hf = get_hf_objects(model)
-    head = model.layers[-1]
-    device = hf.transformer.device
-    weight = torch.as_tensor(model.ops.to_numpy(head.get_param("W")), device=device)
-    bias = torch.as_tensor(model.ops.to_numpy(head.get_param("b")), device=device)
-    options = {"max_length": model.attrs["max_length"]}
+    hf, max_length = get_hf_objects(model), model.attrs["max_length"]
+    params = (model.ops.to_numpy(model.layers[-1].get_param(name)) for name in "Wb")
+    head = [torch.as_tensor(param, device=hf.transformer.device) for param in params]
 
     def run(texts: List[str], batch_size: int) -> numpy.ndarray:
         hf.transformer.eval()  # the shim's predict leaves the model in training mode
-        head = (weight, bias)
-        return env.plain_classify(hf.tokenizer, hf.transformer, head, texts, batch_size, **options)
+        args = (hf.tokenizer, hf.transformer, head, texts, batch_size)
+        return env.plain_classify(*args, max_length=max_length)
 
     return run
 
 
 def pipe_runner(nlp: Language, window: int) -> Runner:
-    textcat = nlp.get_pipe("textcat")
-
     def run(texts: List[str], batch_size: int) -> numpy.ndarray:
-        textcat.cfg["bucket_window"] = window
+        nlp.get_pipe("textcat").cfg["bucket_window"] = window
         docs = nlp.pipe(texts, batch_size=batch_size)
         return numpy.asarray([[doc.cats[label] for label in LABELS] for doc in docs])
 
     return run
 
 
-# ----------------------------------------------------------------------- part 1: pipe
-
-
-def time_configs(
-    runners: Dict[str, Runner], texts: List[str], batch_size: int, repeats: int
-) -> Dict[str, Dict[str, Any]]:
-    """Round-robin timing; also checks that every configuration gives the same output."""
+def time_configs(runners: Dict[str, Runner], texts: List[str], batch_size: int, repeats: int):
+    """Round-robin timing after a warm-up, and each output's difference to the first's."""
     for run in runners.values():
-        run(texts[: 2 * batch_size], batch_size)  # warm-up
-    names = list(runners)
-    seconds: Dict[str, List[float]] = {name: [] for name in names}
-    cpu: Dict[str, List[float]] = {name: [] for name in names}
-    outputs: Dict[str, numpy.ndarray] = {}
-    for repeat in range(repeats):
-        for name in env.rotated(names, repeat):
-            wall, proc, outputs[name] = env.timed(
-                functools.partial(runners[name], texts, batch_size)
-            )
-            seconds[name].append(wall)
-            cpu[name].append(proc)
-            print(f"  [{repeat}] {name}: {seconds[name][-1]:.1f} s", flush=True)
-    reference = outputs[names[0]]
+        run(texts[: 2 * batch_size], batch_size)
+    names, step = list(runners), lambda name, _: runners[name](texts, batch_size)
+    times, outputs, _ = round_robin("pipe", step, functools.partial(env.rotated, names), repeats)
     results = {}
     for name in names:
-        docs_per_s = [len(texts) / s for s in seconds[name]]
+        seconds, cpu = [wall for wall, _ in times[name]], sum(cpu for _, cpu in times[name])
+        docs_per_s = [len(texts) / s for s in seconds]
         results[name] = {
-            "seconds": [round(s, 3) for s in seconds[name]],
+            "seconds": [round(s, 3) for s in seconds],
             "docs_per_s_mean": round(statistics.mean(docs_per_s), 2),
             "docs_per_s_std": round(statistics.stdev(docs_per_s), 2) if repeats > 1 else 0.0,
-            "cpu_s_per_wall_s": round(sum(cpu[name]) / sum(seconds[name]), 2),
+            "cpu_s_per_wall_s": round(cpu / sum(seconds), 2),
             # one thread: CPU time is what the configuration cost, whatever else ran
-            "docs_per_cpu_s": round(len(texts) * repeats / sum(cpu[name]), 2),
-            "max_abs_diff_vs_first": float(numpy.abs(outputs[name] - reference).max()),
+            "docs_per_cpu_s": round(len(texts) * repeats / cpu, 2),
+            "max_abs_diff_vs_first": float(numpy.abs(outputs[name] - outputs[names[0]]).max()),
         }
     return results
 
@@ -228,11 +173,8 @@ def padding_share(nlp: Language, texts: List[str], batch_size: int, window: int)
         if window:
             chunk = [chunk[i] for i in textcat.length_order([docs[i] for i in chunk])]
         order += chunk
-    padded = real = 0
-    for start in range(0, len(order), batch_size):
-        batch = lengths[order[start : start + batch_size]]
-        padded += int(batch.max()) * len(batch)
-        real += int(batch.sum())
+    batches = [lengths[order[i : i + batch_size]] for i in range(0, len(order), batch_size)]
+    padded, real = sum(int(b.max()) * len(b) for b in batches), sum(int(b.sum()) for b in batches)
     return round(1 - real / padded, 3)
 
 
@@ -245,32 +187,25 @@ def overheads(nlp: Language, texts: List[str], batch_size: int, repeats: int) ->
         for i in range(0, len(docs), 1024):
             textcat.length_order(docs[i : i + 1024])
     length_s = (time.perf_counter() - start) / repeats
-    model = textcat.model
-    hf = get_hf_objects(model)
+    hf, max_length = get_hf_objects(textcat.model), textcat.model.attrs["max_length"]
+    options = {"padding": True, "truncation": True, "max_length": max_length}
+    device = hf.transformer.device
     encoded = [
-        hf.tokenizer(
-            texts[i : i + batch_size],
-            padding=True,
-            truncation=True,
-            max_length=model.attrs["max_length"],
-            return_tensors="pt",
-        ).to(hf.transformer.device)
+        hf.tokenizer(texts[i : i + batch_size], return_tensors="pt", **options).to(device)
         for i in range(0, len(texts), batch_size)
     ]
     hf.transformer.eval()
     contexts = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode}
-    forward: Dict[str, List[float]] = {name: [] for name in contexts}
-    for repeat in range(repeats):
-        for name in env.rotated(list(contexts), repeat):
-            start = time.perf_counter()
-            with contexts[name]():
-                for batch in encoded:
-                    hf.transformer(**batch)
-                if hf.transformer.device.type == "cuda":
-                    torch.cuda.synchronize()
-            forward[name].append(time.perf_counter() - start)
-    no_grad = statistics.mean(forward["no_grad"])
-    inference = statistics.mean(forward["inference_mode"])
+
+    def forward(name: str, _: int) -> None:
+        with contexts[name]():
+            for batch in encoded:
+                hf.transformer(**batch)
+
+    order = functools.partial(env.rotated, list(contexts))
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    times = round_robin("overheads", forward, order, repeats, sync=sync)[0]
+    no_grad, inference = (statistics.mean(w for w, _ in times[name]) for name in contexts)
     return {
         "texts": len(texts),
         "length_tokenisation_s": round(length_s, 4),
@@ -281,10 +216,10 @@ def overheads(nlp: Language, texts: List[str], batch_size: int, repeats: int) ->
     }
 
 
-def run_pipe_part(args: argparse.Namespace, results: Dict[str, Any]) -> None:
+def run_pipe_part(args: Namespace, results: Dict[str, Any]) -> None:
     nlp = build_pipeline(args.backbone, args.max_length)
-    part: Dict[str, Any] = {}
     readers = {"tweets": read_tweets, "abstracts": read_abstracts}
+    results["pipe"] = {}
     for dataset in args.datasets:
         texts = readers[dataset](args.data_dir, args.texts)
         print(f"[pipe] {dataset}: {len(texts)} texts", flush=True)
@@ -302,76 +237,56 @@ def run_pipe_part(args: argparse.Namespace, results: Dict[str, Any]) -> None:
         def over(a: Dict[str, Any], b: Dict[str, Any]) -> float:
             return round(a["docs_per_s_mean"] / b["docs_per_s_mean"], 3)
 
-        part[dataset] = {
+        shares = {w: padding_share(nlp, texts, args.batch_size, w) for w in PADDING_WINDOWS}
+        results["pipe"][dataset] = {
             "texts": len(texts),
             "configs": timed,
             "bucketed_over_unbucketed": over(bucketed, unsorted),
             "bucketed_over_transformers": over(bucketed, plain),
             "unbucketed_over_transformers": over(unsorted, plain),
-            "padding_share_by_window": {
-                window: padding_share(nlp, texts, args.batch_size, window)
-                for window in PADDING_WINDOWS
-            },
-            "overheads": overheads(
-                nlp, texts[: min(len(texts), 512)], args.batch_size, args.repeats
-            ),
+            "padding_share_by_window": shares,
+            "overheads": overheads(nlp, texts[:512], args.batch_size, args.repeats),
         }
-    results["pipe"] = part
-
-
-# --------------------------------------------------------------- parts 2 and 3: memory
 
 
 def processes_named(fragment: str) -> List[int]:
     pids = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if fragment in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
+        try:
+            if entry.name.isdigit() and fragment in (entry / "cmdline").read_text(errors="replace"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
     return pids
 
 
-class Sampler(threading.Thread):
-    """Samples the RSS of processes (and optionally progress) every ``interval`` seconds."""
+@contextlib.contextmanager
+def sampled_rss(find: Callable[[], List[int]], progress: Callable[[], int] = lambda: 0):
+    """The RSS (MiB) of the processes ``find`` names, and ``progress``, every 0.5 s."""
+    samples: List[Dict[str, Any]] = []
+    stopped, start = threading.Event(), time.perf_counter()
 
-    def __init__(
-        self,
-        find: Callable[[], List[int]],
-        progress: Callable[[], int] = lambda: 0,
-        interval: float = 0.5,
-    ):
-        super().__init__(daemon=True)
-        self.find, self.progress, self.interval = find, progress, interval
-        self.samples: List[Dict[str, Any]] = []
-        self.stopped = threading.Event()
-        self.start_time = time.perf_counter()
-
-    def run(self) -> None:
-        while not self.stopped.is_set():
-            rss = {pid: env.read_proc_status("VmRSS", pid) for pid in self.find()}
-            stamp = round(time.perf_counter() - self.start_time, 2)
+    def sample() -> None:
+        while not stopped.is_set():
+            rss = {pid: env.read_proc_status("VmRSS", pid) for pid in find()}
             rss = {p: r / 2**20 for p, r in rss.items() if r}
-            self.samples.append({"t": stamp, "rss_mib": rss, "progress": self.progress()})
-            self.stopped.wait(self.interval)
+            stamp = round(time.perf_counter() - start, 2)
+            samples.append({"t": stamp, "rss_mib": rss, "progress": progress()})
+            stopped.wait(0.5)
 
-    def stop(self) -> List[Dict[str, Any]]:
-        self.stopped.set()
-        self.join()
-        return self.samples
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield samples
+    finally:
+        stopped.set()
+        thread.join()
 
 
-def run_classify_process(
-    model: Path, source: Path, output: Path, extra: Sequence[str], threads: int
-) -> Dict[str, Any]:
-    """``classify`` in a subprocess (through typer, as the CLI runs it), RSS sampled with
-    the bytes written so far as progress."""
-    code = (
-        "import torch, typer; torch.set_num_threads(%d); "
-        "from spacy_dallmi.classify import classify_command; typer.run(classify_command)" % threads
-    )
+def run_classify_process(model: Path, source: Path, output: Path, *extra: str) -> Dict[str, Any]:
+    """``classify`` in a subprocess, as the CLI runs it: (seconds, share written, MiB RSS)."""
+    code = "import torch, typer; torch.set_num_threads(1); "
+    code += "from spacy_dallmi.classify import classify_command; typer.run(classify_command)"
     command = [sys.executable, "-c", code, str(model), str(source), str(output)]
     command += ["--text-column", "text", "--no-progress", *extra]
     start = time.perf_counter()
@@ -380,72 +295,55 @@ def run_classify_process(
     def written() -> int:
         # classify writes to a temporary file of its own, .OUTPUT.<random>.partial
         for path in [*output.parent.glob(f".{output.name}.*.partial"), output]:
-            try:
+            with contextlib.suppress(OSError):
                 return path.stat().st_size
-            except OSError:
-                continue
         return 0
 
-    sampler = Sampler(lambda: [process.pid], written)
-    sampler.start()
-    out, _ = process.communicate()
-    samples = sampler.stop()
+    with sampled_rss(lambda: [process.pid], written) as samples:
+        out, _ = process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"classify failed:\n{out}")
-    total = max(written(), 1)
-    series = [
-        (s["t"], s["progress"] / total, s["rss_mib"][process.pid])
-        for s in samples
-        if process.pid in s["rss_mib"]
+    total, pid = max(written(), 1), process.pid
+    rss = [
+        (s["t"], s["progress"] / total, s["rss_mib"][pid]) for s in samples if pid in s["rss_mib"]
     ]
-    return {"seconds": round(time.perf_counter() - start, 2), "rss": series}
+    return {"seconds": round(time.perf_counter() - start, 2), "rss": rss}
 
 
-def run_ray_part(args: argparse.Namespace, results: Dict[str, Any], workdir: Path) -> None:
+def run_ray_part(args: Namespace, results: Dict[str, Any], workdir: Path) -> None:
     import pyarrow.parquet
     import ray
 
     from spacy_dallmi.ray import classify_with_ray
 
-    nlp = build_pipeline(args.backbone, args.max_length)
-    model = workdir / "minilm_pipeline"
-    nlp.to_disk(model)
+    model, source = workdir / "minilm_pipeline", workdir / "tweets.jsonl"
+    build_pipeline(args.backbone, args.max_length).to_disk(model)
     texts = read_tweets(args.data_dir, args.ray_texts)
-    source = workdir / "tweets.jsonl"
-    with source.open("w", encoding="utf8") as handle:
-        for i, text in enumerate(texts):
-            handle.write(json.dumps({"id": i, "text": text}) + "\n")
-    window = ["--bucket-window", str(args.window), "--batch-size", str(args.batch_size)]
+    lines = [json.dumps({"id": i, "text": text}) + "\n" for i, text in enumerate(texts)]
+    source.write_text("".join(lines), encoding="utf8")
+    options = ["--bucket-window", str(args.window), "--batch-size", str(args.batch_size)]
     print(f"[ray] single process on {len(texts)} tweets", flush=True)
-    single = run_classify_process(model, source, workdir / "single.parquet", window, 1)
+    single = run_classify_process(model, source, workdir / "single.parquet", *options)
     ray.init(num_cpus=args.ray_workers, include_dashboard=False, log_to_driver=False)
     try:
         print(f"[ray] {args.ray_workers} actors", flush=True)
-        sampler = Sampler(lambda: processes_named("PipelineActor"))
-        sampler.start()
-        start = time.perf_counter()
-        summary = classify_with_ray(
-            model,
-            [source],
-            workdir / "ray_out",
-            "text",
-            workers=args.ray_workers,
-            batch_size=args.batch_size,
-            bucket_window=args.window,
+        kwargs = dict(
+            workers=args.ray_workers, batch_size=args.batch_size, bucket_window=args.window
         )
-        seconds = time.perf_counter() - start
-        peaks: Dict[int, float] = {}
-        for sample in sampler.stop():
-            for pid, rss in sample["rss_mib"].items():
-                peaks[pid] = max(peaks.get(pid, 0.0), rss)
+        with sampled_rss(lambda: processes_named("PipelineActor")) as samples:
+            start = time.perf_counter()
+            summary = classify_with_ray(model, [source], workdir / "ray_out", "text", **kwargs)
+            seconds = time.perf_counter() - start
     finally:
         ray.shutdown()
+    peaks: Dict[int, float] = {}
+    for sample in samples:
+        for pid, rss in sample["rss_mib"].items():
+            peaks[pid] = max(peaks.get(pid, 0.0), rss)
     single_rows = pyarrow.parquet.read_table(workdir / "single.parquet").to_pylist()
     ray_rows = pyarrow.parquet.read_table(workdir / "ray_out").to_pylist()
-    diff = max(
-        abs(a[f"prob_{k}"] - b[f"prob_{k}"]) for a, b in zip(single_rows, ray_rows) for k in LABELS
-    )
-    single_peak = max(rss for _, _, rss in single["rss"])
+    pairs = zip(single_rows, ray_rows)
+    diff = max(abs(a[f"prob_{k}"] - b[f"prob_{k}"]) for a, b in pairs for k in LABELS)
     results["ray"] = {
         "texts": len(texts),
         "workers": args.ray_workers,
@@ -456,31 +354,25 @@ def run_ray_part(args: argparse.Namespace, results: Dict[str, Any], workdir: Pat
         "rows_written": summary.rows,
         "ids_in_order": [row["id"] for row in ray_rows] == list(range(len(texts))),
         "max_abs_diff_vs_single": diff,
-        "single_process_peak_rss_mib": round(single_peak, 1),
+        "single_process_peak_rss_mib": round(max(rss for _, _, rss in single["rss"]), 1),
         "actor_peak_rss_mib": [round(rss, 1) for rss in sorted(peaks.values())],
         "note": "both timed from start to written Parquet: model loading and Ray's actor "
         "start-up included, ray.init excluded",
     }
 
 
-def run_classify_part(args: argparse.Namespace, results: Dict[str, Any], workdir: Path) -> None:
+def run_classify_part(args: Namespace, results: Dict[str, Any], workdir: Path) -> None:
     sys.path.insert(0, str(env.REPO_ROOT))
     from tests.conftest import build_tiny_bert
 
-    bert = build_tiny_bert(workdir / "tiny_bert")
-    nlp = build_pipeline(str(bert), 64)
-    model = workdir / "tiny_pipeline"
-    nlp.to_disk(model)
-    source = workdir / "corpus.csv"
+    model, source, output = (workdir / f for f in ("tiny_pipeline", "corpus.csv", "corpus_out.csv"))
+    build_pipeline(str(build_tiny_bert(workdir / "tiny_bert")), 64).to_disk(model)
     expected = write_corpus(source, args.classify_rows)
-    output = workdir / "corpus_out.csv"
     print(f"[classify] {args.classify_rows} rows", flush=True)
-    run = run_classify_process(
-        model, source, output, ["--bucket-window", str(args.window), "--threshold", "0.5"], 1
-    )
+    options = ("--bucket-window", str(args.window), "--threshold", "0.5")
+    run = run_classify_process(model, source, output, *options)
     with output.open(encoding="utf8", newline="") as handle:
-        statuses = {"ok": 0, "empty": 0, "missing": 0}
-        ids_in_order = True
+        statuses, ids_in_order = dict.fromkeys(expected, 0), True
         for i, row in enumerate(csv.DictReader(handle)):
             statuses[row["text_status"]] += 1
             ids_in_order &= row["id"] == str(i)
@@ -490,6 +382,7 @@ def run_classify_part(args: argparse.Namespace, results: Dict[str, Any], workdir
         reached = [value for _, done, value in run["rss"] if done >= share - 1e-9]
         at_share[f"{share:.0%}"] = round(reached[0], 1) if reached else None
     after_first = [value for _, done, value in run["rss"] if done >= 0.1]
+    step = max(1, len(rss) // 40)
     results["classify"] = {
         "rows": args.classify_rows,
         "input_mib": round(source.stat().st_size / 2**20, 1),
@@ -505,96 +398,74 @@ def run_classify_part(args: argparse.Namespace, results: Dict[str, Any], workdir
         "rss_growth_from_10_percent_written_mib": round(max(after_first) - after_first[0], 1),
         "rss_samples": len(rss),
         "rss_over_time_s_share_mib": [
-            [t, round(done, 3), round(v, 1)] for t, done, v in run["rss"][:: max(1, len(rss) // 40)]
+            [t, round(d, 3), round(v, 1)] for t, d, v in run["rss"][::step]
         ],
     }
 
 
-# ----------------------------------------------------------------------------- report
+#: The Markdown of each part, filled with its figures (and a pipe part's table ``rows``).
+PIPE = """## nlp.pipe on {texts} {dataset}
+
+| configuration | docs/s (mean ± std) | runs (s) | docs per CPU s | CPU s per wall s | \
+padding share | max abs diff |
+| --- | --- | --- | --- | --- | --- | --- |
+{rows}
+
+- bucketed / unbucketed: **{bucketed_over_unbucketed}**; bucketed / transformers: \
+**{bucketed_over_transformers}**; unbucketed / transformers: {unbucketed_over_transformers}
+- extra tokenisation for the sort: {overheads[length_tokenisation_s]} s per \
+{overheads[texts]} texts = {tokenisation_percent:.2f}% of their forward passes; inference_mode \
+/ no_grad forward speed-up: {overheads[inference_mode_speedup]}
+- padding share of the batches by bucket_window (0 = off): {shares}
+"""
+RAY = """## Ray Data: {workers} CPU actors vs one process, {texts} tweets
+
+| | wall (s) | peak RSS (MiB) |
+| --- | --- | --- |
+| classify, one process | {single_process_s} | {single_process_peak_rss_mib} |
+| classify_with_ray | {ray_s} | per actor: {actors} |
+
+- speed-up: **{speedup}**; rows written {rows_written}, ids in order: {ids_in_order}, max abs \
+diff vs one process {max_abs_diff_vs_single:.1e}
+- {note}
+"""
+CLASSIFY = """## classify on a generated CSV of {rows} rows ({input_mib} MiB)
+
+- model: {model}
+- {seconds} s, {docs_per_s} docs/s; rows written {rows_written} of {rows}, ids in order: \
+{ids_in_order}
+- statuses written {statuses_written}, expected {statuses_expected}
+- RSS (MiB) when this share of the output was written: {at_share}
+- peak RSS **{peak_rss_mib} MiB**; growth from 10% written to the end \
+**{rss_growth_from_10_percent_written_mib} MiB** ({rss_samples} samples, every 0.5 s)
+"""
 
 
 def markdown(results: Dict[str, Any]) -> str:
-    """The tables ``benchmarks/README.md`` cites, from the results (the JSON holds them all)."""
-    ctx = results["context"]
-    settings = ctx["settings"]
-    lines = [
-        *env.report_header(
-            "inference",
-            ctx,
-            f"- backbone: {settings['backbone']}, max length {settings['max_length']}, "
-            f"batch {settings['batch_size']}, bucket_window {settings['window']}",
-        ),
-        f"- load average at start: {ctx['load_start']}, at end: {ctx['load_end']}",
-        "",
-    ]
+    ctx, settings = results["context"], results["context"]["settings"]
+    setup = f"- backbone: {settings['backbone']}, max length {settings['max_length']}, batch "
+    setup += f"{settings['batch_size']}, bucket_window {settings['window']}"
+    lines = [*env.report_header("inference", ctx, setup)]
+    lines += [f"- load average at start: {ctx['load_start']}, at end: {ctx['load_end']}", ""]
     for dataset, part in results.get("pipe", {}).items():
         rows = [
-            [
-                name,
-                f"{row['docs_per_s_mean']} ± {row['docs_per_s_std']}",
-                ", ".join(f"{s:.1f}" for s in row["seconds"]),
-                row["docs_per_cpu_s"],
-                row["cpu_s_per_wall_s"],
-                row["padding_share"],
-                f"{row['max_abs_diff_vs_first']:.1e}",
-            ]
+            f"| {name} | {row['docs_per_s_mean']} ± {row['docs_per_s_std']} | "
+            + ", ".join(f"{s:.1f}" for s in row["seconds"])
+            + f" | {row['docs_per_cpu_s']} | {row['cpu_s_per_wall_s']} | {row['padding_share']}"
+            + f" | {row['max_abs_diff_vs_first']:.1e} |"
             for name, row in part["configs"].items()
         ]
-        header = ["configuration", "docs/s (mean ± std)", "runs (s)", "docs per CPU s"]
-        header += ["CPU s per wall s", "padding share", "max abs diff"]
-        over = part["overheads"]
         shares = ", ".join(f"{k}: {v}" for k, v in part["padding_share_by_window"].items())
-        lines += [
-            f"## nlp.pipe on {part['texts']} {dataset}",
-            "",
-            *env.table(header, rows),
-            f"- bucketed / unbucketed: **{part['bucketed_over_unbucketed']}**; bucketed / "
-            f"transformers: **{part['bucketed_over_transformers']}**; unbucketed / "
-            f"transformers: {part['unbucketed_over_transformers']}",
-            f"- extra tokenisation for the sort: {over['length_tokenisation_s']} s per "
-            f"{over['texts']} texts = {100 * over['length_tokenisation_share_of_forward']:.2f}% "
-            f"of their forward passes; inference_mode / no_grad forward speed-up: "
-            f"{over['inference_mode_speedup']}",
-            f"- padding share of the batches by bucket_window (0 = off): {shares}",
-            "",
-        ]
+        percent = 100 * part["overheads"]["length_tokenisation_share_of_forward"]
+        values = dict(dataset=dataset, rows="\n".join(rows), shares=shares)
+        lines.append(PIPE.format(**part, **values, tokenisation_percent=percent))
     if "ray" in results:
-        ray_part = results["ray"]
-        lines += [
-            f"## Ray Data: {ray_part['workers']} CPU actors vs one process, "
-            f"{ray_part['texts']} tweets",
-            "",
-            "| | wall (s) | peak RSS (MiB) |",
-            "| --- | --- | --- |",
-            f"| classify, one process | {ray_part['single_process_s']} | "
-            f"{ray_part['single_process_peak_rss_mib']} |",
-            f"| classify_with_ray | {ray_part['ray_s']} | per actor: "
-            f"{', '.join(map(str, ray_part['actor_peak_rss_mib']))} |",
-            "",
-            f"- speed-up: **{ray_part['speedup']}**; rows written {ray_part['rows_written']}, "
-            f"ids in order: {ray_part['ids_in_order']}, max abs diff vs one process "
-            f"{ray_part['max_abs_diff_vs_single']:.1e}",
-            f"- {ray_part['note']}",
-            "",
-        ]
+        actors = ", ".join(map(str, results["ray"]["actor_peak_rss_mib"]))
+        lines.append(RAY.format(**results["ray"], actors=actors))
     if "classify" in results:
-        part = results["classify"]
-        lines += [
-            f"## classify on a generated CSV of {part['rows']} rows ({part['input_mib']} MiB)",
-            "",
-            f"- model: {part['model']}",
-            f"- {part['seconds']} s, {part['docs_per_s']} docs/s; rows written "
-            f"{part['rows_written']} of {part['rows']}, ids in order: {part['ids_in_order']}",
-            f"- statuses written {part['statuses_written']}, expected {part['statuses_expected']}",
-            "- RSS (MiB) when this share of the output was written: "
-            + ", ".join(
-                f"{k}: {v}" for k, v in part["rss_mib_when_share_of_output_written"].items()
-            ),
-            f"- peak RSS **{part['peak_rss_mib']} MiB**; growth from 10% written to the end "
-            f"**{part['rss_growth_from_10_percent_written_mib']} MiB** ({part['rss_samples']} "
-            "samples, every 0.5 s)",
-            "",
-        ]
+        at = results["classify"]["rss_mib_when_share_of_output_written"].items()
+        at_share = ", ".join(f"{k}: {v}" for k, v in at)
+        lines.append(CLASSIFY.format(**results["classify"], at_share=at_share))
     return "\n".join(lines)
 
 
@@ -622,8 +493,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         name += "_" + "_".join(args.parts)
         if "pipe" in args.parts and set(args.datasets) != set(DATASETS):
             name += "_" + "_".join(args.datasets)
-    if args.quick:
-        name += "_quick"
+    name += "_quick" if args.quick else ""
     path = env.write_report(args.output_dir, name, results, markdown(results) + "\n")
     print(f"wrote {path} and {path.with_suffix('.md')} in {results['context']['total_wall_s']} s")
     return 0
