@@ -1,8 +1,6 @@
-"""What a benchmark result was measured on, and the helpers every benchmark script shares.
-
-Machine, package versions and git commit are recorded the same way by every script, so numbers
-from two machines or two commits are never confused; the scripts also share their common
-command-line options, the JSON and Markdown writing, and the timing helpers.
+"""What a benchmark result was measured on (machine, packages, git commit, recorded alike by
+every script, so numbers from two machines or commits are never confused), and the helpers the
+benchmark scripts share: common options, JSON and Markdown writing, timing.
 """
 
 import argparse
@@ -120,15 +118,12 @@ def git_info() -> Dict[str, Any]:
     }
 
 
-#: The code this process runs: read when the module is first imported, which every benchmark
-#: script does at start. HEAD may move while a long run goes on (commits of other work); a
-#: result must name the commit it was made with, not the one current when it was written.
+#: The commit this process runs, read at import: HEAD may move during a long run.
 GIT_AT_START = git_info()
 
 
 def git_provenance() -> Dict[str, Any]:
-    """:data:`GIT_AT_START`, plus the HEAD when the result is written and whether it moved
-    (then the commit at start is the one the result was made with)."""
+    """:data:`GIT_AT_START`, plus the HEAD when the result is written and whether it moved."""
     head = git_info()["commit"]
     return {**GIT_AT_START, "head_at_write": head, "head_moved": head != GIT_AT_START["commit"]}
 
@@ -145,8 +140,8 @@ def provenance(gpu_id: Optional[int] = None, **extra: Any) -> Dict[str, Any]:
 
 
 def parser(doc: str, device: bool = True, **defaults: Any) -> argparse.ArgumentParser:
-    """The options the benchmarks share (``--output-dir`` and ``--gpu-id`` only with
-    ``device``); ``defaults`` override theirs. ``doc``'s first paragraph describes the script."""
+    """The options the benchmarks share (``--output-dir``, ``--gpu-id`` only with ``device``);
+    ``defaults`` override theirs; ``doc``'s first paragraph describes the script."""
     parser = argparse.ArgumentParser(
         description=doc.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
@@ -184,9 +179,7 @@ def timed(
     fn: Callable[[], Any], sync: Callable[[], Any] = lambda: None
 ) -> Tuple[float, float, Any]:
     """Wall-clock and process CPU seconds of ``fn()``, and what it returned; ``sync`` (waiting
-    for queued GPU work) runs before and after, so the interval covers the work it started.
-    CPU/wall near the thread count means the call had the cores to itself, much lower means
-    it was competing."""
+    for queued GPU work) runs before and after, so the interval covers the work it started."""
     sync()
     wall0, cpu0 = time.perf_counter(), time.process_time()
     result = fn()
@@ -195,8 +188,7 @@ def timed(
 
 
 def rotated(items: Sequence[Any], shift: int) -> List[Any]:
-    """``items`` started at ``shift``: the order of a round-robin round, so a burst of load
-    from other processes hits every configuration alike."""
+    """``items`` started at ``shift``: a round-robin order, so bursts of load hit all alike."""
     shift %= len(items)
     return list(items[shift:]) + list(items[:shift])
 
@@ -210,10 +202,9 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def plain_classify(
     tokenizer: Any, encoder: Any, head: Any, texts: Sequence[str], batch_size: int, **options: Any
 ) -> numpy.ndarray:
-    """The baseline the benchmarks compare ``nlp.pipe`` with: a plain transformers loop in
-    the order of ``texts``: tokenise (``max_length`` in ``options``), encode under
-    ``options["context"]`` (default ``torch.no_grad``), mean pool, the linear ``head``
-    (weight and bias tensors) and a sigmoid."""
+    """The plain transformers loop the benchmarks compare ``nlp.pipe`` with: tokenise
+    (``options`` such as ``max_length``), encode under ``options["context"]`` (default
+    ``torch.no_grad``), mean pool, the linear ``head`` (weight, bias) and a sigmoid."""
     weight, bias = head
     context = options.pop("context", torch.no_grad)
     out = []
@@ -233,8 +224,7 @@ def plain_classify(
 
 
 def report_header(title: str, ctx: Dict[str, Any], *lines: str) -> List[str]:
-    """The first lines of a benchmark's Markdown report: title, date, machine, git, then
-    ``lines``, then the package versions."""
+    """A Markdown report's first lines: title, date, machine, git, ``lines``, versions."""
     machine, git = ctx["machine"], ctx["git"]
     gpu = machine["gpu"]["name"] if machine.get("gpu") else "none"
     outside = (
