@@ -1,19 +1,12 @@
-"""The paper's ablations (Tables 3 and 4) in the paired protocol (issue 9, item 4).
+"""The paper's ablations (Tables 3 and 4) as paired cells beside default DALLMi (issue 9).
 
 The variants are the project's ``ablate`` command's (:func:`spacy_dallmi.experiments.grid.
-ablation_variants`): MixUp location × loss form, the positive term ``l2``, the MixUp weight λ
-and the batching. Each is a paired cell (:meth:`paired.Protocol.run`) compared with default
-DALLMi over seeds, and differs from the defaults only in what its name says (a batcher's epoch
-may have another number of batches). A variant equal to a paired method (the defaults:
-``dallmi``; λ = 0: ``dallmi_lambda0``) reuses that method's finished run; nothing is written
-into the paired results.
-
-Writes ``results/ablations_<dataset>/<run>.json`` and ``results/ablations_<dataset>.md``: test
-macro AP at the last epoch and selected by the PU score, the change relative to default DALLMi,
-and the training CPU seconds per epoch (Table 4). Processes started together share the work (a
-lock per variant); ``--report`` only writes the report; ``--variants`` trains only the named
-variants (file names), say to add seeds to one. The first of ``--ratios`` is used; the other
-options are ``paired.py``'s.
+ablation_variants`); each trains through :meth:`paired.Protocol.run` and differs from the
+defaults only in what its name says. A variant equal to a paired method reuses its finished
+run. Writes ``results/ablations_<dataset>/<run>.json`` and ``results/ablations_<dataset>.md``
+(test macro AP, the change relative to the defaults, training CPU seconds per epoch).
+Processes started together share the variants (a lock each); ``--report`` only writes the
+report; ``--variants`` trains only the named ones. The first of ``--ratios`` is used.
 
     python benchmarks/ablations.py --dataset pubmed --seeds 0 --ratios 0.7   # one per core
     python benchmarks/ablations.py --dataset pubmed --seeds 1,2,3,4 --ratios 0.7 \
@@ -85,7 +78,6 @@ def chosen(variants: Variants, slugs: Optional[List[str]]) -> Variants:
 
 def main(argv: List[str]) -> None:
     args, report_only, slugs = parse(argv)
-    folder, ratio = beside(args, "ablations_"), args.ratios[0]
     variants = ablation_variants(list(LAMBDAS))
     if not report_only:
         # the defaults first, then the batching variants (Table 4 compares their time with the
@@ -93,14 +85,13 @@ def main(argv: List[str]) -> None:
         order = sorted(
             chosen(variants, slugs), key=lambda v: (v != variants[0], "batcher" not in v[1])
         )
-        train(args, folder, ratio, order)
-    write_report(folder, args, ratio, args.seeds, variants)
+        train(args, order)
+    write_report(args, variants)
 
 
-def train(args: argparse.Namespace, folder: Path, ratio: float, variants: Variants) -> None:
-    """Train each variant at each seed that no other process is training (a lock per variant)
-    and that is not finished."""
-    protocol = Protocol(args)
+def train(args: argparse.Namespace, variants: Variants) -> None:
+    """Train each variant at each seed unless it is finished or another process trains it."""
+    protocol, folder, ratio = Protocol(args), beside(args, "ablations_"), args.ratios[0]
     for seed in args.seeds:
         protocol.setup_seed(seed)
         locks = args.work / f"s{seed}" / "ablation_locks"
@@ -125,13 +116,12 @@ def train(args: argparse.Namespace, folder: Path, ratio: float, variants: Varian
                 protocol.run(twin or f"ablation: {name}", seed, ratio, method, path, extra)
 
 
-def write_report(
-    folder: Path, args: argparse.Namespace, ratio: float, seeds: List[int], variants: Variants
-) -> None:
+def write_report(args: argparse.Namespace, variants: Variants) -> None:
+    folder, ratio = beside(args, "ablations_"), args.ratios[0]
     rname = ratio_name(ratio)
     rows = []  # per variant (in the table's order): its finished runs by seed
     for name, _ in variants:
-        paths = {seed: variant_path(args, folder, seed, ratio, name)[0] for seed in seeds}
+        paths = {seed: variant_path(args, folder, seed, ratio, name)[0] for seed in args.seeds}
         rows.append((name, {s: srsly.read_json(p) for s, p in paths.items() if p.exists()}))
     any_run = next((r for _, runs in rows for r in runs.values()), None)
     if any_run is None:
@@ -139,10 +129,9 @@ def write_report(
         return
 
     def scores(runs: Dict[int, Dict[str, Any]], which: str) -> Dict[int, float]:
-        if which == "last":
-            return {s: 100 * r["last"]["macro_ap"] for s, r in runs.items()}
-        selected = {s: r["selected"][rname]["pu_score"] for s, r in runs.items()}
-        return {s: 100 * r["test"]["macro_ap"] for s, r in selected.items()}
+        picked = {s: r["last"] if which == "last" else r["selected"][rname]["pu_score"]["test"]
+                  for s, r in runs.items()}  # fmt: skip
+        return {s: 100 * test["macro_ap"] for s, test in picked.items()}
 
     default = rows[0][1]
     body = []
@@ -151,10 +140,7 @@ def write_report(
         for which in ("last", "selected"):
             mine, base = scores(runs, which), scores(default, which)
             common = sorted(set(mine) & set(base))
-            if not mine:
-                cells += ["–", "–"]
-                continue
-            cells.append(f"{mean_std(list(mine.values()))[0]:.1f} (n={len(mine)})")
+            cells.append(f"{mean_std(list(mine.values()))[0]:.1f} (n={len(mine)})" if mine else "–")
             if runs is default or not common:
                 cells.append("–")
                 continue

@@ -1,16 +1,13 @@
-"""The ``tune`` grid (issue 8, item 5): one seed, one ratio, chosen on the validation slice.
+"""The ``tune`` grid (issue 8, item 5): one seed and ratio, chosen on the validation slice.
 
-Every point is a paired cell (:meth:`paired.Protocol.run`) with the protocol's epochs, batch
-size and schedule. ``ft_partial``, ``an_ls`` and ``wan`` try :data:`LEARN_RATES`; ``dallmi`` is
-searched one coordinate at a time from the best point so far (:func:`search_dallmi`: the
-learning rates, then λ, then λ warm-up, then the log loss form; 7 points instead of the 15 of
-the project's ``tune`` workflow, to fit about a CPU-hour per dataset). A point scores the best
-validation score over its epochs; the choice is the best PU score, and reads no test label.
-Each point's test macro AP is kept for one analysis only: which label-free criterion ranks the
-points like the test AP does (Spearman).
-
-Writes ``results/tune_<dataset>/<point>.json`` and ``results/tuned_<dataset>.json`` (read by
-``paired.py``). Takes ``paired.py``'s options; the first of ``--seeds`` and ``--ratios`` is used.
+Every point is a paired cell (:meth:`paired.Protocol.run`). ``ft_partial``, ``an_ls`` and
+``wan`` try :data:`LEARN_RATES`; ``dallmi`` is searched one setting at a time from the best
+point so far (:func:`search_dallmi`, 7 points instead of the project ``tune`` workflow's 15, to
+fit about a CPU-hour per dataset). The choice is the best validation PU score over a point's
+epochs and reads no test label; the test AP is kept only to ask which label-free criterion
+ranks the points like it (Spearman). Writes ``results/tune_<dataset>/<point>.json`` and
+``results/tuned_<dataset>.json`` (read by ``paired.py``); the first of ``--seeds`` and
+``--ratios`` is used.
 
     python benchmarks/tune.py --dataset emotions --seeds 0 --ratios 0.7
 """
@@ -70,7 +67,8 @@ def spearman(points: List[Dict[str, Any]], criterion: str, last: bool = False) -
 
 
 def search_dallmi(run_point: Callable[..., Dict[str, Any]], one_epoch: int) -> None:
-    """The coordinate search over DALLMi's settings (see the module docstring)."""
+    """The learning rates at the default λ, then λ, then λ warm-up over one epoch (unless λ is
+    0), then the log loss form, each stage from the best point so far."""
 
     def best(points: List[Dict[str, Any]]) -> Dict[str, Any]:
         return max(points, key=lambda p: p["scores"][CHOICE]["val"])
@@ -122,9 +120,7 @@ def main(argv: List[str]) -> None:
     write_tuned(output, args.dataset, seed, ratio, points, time.perf_counter() - start)
 
 
-def write_tuned(
-    output: Path, dataset: str, seed: int, ratio: float, points: List[Dict[str, Any]], seconds
-) -> None:
+def write_tuned(output: Path, dataset: str, seed: int, ratio: float, points, seconds) -> None:
     """The chosen values per method, every point's scores and the criterion analysis."""
     chosen: Dict[str, Any] = {}
     by_criterion: Dict[str, Any] = {}
