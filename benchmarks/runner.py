@@ -1,16 +1,15 @@
 """In-process training with an evaluation at every epoch boundary, and the metrics it records.
 
-Each run goes through spaCy's own training loop (``init_nlp`` and ``train``, the code behind
-``spacy train``) with the project's configs and overrides, for ``E × batches per epoch`` steps
-as the project's ``train --epochs`` does. A ``[training.before_update]`` probe scores the model
-when a new epoch starts (the final model after training), on the validation slice and on the
-test split; nothing is saved per epoch, and the test scores never feed training or selection.
+A run is spaCy's own training loop (the code behind ``spacy train``) with the project's config
+and overrides for ``E × batches per epoch`` steps, as ``train --epochs`` does; a
+``before_update`` probe scores each epoch's model on the validation slice and the test split.
+The test scores never feed training or selection.
 """
 
 import io
 import time
 import warnings
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import spacy
@@ -36,8 +35,7 @@ TEST_KEYS = ("macro_ap", "micro_ap", "macro_f", "macro_ap_rounded", "ap_per_type
 
 
 def predict(nlp: Language, texts: Sequence[str]) -> np.ndarray:
-    """Probabilities (docs × labels) of the pipeline's classifier, in the order of ``texts``;
-    batched by length, which changes no probability and saves padding."""
+    """Probabilities (docs × labels) of the pipeline's classifier; batched by length."""
     textcat = find_textcat(nlp)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     probabilities = np.zeros((len(texts), len(textcat.labels)))
@@ -74,20 +72,15 @@ class LabelledSet:
 
 
 class Evaluator:
-    """Scores a pipeline on the validation slice and on the test split.
+    """Scores a pipeline on the validation slice, against each ratio's partial labels (the
+    label-free criteria; with the ``source`` model, ``pu_win``: the share of resamples on which
+    the PU score beats the source's) and the full labels (analysis only), and on the test split
+    (macro F1 also at per-label thresholds fitted on each validation labelling)."""
 
-    Validation: against each ratio's partial labels (the label-free criteria ``pu_score`` and
-    ``partial_ap``; with the source model, ``pu_win``: the share of bootstrap resamples on which
-    the PU score beats the source's) and against the full labels (analysis only). Test: macro
-    AP (primary), micro AP, macro F1 at 0.5, the paper's rounded AP, ECE, and macro F1 at
-    per-label thresholds fitted on the validation slice, per ratio's partial labels and on the
-    full labels (analysis only).
-    """
-
-    def __init__(self, corpora: SeedCorpora, ratios: Sequence[float] = RATIOS, source=None) -> None:
+    def __init__(self, corpora: SeedCorpora, source: Optional[Language] = None) -> None:
         self.val_full = LabelledSet(corpora.val_full, corpora.labels)
         self.val_partial = {}
-        for ratio in ratios:
+        for ratio in RATIOS:
             partial = LabelledSet(corpora.val(ratio), corpora.labels)
             if partial.texts != self.val_full.texts:
                 raise ValueError(f"validation slices of ratio {ratio} and full labels differ")
@@ -130,16 +123,10 @@ def effective_settings(config_path: str, overrides: Dict[str, Any]) -> Dict[str,
     return settings
 
 
-def train_run(
-    config_path: str,
-    overrides: Dict[str, Any],
-    epochs: int,
-    evaluate: Optional[Callable[[Language], Dict[str, Any]]] = None,
-) -> Dict[str, Any]:
+def train_run(config_path: str, overrides: Dict[str, Any], epochs: int, evaluate) -> Dict[str, Any]:
     """Train ``config_path`` for ``epochs`` epochs in this process: the trained ``nlp``, the
-    records of epochs 1..E (the last one of the final model; none without ``evaluate``), the
-    steps, and the wall-clock and CPU seconds of training (which other processes on the
-    machine do not inflate) and of evaluation."""
+    records of epochs 1..E (the last of the final model), the steps, and the wall-clock and
+    CPU seconds (which other processes do not inflate) of training and of evaluation."""
     per_epoch = batches_per_epoch(config_path, overrides)
     overrides = {
         **overrides,
@@ -167,16 +154,14 @@ def train_run(
             print(f"  epoch {info['epoch']}, step {info['step']}: test macro AP "
                   f"{100 * test_ap:.1f}", flush=True)  # fmt: skip
 
-    if evaluate is not None:
-        registry.callbacks.register(PROBE, func=lambda: probe)
-        config["training"]["before_update"] = {"@callbacks": PROBE}
+    registry.callbacks.register(PROBE, func=lambda: probe)
+    config["training"]["before_update"] = {"@callbacks": PROBE}
     start, start_cpu = time.perf_counter(), time.process_time()
     nlp = init_nlp(config)
     nlp, _ = train(nlp, None, stdout=io.StringIO(), stderr=io.StringIO())
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - start_cpu
-    if evaluate is not None:
-        record(nlp, epochs, epochs * per_epoch)
+    record(nlp, epochs, epochs * per_epoch)
     return {
         "nlp": nlp,
         "records": records,
