@@ -1,12 +1,11 @@
 """The paired protocol (issue 9): every method, per seed, from one source model on one split.
 
-Per (dataset, seed) the corpora (:mod:`splits`) and the source model (trained until its dev
-macro AP stops improving, issue 26) are made once, and every method starts from them with the
-same hidden labels, schedule, epochs and batch size; ``none``, ``ft_full`` and ``aad`` read no
-target labels, so they run once per seed. A run records every epoch's scores and what each
-label-free criterion selects; it is written to ``results/paired_<dataset>/<key>.json`` at once,
-and a re-run skips it (or refuses a run made with other settings). :meth:`Protocol.run` runs
-one such cell (seed, ratio, method, settings) for ``tune.py`` and ``ablations.py`` too.
+Per seed the corpora (:mod:`splits`) and the source model (trained until its dev macro AP stops
+improving) are made once, and each method starts from them with the same hidden labels and
+budget. A run records every epoch's scores and what each label-free criterion selects, is
+written to ``results/paired_<dataset>/<key>.json`` at once and skipped on a re-run.
+:meth:`Protocol.run` runs one cell (seed, ratio, method, settings), for ``tune.py`` and
+``ablations.py`` too.
 
     python benchmarks/paired.py --dataset emotions --seeds 0,1,2,3,4 --ratios 0.7
     python benchmarks/paired.py --dataset pubmed --methods dallmi,ft_partial --ratios 0.5,0.9
@@ -60,8 +59,8 @@ Record = Dict[str, Any]  # an epoch's (or a blend's) scores, or a whole run's re
 
 @dataclass(frozen=True)
 class Method:
-    """Config (None: the source model; "aad"), target labels ("partial", "full" or None),
-    settings and learning rate (None: the config's, or the tuned one if ``tuned``)."""
+    """Config (None: the source model), target labels, settings and learning rate (None: the
+    config's, or the tuned one if ``tuned``)."""
 
     config: Optional[str]
     labels: Optional[str] = None
@@ -71,8 +70,7 @@ class Method:
 
 
 def as_registered(methods: Dict[str, Method]) -> Dict[str, Method]:
-    """``methods`` once they are the registry's, in its order, each with the registry's target
-    labels and a tuned learning rate only if the tune workflow tunes it."""
+    """``methods`` once they agree with the registry: names, order, labels, tuned ones."""
     registry.registered(methods, exactly=registry.BENCHMARK_METHODS)
     for name, method in methods.items():
         info = registry.METHOD_INFO[name]
@@ -135,14 +133,12 @@ def parse_args(argv: List[str], options: Optional[argparse.ArgumentParser] = Non
 
 
 def beside(args: argparse.Namespace, prefix: str, suffix: str = "") -> Path:
-    """``tune_``, ``tuned_`` or ``ablations_`` and so on: a file or folder named like the
-    results folder, next to it."""
+    """``tune_<dataset>``, ``tuned_<dataset>.json`` and so on, next to the results folder."""
     return args.results.parent / (args.results.name.replace("paired_", prefix) + suffix)
 
 
 def relative(overrides: Record, work: Path) -> Record:
-    """``overrides`` with paths under the work folder as ``<work>/...``: no machine paths in
-    committed files."""
+    """Paths under the work folder as ``<work>/...``: no machine paths in committed files."""
     folder = str(work)
     return {
         k: "<work>" + v[len(folder) :] if isinstance(v, str) and v.startswith(folder) else v
@@ -151,8 +147,7 @@ def relative(overrides: Record, work: Path) -> Record:
 
 
 class Protocol:
-    """One dataset's protocol: shared settings, each seed's corpora and source model, and the
-    runs of its cells."""
+    """One dataset's protocol: its settings, each seed's corpora and source model, its cells."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
@@ -172,8 +167,7 @@ class Protocol:
                 "sizes": self.sizes.__dict__, "quick": a.quick}  # fmt: skip
 
     def setup_seed(self, seed: int) -> Tuple[SeedCorpora, Record]:
-        """The seed's corpora and its ``none`` run, made once; a lock file makes a second
-        process (say the tune grid) wait for them and reuse them."""
+        """The seed's corpora and ``none`` run, made once (a second process waits on the lock)."""
         a = self.args
         if seed not in self.seeds:
             a.work.mkdir(parents=True, exist_ok=True)
@@ -184,9 +178,8 @@ class Protocol:
         return self.seeds[seed]
 
     def source_model(self, seed: int, corpora: SeedCorpora) -> Path:
-        """Train the seed's source model once, as the project does: until its source dev macro
-        AP has not improved for ``--source-patience`` epochs (at most ``--source-epochs``),
-        keeping the best epoch; a finished one is reused if it was trained the same way."""
+        """The seed's source model, trained once as the project does: until its dev macro AP
+        stops improving for ``--source-patience`` epochs, keeping the best epoch."""
         a = self.args
         folder = corpora.folder / "source"
         keys = ("source_epochs", "source_patience", "max_length", "batch_size", "backbone")
@@ -205,13 +198,10 @@ class Protocol:
         start = time.perf_counter()
         train_epochs(config, run, a.source_epochs, patience=a.source_patience, overrides=overrides)
         info = srsly.read_json(run / TRAINING_FILE)
+        info["train_seconds"] = time.perf_counter() - start
         learn_rate = load_config(config, interpolate=True)["training"]["optimizer"]["learn_rate"]
-        info.update(
-            train_seconds=time.perf_counter() - start,
-            settings=wanted,
-            learn_rate=learn_rate["initial_rate"],
-            overrides=relative(overrides, a.work),
-        )
+        info.update(settings=wanted, learn_rate=learn_rate["initial_rate"])
+        info["overrides"] = relative(overrides, a.work)
         srsly.write_json(run / "model-best" / SOURCE_INFO, info)
         (run / "model-best").rename(folder)
         shutil.rmtree(run)
@@ -245,12 +235,8 @@ class Protocol:
 
     def run(self, name: str, seed: int, ratio, method=None, path=None, spec_extra=None) -> Record:
         """One cell: ``method`` (default: the paired method ``name``) at ``seed`` and ``ratio``,
-        trained into ``path`` (default: its paired result file) unless it is there already.
-
-        The stored ``protocol`` holds the effective settings (config defaults filled in) and
-        ``spec_extra`` (what else the config changes, an ablation's batcher), so a finished run
-        is reused only if it was trained exactly like this one would be.
-        """
+        trained into ``path`` (default: its paired result file) unless it is there, made with
+        the same effective settings (config defaults filled in) and ``spec_extra``."""
         method = method or METHODS[name]
         corpora, source = self.setup_seed(seed)
         if method.config is None:
@@ -302,8 +288,7 @@ class Protocol:
         return payload
 
     def write(self, path: Path, seed: int, ratio, spec: Record, body: Record, start) -> Record:
-        """Write a finished run (through a ``.partial`` file, so a killed process leaves none
-        half-written); a ratio-independent run is summarised at every ratio."""
+        """Write a finished run (through a ``.partial`` file: a killed process leaves none)."""
         ratios = [ratio_name(r) for r in (RATIOS if ratio is None else [ratio])]
         payload = {
             "key": path.stem,
@@ -325,9 +310,8 @@ class Protocol:
 
 
 def allowed(candidate: Record, source: Record, rname: str, confidence=0.0, guard=None) -> bool:
-    """Whether a candidate may be shipped: the source always, another only if it beat the
-    source's PU score on ``confidence`` of the resamples (``pu_win``) and, with a ``guard``,
-    scores at least the source's ``guard`` score."""
+    """The source always; another candidate if it beat the source's PU score on ``confidence``
+    of the resamples (``pu_win``) and scores at least the source's ``guard`` score."""
     if candidate.get("epoch") == 0:
         return True
     val = candidate["val"][rname]
@@ -339,14 +323,10 @@ def allowed(candidate: Record, source: Record, rname: str, confidence=0.0, guard
 def select(
     records: List[Record], rname: str, criterion: str, confidence=0.0, guard=None, blends=None
 ) -> Record:
-    """The epoch with the best validation ``criterion`` at ratio ``rname`` among those
-    :func:`allowed`, ties to the earliest (the source first: adaptation must earn its place).
-
-    With ``blends``, the candidate the product ships (``training._select_shipped``) instead:
-    among the source, its blends with the last epoch and spaCy's ``model-best`` (the trained
-    epoch with the best ``criterion``, the later of equal ones), ties to the one nearest the
-    source: the source, then the blends by alpha, then the checkpoint.
-    """
+    """The epoch :func:`allowed` with the best validation ``criterion``, ties to the earliest
+    (the source first). With ``blends``, what the product ships (``training._select_shipped``)
+    among the source, its blends with the last epoch and ``model-best`` (the best trained
+    epoch, the later of equal ones), ties to the source, then the blends, then the checkpoint."""
     source, *trained = records
     if blends is None:  # (distance from the source, epoch, candidate)
         candidates = [(r["epoch"], r["epoch"], r) for r in records]
@@ -362,8 +342,7 @@ def select(
 
 
 def criteria(records: List[Record], rname: str) -> Dict[str, Tuple[str, float, Optional[str]]]:
-    """Criterion name -> (validation score, confidence, guard): the plain and guarded ones,
-    and the confident ones when every candidate but the source records its ``pu_win``."""
+    """Criterion -> (score, confidence, guard); the confident ones only if all record pu_win."""
     found = {c: (c, 0.0, None) for c in CRITERIA}
     found.update({name: (score, 0.0, guard) for name, (score, guard) in GUARDED.items()})
     if all("pu_win" in r["val"][rname] for r in records if r["epoch"] != 0):
@@ -372,8 +351,7 @@ def criteria(records: List[Record], rname: str) -> Dict[str, Tuple[str, float, O
 
 
 def summarise_records(records: List[Record], ratios: Sequence[str], blends=()) -> Record:
-    """The last epoch's test scores, and per ratio and criterion the selected epoch and (with
-    blends) the shipped candidate."""
+    """The last epoch's test scores, and per ratio and criterion the selected and shipped ones."""
     specs = {r: criteria(records, r) for r in ratios}
     summary = {
         "last": records[-1]["test"],
