@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from environment import mean_pool
 from splits import SeedCorpora, read_docs
+from torch import nn
 
 from spacy_dallmi.architecture import get_hf_objects, tokenize
 from spacy_dallmi.callbacks import find_textcat
@@ -48,12 +49,9 @@ class Encoder:
     def features(self, texts: List[str]) -> torch.Tensor:
         tokens = tokenize(self.model, [self.nlp.make_doc(text) for text in texts])
         mask = torch.as_tensor(tokens.attention_mask)
-        hidden = self.transformer(
-            input_ids=torch.as_tensor(tokens.input_ids), attention_mask=mask
-        ).last_hidden_state
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        return mean_pool(hidden, mask)
+        ids = torch.as_tensor(tokens.input_ids)
+        hidden = self.transformer(input_ids=ids, attention_mask=mask).last_hidden_state
+        return hidden[:, 0] if self.pooling == "cls" else mean_pool(hidden, mask)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return features @ self.weight.T + self.bias
@@ -62,9 +60,8 @@ class Encoder:
 def bernoulli_distillation(
     student: torch.Tensor, teacher: torch.Tensor, t: float, reduction: str = "sum"
 ) -> torch.Tensor:
-    """``T² ·`` the per-label ``KL(σ(teacher/T) ‖ σ(student/T))``, summed over labels
-    (``"sum"``: the KL of the label sets) or averaged over them (``"mean"``), then averaged
-    over documents."""
+    """``T² ·`` the per-label ``KL(σ(teacher/T) ‖ σ(student/T))``, summed (``"sum"``) or
+    averaged (``"mean"``) over labels, averaged over documents."""
     if reduction not in ("sum", "mean"):
         raise ValueError(f"distillation_reduction must be 'sum' or 'mean', not {reduction!r}")
     p = torch.sigmoid(teacher / t)
@@ -100,11 +97,8 @@ def train_aad(
         encoder.transformer.eval()
         batches = [source_texts[i : i + size] for i in range(0, len(source_texts), size)]
         teacher = torch.cat([encoder.logits(encoder.features(batch)) for batch in batches])
-    width = encoder.weight.shape[1]
-    hidden = settings["discriminator_hidden"]
-    discriminator = torch.nn.Sequential(
-        torch.nn.Linear(width, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1)
-    )
+    width, hidden = encoder.weight.shape[1], settings["discriminator_hidden"]
+    discriminator = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, 1))
     per_epoch = -(-len(target_texts) // size)
     total = args.epochs * per_epoch
     enc_opt = torch.optim.Adam(encoder.transformer.parameters(), lr=settings["learn_rate"])
@@ -131,19 +125,17 @@ def train_aad(
             d_logits = discriminator(torch.cat([feat_src, feat_tgt]).detach()).squeeze(-1)
             disc_opt.zero_grad()
             F.binary_cross_entropy_with_logits(d_logits, domain).backward()
-            torch.nn.utils.clip_grad_norm_(discriminator.parameters(), settings["grad_clip"])
+            nn.utils.clip_grad_norm_(discriminator.parameters(), settings["grad_clip"])
             disc_opt.step()
             # Encoder: fool the discriminator on target, keep the teacher's source predictions.
-            fooled = F.binary_cross_entropy_with_logits(
-                discriminator(feat_tgt).squeeze(-1), torch.ones(len(tgt))
-            )
-            kd = bernoulli_distillation(
-                encoder.logits(feat_src), teacher[src_idx], t, settings["distillation_reduction"]
-            )
+            d_target = discriminator(feat_tgt).squeeze(-1)
+            fooled = F.binary_cross_entropy_with_logits(d_target, torch.ones(len(tgt)))
+            student, reduction = encoder.logits(feat_src), settings["distillation_reduction"]
+            kd = bernoulli_distillation(student, teacher[src_idx], t, reduction)
             loss = settings["adversarial_weight"] * fooled + settings["distillation_weight"] * kd
             enc_opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(encoder.transformer.parameters(), settings["grad_clip"])
+            nn.utils.clip_grad_norm_(encoder.transformer.parameters(), settings["grad_clip"])
             enc_opt.step()
             for scheduler in schedulers:
                 scheduler.step()

@@ -81,9 +81,9 @@ def _split(docs: Sequence, val: Set[int], fit_path: Path, val_path: Path) -> Non
     _write(val_path, [d for i, d in enumerate(docs) if i in val])
 
 
-def carve_validation(n_docs: int, seed: int, fraction: float = VAL_FRACTION) -> np.ndarray:
-    """Sorted indices of the validation slice: ``round(fraction · n)`` docs, at least one."""
-    n_val = min(max(int(round(fraction * n_docs)), 1), n_docs - 1)
+def carve_validation(n_docs: int, seed: int) -> np.ndarray:
+    """Sorted indices of the validation slice: ``round(VAL_FRACTION · n)`` docs, at least one."""
+    n_val = min(max(int(round(VAL_FRACTION * n_docs)), 1), n_docs - 1)
     rng = np.random.default_rng([seed, VAL_STREAM])
     return np.sort(rng.choice(n_docs, size=n_val, replace=False))
 
@@ -108,18 +108,14 @@ def prepare_seed(dataset: str, data_dir: Path, work: Path, seed: int, sizes: Siz
         _split(partial, val, corpora.fit(ratio), corpora.val(ratio))
         counts[f"hidden_{ratio_name(ratio)}"] = stats["hiding"]["hidden"]
     # Source, full target train and test do not depend on the ratio: take the last ones.
-    full = read_docs(raw / "target_train_full.spacy")
-    source_test = read_docs(raw / "source_test.spacy")
+    names = ("target_train_full", "source_train", "target_test", "source_test")
+    full, source, test, source_test = (read_docs(raw / f"{name}.spacy") for name in names)
     _split(full, val, corpora.fit_full, corpora.val_full)
-    _write(corpora.test, read_docs(raw / "target_test.spacy"))
-    _write(corpora.source_train, read_docs(raw / "source_train.spacy"))
+    _write(corpora.test, test)
+    _write(corpora.source_train, source)
     _write(corpora.source_dev, source_test[:SOURCE_DEV_DOCS])
-    counts.update(
-        source_train=len(read_docs(corpora.source_train)),
-        target_fit=len(full) - len(val),
-        target_val=len(val),
-        target_test=len(read_docs(corpora.test)),
-    )
+    counts.update(source_train=len(source), target_fit=len(full) - len(val), target_val=len(val),
+                  target_test=len(test))  # fmt: skip
     srsly.write_json(marker, {"labels": corpora.labels, "docs": counts, "sizes": sizes.__dict__})
     return corpora
 
