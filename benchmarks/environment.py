@@ -41,10 +41,6 @@ def proc_field(path: str, key: str) -> Optional[str]:
     return None
 
 
-def read_cpu_model() -> str:
-    return proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown"
-
-
 def read_proc_status(key: str, pid: Union[int, str] = "self") -> Optional[int]:
     """A ``/proc/<pid>/status`` memory field (``VmRSS``, ``VmHWM``) in bytes, if readable."""
     try:
@@ -65,7 +61,7 @@ def machine_info(gpu_id: Optional[int] = None) -> Dict[str, Any]:
     cores = proc_field("/proc/cpuinfo", "cpu cores")
     memory = proc_field("/proc/meminfo", "MemTotal:")
     info: Dict[str, Any] = {
-        "cpu_model": read_cpu_model(),
+        "cpu_model": proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu_cores_per_socket": int(cores) if cores and cores.isdigit() else None,
@@ -130,21 +126,15 @@ def git_provenance() -> Dict[str, Any]:
 
 def provenance(gpu_id: Optional[int] = None, **extra: Any) -> Dict[str, Any]:
     """Date, machine, package versions and git of a result, then ``extra``."""
-    return {
-        "date": now(),
-        "machine": machine_info(gpu_id),
-        "versions": package_versions(),
-        "git": git_provenance(),
-        **extra,
-    }
+    return {"date": now(), "machine": machine_info(gpu_id), "versions": package_versions(),
+            "git": git_provenance(), **extra}  # fmt: skip
 
 
 def parser(doc: str, device: bool = True, **defaults: Any) -> argparse.ArgumentParser:
     """The options the benchmarks share (``--output-dir``, ``--gpu-id`` only with ``device``);
     ``defaults`` override theirs; ``doc``'s first paragraph describes the script."""
-    parser = argparse.ArgumentParser(
-        description=doc.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=formatter)
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     if device:
         parser.add_argument("--output-dir", type=Path, default=RESULTS)
@@ -153,9 +143,7 @@ def parser(doc: str, device: bool = True, **defaults: Any) -> argparse.ArgumentP
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
-    parser.add_argument(
-        "--quick", action="store_true", help="a smoke run, its results named *_quick"
-    )
+    parser.add_argument("--quick", action="store_true", help="smoke run, results named *_quick")
     parser.set_defaults(**defaults)
     return parser
 
@@ -175,9 +163,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> List[str]:
     return lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows] + [""]
 
 
-def timed(
-    fn: Callable[[], Any], sync: Callable[[], Any] = lambda: None
-) -> Tuple[float, float, Any]:
+def timed(fn: Callable[[], Any], sync: Callable = lambda: None) -> Tuple[float, float, Any]:
     """Wall-clock and process CPU seconds of ``fn()``, and what it returned; ``sync`` (waiting
     for queued GPU work) runs before and after, so the interval covers the work it started."""
     sync()
@@ -209,14 +195,9 @@ def plain_classify(
     context = options.pop("context", torch.no_grad)
     out = []
     for start in range(0, len(texts), batch_size):
-        batch = tokenizer(
-            list(texts[start : start + batch_size]),
-            padding=True,
-            truncation=True,
-            return_tensors="pt",
-            return_token_type_ids=False,
-            **options,
-        ).to(encoder.device)
+        batch = tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True,
+                          return_tensors="pt", return_token_type_ids=False,
+                          **options).to(encoder.device)  # fmt: skip
         with context():
             pooled = mean_pool(encoder(**batch).last_hidden_state, batch["attention_mask"])
             out.append(torch.sigmoid(pooled @ weight.T + bias).cpu().numpy())

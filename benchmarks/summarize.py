@@ -1,12 +1,9 @@
 """Tables, figure and ``summary.json`` from the paired runs' result files.
 
-Reads every ``results/paired_<dataset>/*.json`` (:mod:`paired`) and writes ``summary.json``
-(per dataset, ratio and method: macro AP of the last epoch and of the shipped model, paired
-with ``ft_partial`` over the seeds both have), ``paired_<dataset>.md`` (every method against
-``ft_partial`` and ``none``, under each label-free selection, and the other metrics),
-``paired_<dataset>_curve.png`` (test macro AP per epoch), ``tuned_<dataset>.md`` (the tune
-grid) and, for the default ``--results``, the overview section of ``benchmarks/README.md``.
-It reads nothing but the result files, so it can run while runs go on.
+Writes, from ``results/paired_<dataset>/*.json`` only (so it can run while runs go on),
+``summary.json`` (per dataset, ratio and method: last epoch and shipped model, paired with
+``ft_partial``), ``paired_<dataset>.md`` and ``_curve.png``, ``tuned_<dataset>.md`` and, for the
+default ``--results``, the overview section of ``benchmarks/README.md``.
 
     python benchmarks/summarize.py
 """
@@ -82,8 +79,8 @@ def load_dataset_runs(folder: Path) -> Dict[str, Runs]:
 
 
 def fill_later_settings(runs: List[Run]) -> None:
-    """Give a run the default of a setting that other runs of its method record and it lacks:
-    it was made before the setting existed, so it trained with the default."""
+    """Give a run made before a setting existed (that other runs of its method record) that
+    setting's default, which it trained with."""
     defaults = DallmiSettings().to_dict()
     keys: Dict[str, set] = defaultdict(set)
     for run in runs:
@@ -104,9 +101,9 @@ def seeds_of(runs: Runs, method: str) -> List[int]:
 
 
 def scores(runs: Runs, rname: str, method: str, model: str, metric="macro_ap") -> Dict[int, float]:
-    """By seed, ``method``'s test ``metric`` in points (ECE too, so all columns share a unit)
-    of the last epoch (``model`` "last"), or of what a criterion selected (``<criterion>``) or
-    shipped (``shipped_<criterion>``); runs made before the metric or criterion are left out."""
+    """By seed, ``method``'s test ``metric`` in points, of the ``last`` epoch or of what a
+    criterion selected (``<criterion>``) or shipped (``shipped_<criterion>``); runs made before
+    the metric or criterion existed are left out."""
     found = {}
     for seed in seeds_of(runs, method):
         run = runs[(method, seed)]
@@ -130,8 +127,8 @@ def versus(mine: Dict[int, float], other: Dict[int, float]):
 
 
 def cell(runs: Runs, rname: str, method: str, model: str, metric="macro_ap") -> Optional[Dict]:
-    """Mean and std of one method at one ratio, its paired difference to the baseline (under
-    the same ``model``) and its mean difference to ``none``."""
+    """Mean and std of a method at a ratio, and its paired differences to the baseline (under
+    the same ``model``) and to ``none``."""
     mine = scores(runs, rname, method, model, metric)
     if not mine:
         return None
@@ -169,8 +166,7 @@ def source_text(per_ratio: Dict[str, Runs]) -> str:
 
 
 def product_criterion() -> str:
-    """The criterion ``adapt`` ships by: the score ``configs/adapt.cfg`` weights, guarded by
-    the default ``selection_guard``."""
+    """The criterion ``adapt`` ships by: ``configs/adapt.cfg``'s score and default guard."""
     config = load_config(REPO_ROOT / "configs" / "adapt.cfg", interpolate=False)
     (name,) = [key for key, weight in config["training"]["score_weights"].items() if weight]
     guard = DallmiSettings().selection_guard
@@ -182,9 +178,8 @@ def product_criterion() -> str:
 
 
 def summary_records(dataset: str, per_ratio: Dict[str, Runs]) -> List[Dict[str, Any]]:
-    """One record per (ratio, method, selection): ``last`` (the last epoch) and ``shipped``
-    (what ``adapt`` ships by the product's selection rule), each paired with ``ft_partial``
-    under the same selection."""
+    """Per ratio and method, the ``last`` epoch and the ``shipped`` model (by the product's
+    selection rule), each paired with ``ft_partial`` under the same selection."""
     source_dev = [info["best_score"] for info in source_models(per_ratio).values()]
     source_dev_mean = round(100 * sum(source_dev) / len(source_dev), 4) if source_dev else None
     shipped = f"shipped_{product_criterion()}"
@@ -228,8 +223,8 @@ def recovery_text(runs: Runs, rname: str, method: str, model: str) -> str:
 
 
 def mixed_settings(runs: Runs, method: str) -> bool:
-    """Whether the seeds of a method were trained with different settings (e.g. a default
-    changed between runs): their mean would then describe no single configuration."""
+    """Whether the seeds of a method were trained with different settings (say a default
+    changed between runs), so that their mean describes no single configuration."""
     specs = set()
     for seed in seeds_of(runs, method):
         protocol = dict(runs[(method, seed)]["protocol"])
@@ -318,10 +313,8 @@ def plot_curves(per_ratio: Dict[str, Runs], path: Path) -> bool:
     for axis, rname in zip(axes[0], panels):
         runs = per_ratio[rname]
         for method in CURVE_METHODS:
-            curves = [
-                [100 * r["test"]["macro_ap"] for r in runs[(method, s)]["epochs"]]
-                for s in seeds_of(runs, method)
-            ]
+            curves = [[100 * r["test"]["macro_ap"] for r in runs[(method, s)]["epochs"]]
+                      for s in seeds_of(runs, method)]  # fmt: skip
             if curves:
                 length = min(len(c) for c in curves)
                 mean = [sum(c[e] for c in curves) / len(curves) for e in range(length)]
@@ -330,9 +323,8 @@ def plot_curves(per_ratio: Dict[str, Runs], path: Path) -> bool:
             found = cell(runs, rname, method, "last")
             if found:
                 axis.axhline(found["mean"], linestyle=style, color="grey", label=method)
-        axis.set_title(f"{int(rname[1:])}% removed")
-        axis.set_xlabel("epoch (0 = source model)")
-        axis.set_ylabel("test macro AP")
+        axis.set(title=f"{int(rname[1:])}% removed", xlabel="epoch (0 = source model)",
+                 ylabel="test macro AP")  # fmt: skip
         axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -363,8 +355,7 @@ def values_text(values: Dict[str, Any]) -> str:
 
 
 def settings_section(per_ratio: Dict[str, Runs]) -> List[str]:
-    """One row per method with its settings; a method whose runs (any seed, any ratio) differ
-    lists every variant it was trained with, marked, since its means then mix them."""
+    """One row per method with its settings, every variant marked if its runs differ."""
     texts: Dict[str, List[str]] = defaultdict(list)
     for runs in per_ratio.values():
         for (method, _), run in sorted(runs.items(), key=lambda item: item[0][1]):
@@ -446,9 +437,8 @@ def render_tuned(tuned: Dict[str, Any]) -> str:
 
 
 def overview(records: List[Dict[str, Any]]) -> str:
-    """Per dataset, methods × ratios from the summary records, for the shipped model and for
-    the last epoch: mean macro AP and the paired difference to ``ft_partial`` under the same
-    selection, with its 95% CI."""
+    """Per dataset and selection (shipped, last), methods × ratios: mean macro AP and the
+    paired difference to ``ft_partial`` with its 95% CI."""
     lines: List[str] = []
     for dataset in sorted({r["dataset"] for r in records}):
         mine = [r for r in records if r["dataset"] == dataset]
