@@ -248,11 +248,13 @@ class Protocol:
         if method.config == "aad":
             overrides: Record = {}
             effective = {**AAD_SETTINGS, **method.settings}
-            effective.update({} if lr is None else {"learn_rate": lr})
+            if lr is not None:
+                effective["learn_rate"] = lr
         else:
             config = str(CONFIGS / method.config)
             overrides = self.method_overrides(method, seed, ratio, corpora)
-            overrides.update({} if lr is None else {LEARN_RATE_KEY: lr})
+            if lr is not None:
+                overrides[LEARN_RATE_KEY] = lr
             effective = effective_settings(config, overrides)
         partial = method.labels == "partial"
         spec = {
@@ -273,7 +275,12 @@ class Protocol:
             run = train_aad(self, seed, corpora, effective, evaluate)
         else:
             run = train_run(config, overrides, self.args.epochs, evaluate)
-        blends = blended_records(corpora, run["nlp"], evaluate) if partial else []
+        blends = []
+        if partial:  # WiSE-FT: (1 - alpha)·source + alpha·adapted
+            source_nlp, blend = (spacy.load(corpora.folder / "source") for _ in range(2))
+            for alpha in ALPHAS:
+                interpolate_into(blend, source_nlp, run["nlp"], alpha)
+                blends.append({"alpha": alpha, **evaluate(blend)})
         body = {
             "run": {k: v for k, v in run.items() if k not in ("nlp", "records", "overrides")},
             "overrides": relative(run.get("overrides", {}), self.args.work),
@@ -365,33 +372,20 @@ def summarise_records(records: List[Record], ratios: Sequence[str], blends=()) -
     return summary
 
 
-def blended_records(corpora: SeedCorpora, adapted: spacy.Language, evaluate) -> List[Record]:
-    """Scores of ``(1 - alpha)·source + alpha·adapted`` for each of :data:`ALPHAS`."""
-    source = spacy.load(corpora.folder / "source")
-    target = spacy.load(corpora.folder / "source")
-    records = []
-    for alpha in ALPHAS:
-        interpolate_into(target, source, adapted, alpha)
-        records.append({"alpha": alpha, **evaluate(target)})
-    return records
-
-
 def run_key(seed: int, ratio: Optional[float], method: str) -> str:
     return f"s{seed}_{method}" if ratio is None else f"s{seed}_{ratio_name(ratio)}_{method}"
 
 
 def existing(path: Path, protocol: Record) -> bool:
     """Whether ``path`` holds a finished run of this protocol; a run of another is an error."""
-    if not path.exists():
-        return False
-    stored = srsly.read_json(path)["protocol"]
-    # Compared after the same JSON round trip, which does not keep every float's last digit.
-    if stored != srsly.json_loads(srsly.json_dumps(protocol)):
+    stored = srsly.read_json(path)["protocol"] if path.exists() else None
+    # compared after the same JSON round trip, which does not keep every float's last digit
+    if stored not in (None, srsly.json_loads(srsly.json_dumps(protocol))):
         raise SystemExit(
             f"{path.name} was made with other settings:\n  stored  {stored}\n  current {protocol}"
             "\nUse another --results folder, or delete the file to re-run it."
         )
-    return True
+    return stored is not None
 
 
 def main(argv: List[str]) -> None:

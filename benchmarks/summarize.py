@@ -72,8 +72,7 @@ def load_dataset_runs(folder: Path) -> Dict[str, Runs]:
         else:
             per_ratio[ratio_name(run["ratio"])][(run["method"], run["seed"])] = run
     for runs in per_ratio.values():
-        for run in shared:
-            runs[(run["method"], run["seed"])] = run
+        runs.update({(run["method"], run["seed"]): run for run in shared})
     fill_later_settings([*shared, *(run for runs in per_ratio.values() for run in runs.values())])
     return dict(sorted(per_ratio.items()))
 
@@ -82,6 +81,7 @@ def fill_later_settings(runs: List[Run]) -> None:
     """Give a run made before a setting existed (that other runs of its method record) that
     setting's default, which it trained with."""
     defaults = DallmiSettings().to_dict()
+    rank = {k: i for i, k in enumerate(defaults)}
     keys: Dict[str, set] = defaultdict(set)
     for run in runs:
         keys[run["method"]].update((run.get("protocol", {}).get("settings") or {}).keys())
@@ -90,9 +90,7 @@ def fill_later_settings(runs: List[Run]) -> None:
         if settings is not None:
             filled = {**{k: defaults[k] for k in keys[run["method"]] if k in defaults}, **settings}
             # one order (the settings' own, then the rest as recorded), so equal runs read alike
-            order = [k for k in defaults if k in filled] + [
-                k for k in settings if k not in defaults
-            ]
+            order = sorted(filled, key=lambda k: rank.get(k, len(rank)))
             run["protocol"]["settings"] = {k: filled[k] for k in order}
 
 
@@ -215,13 +213,6 @@ def fmt_diff(found: Optional[Dict[str, Any]], method: str) -> str:
     return f"{diff.mean_diff:+.1f}{ci_text(diff.ci_low, diff.ci_high)}{p}"
 
 
-def recovery_text(runs: Runs, rname: str, method: str, model: str) -> str:
-    means = [cell(runs, rname, m, model) for m in (method, BASELINE, "ft_full")]
-    if None in means or method in (BASELINE, "ft_full"):
-        return "–"
-    return recovery(*(found["mean"] for found in means), points=1, decimals=0)
-
-
 def mixed_settings(runs: Runs, method: str) -> bool:
     """Whether the seeds of a method were trained with different settings (say a default
     changed between runs), so that their mean describes no single configuration."""
@@ -241,12 +232,15 @@ def ratio_section(runs: Runs, rname: str) -> List[str]:
     mixed = [m for m in methods if mixed_settings(runs, m)]
     if mixed:
         lines += [f"**Warning: seeds trained with different settings: {mixed}.**", ""]
+    ends = [cell(runs, rname, m, "last") for m in (BASELINE, "ft_full")]
     rows = []
     for m in methods:
         found = cell(runs, rname, m, "last")
         vs_none = found["vs_none"]
         vs_none = "–" if m == "none" or vs_none is None else f"{vs_none.mean_diff:+.1f}"
-        recovered = recovery_text(runs, rname, m, "last")
+        recovered = "–"
+        if None not in ends and m not in (BASELINE, "ft_full"):
+            recovered = recovery(found["mean"], *(e["mean"] for e in ends), points=1, decimals=0)
         rows.append([f"`{m}`", fmt_mean(found), fmt_diff(found, m), vs_none, recovered])
     header = ["method", "macro AP, last epoch", "− ft_partial [95% CI], Wilcoxon p", "− none",
               "recovery"]  # fmt: skip

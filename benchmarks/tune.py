@@ -33,10 +33,6 @@ CHOICE = "pu_score"
 STAGED = ("mixup_lambda", "mixup_warmup_steps")  # the DALLMi settings the search varies
 
 
-def point_name(method: str, lr: float, extra: Dict[str, Any]) -> str:
-    return "_".join([method, f"lr{lr:g}"] + [f"{k}{v}" for k, v in sorted(extra.items())])
-
-
 def score_point(run: Dict[str, Any], rname: str) -> Dict[str, Any]:
     """Per criterion: the best trained epoch's validation score and its test macro AP, and the
     last epoch's validation score; plus the last epoch's test macro AP."""
@@ -101,7 +97,7 @@ def main(argv: List[str]) -> None:
     def run_point(method: str, lr: float, extra: Dict[str, Any]) -> Dict[str, Any]:
         base = METHODS[method]  # untuned: the point's learning rate, the settings as given
         variant = Method(base.config, base.labels, {**base.settings, **extra}, lr)
-        name = point_name(method, lr, extra)
+        name = "_".join([method, f"lr{lr:g}", *(f"{k}{v}" for k, v in sorted(extra.items()))])
         run = protocol.run(method, seed, ratio, variant, folder / f"s{seed}_{rname}_{name}.json")
         point = {"method": method, "name": name, "learn_rate": lr, **extra}
         point["scores"] = score_point(run, rname)
