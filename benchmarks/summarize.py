@@ -131,9 +131,8 @@ def cell(runs: Runs, rname: str, method: str, model: str, metric="macro_ap") -> 
     if not mine:
         return None
     mean, std = mean_std(list(mine.values()))
-    paired = versus(mine, scores(runs, rname, BASELINE, model, metric))
-    vs_none = versus(mine, scores(runs, rname, "none", "last", metric))
-    return {"n": len(mine), "mean": mean, "std": std, "paired": paired, "vs_none": vs_none}
+    paired = {m: versus(mine, scores(runs, rname, m, model, metric)) for m in (BASELINE, "none")}
+    return {"n": len(mine), "mean": mean, "std": std, "versus": paired}
 
 
 def source_models(per_ratio: Dict[str, Runs]) -> Dict[int, Dict[str, Any]]:
@@ -192,7 +191,7 @@ def summary_records(dataset: str, per_ratio: Dict[str, Runs]) -> List[Dict[str, 
                           "selection": selection, "model": model, "baseline": BASELINE,
                           "n_seeds": found["n"], "mean": round(found["mean"], 4)}  # fmt: skip
                 for key in ("mean_diff", "ci_low", "ci_high", "p_wilcoxon"):
-                    value = getattr(found["paired"], key, None)
+                    value = getattr(found["versus"][BASELINE], key, None)
                     record[key] = None if value is None else round(value, 4)
                 records.append({**record, "source_dev_macro_ap": source_dev_mean})
     return records
@@ -205,11 +204,12 @@ def fmt_mean(found: Optional[Dict[str, Any]]) -> str:
     return f"{found['mean']:.1f}{spread} (n={found['n']})"
 
 
-def fmt_diff(found: Optional[Dict[str, Any]], method: str) -> str:
-    if found is None or method == BASELINE or found["paired"] is None:
+def fmt_diff(found: Optional[Dict], method: str, to: str = BASELINE, p_value: bool = True) -> str:
+    """A cell's paired difference to the baseline (or to ``none``) with its CI and p."""
+    if found is None or method == to or found["versus"][to] is None:
         return "–"
-    diff = found["paired"]
-    p = "" if diff.p_wilcoxon is None else f", p={diff.p_wilcoxon:.3f}"
+    diff = found["versus"][to]
+    p = "" if diff.p_wilcoxon is None or not p_value else f", p={diff.p_wilcoxon:.3f}"
     return f"{diff.mean_diff:+.1f}{ci_text(diff.ci_low, diff.ci_high)}{p}"
 
 
@@ -236,7 +236,7 @@ def ratio_section(runs: Runs, rname: str) -> List[str]:
     rows = []
     for m in methods:
         found = cell(runs, rname, m, "last")
-        vs_none = found["vs_none"]
+        vs_none = found["versus"]["none"]
         vs_none = "–" if m == "none" or vs_none is None else f"{vs_none.mean_diff:+.1f}"
         recovered = "–"
         if None not in ends and m not in (BASELINE, "ft_full"):
@@ -274,7 +274,7 @@ def shipped_section(runs: Runs, rname: str, methods: List[str]) -> List[str]:
     rows = []
     for m in methods:
         found = cell(runs, rname, m, model)
-        vs = [paired_text(runs, rname, m, other, model) for other in ("none", BASELINE)]
+        vs = [fmt_diff(found, m, to, p_value=False) for to in ("none", BASELINE)]
         rows.append(
             [f"`{m}`", fmt_mean(found), *vs, recovery(found["mean"], *gap, points=1, decimals=0)]
         )
@@ -283,14 +283,6 @@ def shipped_section(runs: Runs, rname: str, methods: List[str]) -> List[str]:
     return [f"Shipped models (`{model}`, as `adapt` ships: the source, its blends with the last "
             "epoch and the best epoch, by the product's selection rule):", "",
             *table(header, rows)]  # fmt: skip
-
-
-def paired_text(runs: Runs, rname: str, method: str, other: str, model: str) -> str:
-    """``method`` − ``other`` (both under ``model``) over their common seeds, with its CI."""
-    diff = versus(*(scores(runs, rname, m, model) for m in (method, other)))
-    if diff is None or method == other:
-        return "–"
-    return f"{diff.mean_diff:+.1f}{ci_text(diff.ci_low, diff.ci_high)}"
 
 
 def plot_curves(per_ratio: Dict[str, Runs], path: Path) -> bool:
