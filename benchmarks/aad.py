@@ -1,32 +1,16 @@
 """AAD, the DALLMi paper's unsupervised baseline: adversarial adaptation with distillation.
 
-Ryu & Lee 2020, "Knowledge distillation for BERT unsupervised domain adaptation". The target
-encoder starts as a copy of the source encoder and is trained
-
-- against a domain discriminator, which learns to tell the encoder's pooled features of source
-  documents (label 1) from those of target documents (label 0), while the encoder learns to
-  make target features look like source ones; and
-- to keep the source model's predictions on source documents: distillation at temperature
-  ``T`` from the frozen source model, whose logits on the source documents are computed once.
-
-The classification head stays the source model's, frozen. No target label is read: only the
-texts of the target training documents. It is implemented on the torch modules inside a copy of
-the source pipeline (the Hugging Face encoder behind the spaCy model, and the thinc head's
-weights as constant tensors), so the adapted weights are the pipeline's and it is scored by the
-same code as every other method. The multi-label head makes the distillation a Bernoulli KL
-per label, ``T² · KL(σ(z_src/T) ‖ σ(z/T))``, the binary form of the paper's softmax KL. With
-independent labels the KL between the teacher's and the student's distributions over label sets
-is the sum of the per-label KLs, so ``distillation_reduction`` ``"sum"`` (the default) sums over
-labels and averages over documents, like the reference code's ``batchmean``. ``"mean"`` also
-averages over labels, which weakens the distillation L-fold against the adversarial term: the
-pubmed AAD runs before this setting existed used it, and with it emotions seed 0 fell from
-47.6 macro AP (the source model) to 34.1 in six epochs.
-
-Settings are the paper's (its public code's defaults): lr 1e-5 for the encoder and the
-discriminator, ``T = 20``, adversarial and distillation weights 1, gradient clip 1.0; the
-schedule (linear decay to 0), epochs and batch size are the protocol's, like every method's.
-The DALLMi paper instead froze BERT's layers and trained three epochs (its Section 5); it does
-not say which layers, so here the whole target encoder trains, as in Ryu & Lee.
+Ryu & Lee 2020: a copy of the source encoder is trained against a domain discriminator (source
+features 1, target features 0; the encoder makes target features look like source ones) while
+keeping the frozen source model's predictions on source documents (distillation at temperature
+``T``). The source head stays, frozen; only the target texts are read, no target label. It runs
+on the torch modules inside a copy of the source pipeline, so the result is scored like every
+method. The multi-label head makes the distillation a per-label Bernoulli KL,
+``T² · KL(σ(z_src/T) ‖ σ(z/T))``, summed over labels (the KL of the label sets, like the
+reference code's ``batchmean``; ``"mean"`` averages instead, which weakens it L-fold: the pubmed
+runs from before the setting used it, and it sank emotions seed 0 from 47.6 to 34.1 macro AP).
+Settings are the paper's public code's; schedule, epochs and batch size the protocol's. The
+whole encoder trains, as in Ryu & Lee (the DALLMi paper froze unnamed layers).
 """
 
 import time
@@ -37,22 +21,17 @@ import spacy
 import torch
 import torch.nn.functional as F
 from environment import mean_pool
-from runner import read_set
-from splits import SeedCorpora
+from splits import SeedCorpora, read_docs
+from torch import nn
 
 from spacy_dallmi.architecture import get_hf_objects, tokenize
 from spacy_dallmi.callbacks import find_textcat
 
 AAD_SETTINGS: Dict[str, Any] = {
-    "learn_rate": 1e-5,
-    "discriminator_learn_rate": 1e-5,
-    "temperature": 20.0,
-    "adversarial_weight": 1.0,
-    "distillation_weight": 1.0,
-    "grad_clip": 1.0,
-    "discriminator_hidden": 256,
-    "distillation_reduction": "sum",
-}
+    "learn_rate": 1e-5, "discriminator_learn_rate": 1e-5, "temperature": 20.0,
+    "adversarial_weight": 1.0, "distillation_weight": 1.0, "grad_clip": 1.0,
+    "discriminator_hidden": 256, "distillation_reduction": "sum",
+}  # fmt: skip
 
 
 class Encoder:
@@ -70,12 +49,9 @@ class Encoder:
     def features(self, texts: List[str]) -> torch.Tensor:
         tokens = tokenize(self.model, [self.nlp.make_doc(text) for text in texts])
         mask = torch.as_tensor(tokens.attention_mask)
-        hidden = self.transformer(
-            input_ids=torch.as_tensor(tokens.input_ids), attention_mask=mask
-        ).last_hidden_state
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        return mean_pool(hidden, mask)
+        ids = torch.as_tensor(tokens.input_ids)
+        hidden = self.transformer(input_ids=ids, attention_mask=mask).last_hidden_state
+        return hidden[:, 0] if self.pooling == "cls" else mean_pool(hidden, mask)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
         return features @ self.weight.T + self.bias
@@ -84,9 +60,8 @@ class Encoder:
 def bernoulli_distillation(
     student: torch.Tensor, teacher: torch.Tensor, t: float, reduction: str = "sum"
 ) -> torch.Tensor:
-    """``T² ·`` the per-label ``KL(σ(teacher/T) ‖ σ(student/T))``, summed over labels
-    (``"sum"``: the KL of the label sets) or averaged over them (``"mean"``), then averaged
-    over documents."""
+    """``T² ·`` the per-label ``KL(σ(teacher/T) ‖ σ(student/T))``, summed (``"sum"``) or
+    averaged (``"mean"``) over labels, averaged over documents."""
     if reduction not in ("sum", "mean"):
         raise ValueError(f"distillation_reduction must be 'sum' or 'mean', not {reduction!r}")
     p = torch.sigmoid(teacher / t)
@@ -97,9 +72,7 @@ def bernoulli_distillation(
     return t * t * per_doc.mean()
 
 
-def _linear_decay(
-    optimizer: torch.optim.Optimizer, total: int
-) -> torch.optim.lr_scheduler.LambdaLR:
+def _linear_decay(optimizer: torch.optim.Optimizer, total: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1 - step / total))
 
 
@@ -117,22 +90,15 @@ def train_aad(
     rng = np.random.default_rng(seed)
     nlp = spacy.load(corpora.folder / "source")
     encoder = Encoder(nlp)
-    source_texts = read_set(corpora.source_train, corpora.labels).texts
-    target_texts = read_set(corpora.fit_full, corpora.labels).texts  # texts only, no labels
+    source_texts = [doc.text for doc in read_docs(corpora.source_train)]
+    target_texts = [doc.text for doc in read_docs(corpora.fit_full)]  # texts only, no labels
     size, t = args.batch_size, settings["temperature"]
     with torch.no_grad():
         encoder.transformer.eval()
-        teacher = torch.cat(
-            [
-                encoder.logits(encoder.features(source_texts[i : i + size]))
-                for i in range(0, len(source_texts), size)
-            ]
-        )
-    width = encoder.weight.shape[1]
-    hidden = settings["discriminator_hidden"]
-    discriminator = torch.nn.Sequential(
-        torch.nn.Linear(width, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1)
-    )
+        batches = [source_texts[i : i + size] for i in range(0, len(source_texts), size)]
+        teacher = torch.cat([encoder.logits(encoder.features(batch)) for batch in batches])
+    width, hidden = encoder.weight.shape[1], settings["discriminator_hidden"]
+    discriminator = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, 1))
     per_epoch = -(-len(target_texts) // size)
     total = args.epochs * per_epoch
     enc_opt = torch.optim.Adam(encoder.transformer.parameters(), lr=settings["learn_rate"])
@@ -159,19 +125,17 @@ def train_aad(
             d_logits = discriminator(torch.cat([feat_src, feat_tgt]).detach()).squeeze(-1)
             disc_opt.zero_grad()
             F.binary_cross_entropy_with_logits(d_logits, domain).backward()
-            torch.nn.utils.clip_grad_norm_(discriminator.parameters(), settings["grad_clip"])
+            nn.utils.clip_grad_norm_(discriminator.parameters(), settings["grad_clip"])
             disc_opt.step()
             # Encoder: fool the discriminator on target, keep the teacher's source predictions.
-            fooled = F.binary_cross_entropy_with_logits(
-                discriminator(feat_tgt).squeeze(-1), torch.ones(len(tgt))
-            )
-            kd = bernoulli_distillation(
-                encoder.logits(feat_src), teacher[src_idx], t, settings["distillation_reduction"]
-            )
+            d_target = discriminator(feat_tgt).squeeze(-1)
+            fooled = F.binary_cross_entropy_with_logits(d_target, torch.ones(len(tgt)))
+            student, reduction = encoder.logits(feat_src), settings["distillation_reduction"]
+            kd = bernoulli_distillation(student, teacher[src_idx], t, reduction)
             loss = settings["adversarial_weight"] * fooled + settings["distillation_weight"] * kd
             enc_opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(encoder.transformer.parameters(), settings["grad_clip"])
+            nn.utils.clip_grad_norm_(encoder.transformer.parameters(), settings["grad_clip"])
             enc_opt.step()
             for scheduler in schedulers:
                 scheduler.step()

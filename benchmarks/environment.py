@@ -1,8 +1,6 @@
-"""What a benchmark result was measured on, and the helpers every benchmark script shares.
-
-Machine, package versions and git commit are recorded the same way by every script, so numbers
-from two machines or two commits are never confused; the scripts also share their common
-command-line options, the JSON and Markdown writing, and the timing helpers.
+"""What a benchmark result was measured on (machine, packages, git commit, recorded alike by
+every script, so numbers from two machines or commits are never confused), and the helpers the
+benchmark scripts share: common options, JSON and Markdown writing, timing.
 """
 
 import argparse
@@ -43,10 +41,6 @@ def proc_field(path: str, key: str) -> Optional[str]:
     return None
 
 
-def read_cpu_model() -> str:
-    return proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown"
-
-
 def read_proc_status(key: str, pid: Union[int, str] = "self") -> Optional[int]:
     """A ``/proc/<pid>/status`` memory field (``VmRSS``, ``VmHWM``) in bytes, if readable."""
     try:
@@ -67,7 +61,7 @@ def machine_info(gpu_id: Optional[int] = None) -> Dict[str, Any]:
     cores = proc_field("/proc/cpuinfo", "cpu cores")
     memory = proc_field("/proc/meminfo", "MemTotal:")
     info: Dict[str, Any] = {
-        "cpu_model": read_cpu_model(),
+        "cpu_model": proc_field("/proc/cpuinfo", "model name") or platform.processor() or "unknown",
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "cpu_cores_per_socket": int(cores) if cores and cores.isdigit() else None,
@@ -120,36 +114,27 @@ def git_info() -> Dict[str, Any]:
     }
 
 
-#: The code this process runs: read when the module is first imported, which every benchmark
-#: script does at start. HEAD may move while a long run goes on (commits of other work); a
-#: result must name the commit it was made with, not the one current when it was written.
+#: The commit this process runs, read at import: HEAD may move during a long run.
 GIT_AT_START = git_info()
 
 
 def git_provenance() -> Dict[str, Any]:
-    """:data:`GIT_AT_START`, plus the HEAD when the result is written and whether it moved
-    (then the commit at start is the one the result was made with)."""
+    """:data:`GIT_AT_START`, plus the HEAD when the result is written and whether it moved."""
     head = git_info()["commit"]
     return {**GIT_AT_START, "head_at_write": head, "head_moved": head != GIT_AT_START["commit"]}
 
 
 def provenance(gpu_id: Optional[int] = None, **extra: Any) -> Dict[str, Any]:
     """Date, machine, package versions and git of a result, then ``extra``."""
-    return {
-        "date": now(),
-        "machine": machine_info(gpu_id),
-        "versions": package_versions(),
-        "git": git_provenance(),
-        **extra,
-    }
+    return {"date": now(), "machine": machine_info(gpu_id), "versions": package_versions(),
+            "git": git_provenance(), **extra}  # fmt: skip
 
 
 def parser(doc: str, device: bool = True, **defaults: Any) -> argparse.ArgumentParser:
-    """The options the benchmarks share (``--output-dir`` and ``--gpu-id`` only with
-    ``device``); ``defaults`` override theirs. ``doc``'s first paragraph describes the script."""
-    parser = argparse.ArgumentParser(
-        description=doc.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    """The options the benchmarks share (``--output-dir``, ``--gpu-id`` only with ``device``);
+    ``defaults`` override theirs; ``doc``'s first paragraph describes the script."""
+    formatter = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=formatter)
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     if device:
         parser.add_argument("--output-dir", type=Path, default=RESULTS)
@@ -158,9 +143,7 @@ def parser(doc: str, device: bool = True, **defaults: Any) -> argparse.ArgumentP
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--threads", type=int, help="torch intra-op threads")
-    parser.add_argument(
-        "--quick", action="store_true", help="a smoke run, its results named *_quick"
-    )
+    parser.add_argument("--quick", action="store_true", help="smoke run, results named *_quick")
     parser.set_defaults(**defaults)
     return parser
 
@@ -180,13 +163,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> List[str]:
     return lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows] + [""]
 
 
-def timed(
-    fn: Callable[[], Any], sync: Callable[[], Any] = lambda: None
-) -> Tuple[float, float, Any]:
+def timed(fn: Callable[[], Any], sync: Callable = lambda: None) -> Tuple[float, float, Any]:
     """Wall-clock and process CPU seconds of ``fn()``, and what it returned; ``sync`` (waiting
-    for queued GPU work) runs before and after, so the interval covers the work it started.
-    CPU/wall near the thread count means the call had the cores to itself, much lower means
-    it was competing."""
+    for queued GPU work) runs before and after, so the interval covers the work it started."""
     sync()
     wall0, cpu0 = time.perf_counter(), time.process_time()
     result = fn()
@@ -195,8 +174,7 @@ def timed(
 
 
 def rotated(items: Sequence[Any], shift: int) -> List[Any]:
-    """``items`` started at ``shift``: the order of a round-robin round, so a burst of load
-    from other processes hits every configuration alike."""
+    """``items`` started at ``shift``: a round-robin order, so bursts of load hit all alike."""
     shift %= len(items)
     return list(items[shift:]) + list(items[:shift])
 
@@ -210,22 +188,16 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def plain_classify(
     tokenizer: Any, encoder: Any, head: Any, texts: Sequence[str], batch_size: int, **options: Any
 ) -> numpy.ndarray:
-    """The baseline the benchmarks compare ``nlp.pipe`` with: a plain transformers loop in
-    the order of ``texts``: tokenise (``max_length`` in ``options``), encode under
-    ``options["context"]`` (default ``torch.no_grad``), mean pool, the linear ``head``
-    (weight and bias tensors) and a sigmoid."""
+    """The plain transformers loop the benchmarks compare ``nlp.pipe`` with: tokenise
+    (``options`` such as ``max_length``), encode under ``options["context"]`` (default
+    ``torch.no_grad``), mean pool, the linear ``head`` (weight, bias) and a sigmoid."""
     weight, bias = head
     context = options.pop("context", torch.no_grad)
     out = []
     for start in range(0, len(texts), batch_size):
-        batch = tokenizer(
-            list(texts[start : start + batch_size]),
-            padding=True,
-            truncation=True,
-            return_tensors="pt",
-            return_token_type_ids=False,
-            **options,
-        ).to(encoder.device)
+        batch = tokenizer(list(texts[start : start + batch_size]), padding=True, truncation=True,
+                          return_tensors="pt", return_token_type_ids=False,
+                          **options).to(encoder.device)  # fmt: skip
         with context():
             pooled = mean_pool(encoder(**batch).last_hidden_state, batch["attention_mask"])
             out.append(torch.sigmoid(pooled @ weight.T + bias).cpu().numpy())
@@ -233,8 +205,7 @@ def plain_classify(
 
 
 def report_header(title: str, ctx: Dict[str, Any], *lines: str) -> List[str]:
-    """The first lines of a benchmark's Markdown report: title, date, machine, git, then
-    ``lines``, then the package versions."""
+    """A Markdown report's first lines: title, date, machine, git, ``lines``, versions."""
     machine, git = ctx["machine"], ctx["git"]
     gpu = machine["gpu"]["name"] if machine.get("gpu") else "none"
     outside = (

@@ -1,20 +1,12 @@
 """The corpora of one seed of the paired protocol, prepared once and shared by every method.
 
-The project's own preparation (:func:`spacy_dallmi.experiments.corpus.prepare_domains`) makes
-the source and target splits and hides target labels; it draws each random step from its own
-stream, so the splits and the test set are the same at every ratio and only the hidden labels
-differ. This module adds what the protocol needs on top:
-
-- a seeded validation slice carved out of target train (the same documents at every ratio),
-  which keeps the hidden-label protocol of the ratio, so model selection on it sees partial
-  labels only, as a user's would; the target test split is never touched;
-- ``target_val_full``: the slice with all labels, for the analysis of how well a label-free
-  criterion tracks the truth (never for a choice);
-- a small ``source_dev`` slice, because spaCy evaluates its dev corpus during training and the
-  source model needs nothing more.
-
-Everything goes under a work folder outside the repository; ``prepared.json`` marks a seed as
-complete, so a resumed run reuses its files.
+The project's :func:`~spacy_dallmi.experiments.corpus.prepare_domains` makes the splits and
+hides target labels, drawing each step from its own random stream, so only the hidden labels
+differ between ratios. On top, a seeded validation slice is carved out of target train (the
+same documents at every ratio, with the ratio's hidden labels, so selection on it sees partial
+labels only), with its fully labelled twin ``target_val_full`` for analysis, and a small
+``source_dev`` for spaCy's dev evaluation of the source model. ``prepared.json`` marks a
+finished seed, so a resumed run reuses its files.
 """
 
 from dataclasses import dataclass
@@ -30,8 +22,8 @@ from spacy_dallmi.experiments.corpus import prepare_domains
 from spacy_dallmi.experiments.datasets import load_dataset
 from spacy_dallmi.experiments.protocol import PrepareSettings
 
-#: The protocol's ratios; all three are prepared at every seed so that the label-free
-#: scores of the ratio-independent runs (none, ft_full, aad) exist for each.
+#: The protocol's ratios, all prepared at every seed: the ratio-independent runs (none,
+#: ft_full, aad) are scored at each.
 RATIOS = (0.5, 0.7, 0.9)
 VAL_FRACTION = 0.15
 SOURCE_DEV_DOCS = 300
@@ -85,14 +77,13 @@ def _write(path: Path, docs: Sequence) -> None:
 
 
 def _split(docs: Sequence, val: Set[int], fit_path: Path, val_path: Path) -> None:
-    """Write the docs outside the validation slice to ``fit_path``, those in it to ``val_path``."""
     _write(fit_path, [d for i, d in enumerate(docs) if i not in val])
     _write(val_path, [d for i, d in enumerate(docs) if i in val])
 
 
-def carve_validation(n_docs: int, seed: int, fraction: float = VAL_FRACTION) -> np.ndarray:
-    """Sorted indices of the validation slice: ``round(fraction · n)`` docs, at least one."""
-    n_val = min(max(int(round(fraction * n_docs)), 1), n_docs - 1)
+def carve_validation(n_docs: int, seed: int) -> np.ndarray:
+    """Sorted indices of the validation slice: ``round(VAL_FRACTION · n)`` docs, at least one."""
+    n_val = min(max(int(round(VAL_FRACTION * n_docs)), 1), n_docs - 1)
     rng = np.random.default_rng([seed, VAL_STREAM])
     return np.sort(rng.choice(n_docs, size=n_val, replace=False))
 
@@ -106,14 +97,9 @@ def prepare_seed(dataset: str, data_dir: Path, work: Path, seed: int, sizes: Siz
     pair = load_dataset(dataset, data_dir, seed=seed)
     counts: Dict[str, int] = {}
     for ratio in RATIOS:
-        settings = PrepareSettings(
-            dataset,
-            ratio,
-            seed=seed,
-            max_source_docs=sizes.source,
-            max_target_docs=sizes.target_train,
-            max_target_test_docs=sizes.target_test,
-        )
+        settings = PrepareSettings(dataset, ratio, seed=seed, max_source_docs=sizes.source,
+                                   max_target_docs=sizes.target_train,
+                                   max_target_test_docs=sizes.target_test)  # fmt: skip
         raw = folder / "prepare" / ratio_name(ratio)
         stats = prepare_domains(pair, raw, settings, quiet=True)
         corpora = SeedCorpora(folder, stats["labels"])
@@ -122,18 +108,14 @@ def prepare_seed(dataset: str, data_dir: Path, work: Path, seed: int, sizes: Siz
         _split(partial, val, corpora.fit(ratio), corpora.val(ratio))
         counts[f"hidden_{ratio_name(ratio)}"] = stats["hiding"]["hidden"]
     # Source, full target train and test do not depend on the ratio: take the last ones.
-    full = read_docs(raw / "target_train_full.spacy")
-    source_test = read_docs(raw / "source_test.spacy")
+    names = ("target_train_full", "source_train", "target_test", "source_test")
+    full, source, test, source_test = (read_docs(raw / f"{name}.spacy") for name in names)
     _split(full, val, corpora.fit_full, corpora.val_full)
-    _write(corpora.test, read_docs(raw / "target_test.spacy"))
-    _write(corpora.source_train, read_docs(raw / "source_train.spacy"))
+    _write(corpora.test, test)
+    _write(corpora.source_train, source)
     _write(corpora.source_dev, source_test[:SOURCE_DEV_DOCS])
-    counts.update(
-        source_train=len(read_docs(corpora.source_train)),
-        target_fit=len(full) - len(val),
-        target_val=len(val),
-        target_test=len(read_docs(corpora.test)),
-    )
+    counts.update(source_train=len(source), target_fit=len(full) - len(val), target_val=len(val),
+                  target_test=len(test))  # fmt: skip
     srsly.write_json(marker, {"labels": corpora.labels, "docs": counts, "sizes": sizes.__dict__})
     return corpora
 

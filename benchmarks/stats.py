@@ -1,16 +1,9 @@
 """Paired statistics for the multi-seed benchmark, and macro F1 at per-label thresholds.
 
-Every method of the paired protocol is trained from the same source model on the same splits
-and hidden labels at a seed, so the seed-to-seed spread (7–9 points in the first, unpaired
-tables) cancels in the per-seed differences. The comparisons here are therefore paired:
-
-- a paired-t 95% confidence interval of the mean difference (method − baseline);
-- a Wilcoxon signed-rank p-value, which does not assume normal differences (with 5 seeds the
-  smallest two-sided exact p-value it can reach is 2 / 2**5 = 0.0625, so it cannot reach 0.05;
-  the CI is the criterion, the p-value a check on it).
-
-The recovery ``(m − ft_partial) / (ft_full − ft_partial)`` is the study report's
-(:func:`spacy_dallmi.experiments.runs.recovery`), given the scores in points.
+Every method of a seed starts from the same source model, splits and hidden labels, so the
+seed-to-seed spread cancels in per-seed differences: the comparisons are a paired-t 95% CI of
+the mean difference and a Wilcoxon signed-rank p (with 5 seeds it cannot go below 0.0625, so
+the CI is the criterion and p a check on it).
 """
 
 import math
@@ -47,13 +40,9 @@ def ci_text(low: Optional[float], high: Optional[float]) -> str:
 def paired_difference(
     method: Sequence[float], baseline: Sequence[float], confidence: float = 0.95
 ) -> PairedDifference:
-    """Paired-t confidence interval and Wilcoxon signed-rank p-value of ``method − baseline``.
-
-    The two sequences are aligned by seed. The CI is ``mean ± t_{(1+c)/2, n−1} · sd / √n``; it
-    needs two or more pairs, and so does the Wilcoxon test (two-sided, exact for small n without
-    ties), which is also undefined when every difference is 0: p is then None rather than a
-    misleading 1.0.
-    """
+    """Paired-t CI (``mean ± t_{(1+c)/2, n−1} · sd / √n``) and two-sided Wilcoxon p of
+    ``method − baseline``, aligned by seed; both need two pairs, and p is None, not a
+    misleading 1.0, when every difference is 0."""
     if len(method) != len(baseline):
         raise ValueError(f"paired values differ in length: {len(method)} and {len(baseline)}")
     if not method:
@@ -72,13 +61,9 @@ def paired_difference(
 
 
 def macro_f1(probabilities: np.ndarray, truth: np.ndarray, thresholds: Sequence[float]) -> float:
-    """Macro F1 of ``probabilities >= thresholds`` (one threshold per label column).
-
-    Per label ``2PR / (P + R)``, 0 where a label has no true or no predicted positive, as
-    spaCy's scorer computes ``cats_macro_f``: with every threshold 0.5 and 0/1 ``truth`` the
-    two agree (spaCy counts any gold value above 0 as positive, this only 1), so the tuned
-    and the 0.5 columns of a report differ only by the thresholds.
-    """
+    """Macro F1 of ``probabilities >= thresholds`` (one per label column), 0 for a label
+    without true or predicted positives, as spaCy's ``cats_macro_f`` (which it equals at 0.5
+    for 0/1 ``truth``), so a report's tuned and 0.5 columns differ only by the thresholds."""
     p = np.asarray(probabilities, dtype=float)
     y = np.asarray(truth) == 1
     cut = np.asarray(thresholds, dtype=float)
@@ -88,8 +73,5 @@ def macro_f1(probabilities: np.ndarray, truth: np.ndarray, thresholds: Sequence[
     tp = (predicted & y).sum(axis=0)
     precision = tp / np.maximum(predicted.sum(axis=0), 1)
     recall = tp / np.maximum(y.sum(axis=0), 1)
-    denominator = precision + recall
-    f1 = np.where(
-        denominator > 0, 2 * precision * recall / np.where(denominator > 0, denominator, 1), 0.0
-    )
-    return float(f1.mean())
+    both = precision + recall
+    return float(np.where(both > 0, 2 * precision * recall / np.where(both > 0, both, 1), 0).mean())

@@ -1,19 +1,9 @@
-"""Tables, figure and ``summary.json`` from the paired runs' JSON files.
+"""Tables, figure and ``summary.json`` from the paired runs' result files.
 
-Reads every ``results/paired_<dataset>/*.json`` written by :mod:`paired` and writes
-
-- ``results/summary.json``: one record per dataset × ratio × method, macro AP in points, last
-  epoch (the fixed-budget protocol), paired against ``ft_partial`` over the seeds both have;
-- ``results/paired_<dataset>.md``: per ratio, every method's mean ± std, the paired difference
-  to ``ft_partial`` with its 95% CI and Wilcoxon p, Δ to ``none``, the recovery, the last epoch
-  beside the epochs chosen by each label-free criterion, and the other metrics;
-- ``results/paired_<dataset>_curve.png``: test macro AP per epoch, ``ft_partial`` vs ``dallmi``;
-- ``results/tuned_<dataset>.md``: the tune grid and which criterion tracks test AP;
-- the overview section of ``benchmarks/README.md`` (between its two marker lines): one table
-  per dataset, methods × ratios, for the default ``--results`` folder only.
-
-Nothing here reads anything but the result files, so the summary can be rebuilt at any time
-while runs are still going (cells then show how many seeds they hold).
+Writes, from ``results/paired_<dataset>/*.json`` only (so it can run while runs go on),
+``summary.json`` (per dataset, ratio and method: last epoch and shipped model, paired with
+``ft_partial``), ``paired_<dataset>.md`` and ``_curve.png``, ``tuned_<dataset>.md`` and, for the
+default ``--results``, the overview section of ``benchmarks/README.md``.
 
     python benchmarks/summarize.py
 """
@@ -56,20 +46,22 @@ EXTRA_METRICS = {
     "macro_ap_rounded": "paper's rounded-prediction AP",
 }
 CURVE_METHODS = registered(("ft_partial", "dallmi"))
-DEFAULT_RESULTS = RESULTS
 #: The section of benchmarks/README.md that ``overview`` rewrites.
 OVERVIEW_START = "<!-- paired overview: written by summarize.py -->"
 OVERVIEW_END = "<!-- end of paired overview -->"
 #: Test metrics with one value per ratio (thresholds fitted on that ratio's partial labels).
-PER_RATIO_METRICS = ("macro_f_thresholds",)
+PER_RATIO = ("macro_f_thresholds",)
+#: Settings of the supervised objective that a ``bce`` run does not use.
+DALLMI_ONLY = ("loss_form", "positive_term", "mixup")
 
-Runs = Dict[Tuple[str, int], Dict[str, Any]]  # (method, seed) -> run, per ratio
+Run = Dict[str, Any]
+Runs = Dict[Tuple[str, int], Run]  # (method, seed) -> run, per ratio
 
 
 def load_dataset_runs(folder: Path) -> Dict[str, Runs]:
     """Runs by ratio name; a ratio-independent run (``ratio`` None) counts at every ratio."""
     per_ratio: Dict[str, Runs] = defaultdict(dict)
-    shared: List[Dict[str, Any]] = []
+    shared: List[Run] = []
     for path in sorted(folder.glob("*.json")):
         run = srsly.read_json(path)
         # selections are recomputed from the recorded candidates, so a criterion added after a
@@ -80,20 +72,16 @@ def load_dataset_runs(folder: Path) -> Dict[str, Runs]:
         else:
             per_ratio[ratio_name(run["ratio"])][(run["method"], run["seed"])] = run
     for runs in per_ratio.values():
-        for run in shared:
-            runs[(run["method"], run["seed"])] = run
+        runs.update({(run["method"], run["seed"]): run for run in shared})
     fill_later_settings([*shared, *(run for runs in per_ratio.values() for run in runs.values())])
     return dict(sorted(per_ratio.items()))
 
 
-def fill_later_settings(runs: List[Dict[str, Any]]) -> None:
-    """Give a run the default of a setting that other runs of its method record and it lacks.
-
-    A run recorded before a setting existed trained with that setting's default (the setting
-    did not exist to change it), so its configuration is the same as a later run that records
-    the default; without this, the two would count as "trained with different settings".
-    """
+def fill_later_settings(runs: List[Run]) -> None:
+    """Give a run made before a setting existed (that other runs of its method record) that
+    setting's default, which it trained with."""
     defaults = DallmiSettings().to_dict()
+    rank = {k: i for i, k in enumerate(defaults)}
     keys: Dict[str, set] = defaultdict(set)
     for run in runs:
         keys[run["method"]].update((run.get("protocol", {}).get("settings") or {}).keys())
@@ -102,81 +90,49 @@ def fill_later_settings(runs: List[Dict[str, Any]]) -> None:
         if settings is not None:
             filled = {**{k: defaults[k] for k in keys[run["method"]] if k in defaults}, **settings}
             # one order (the settings' own, then the rest as recorded), so equal runs read alike
-            order = [k for k in defaults if k in filled] + [
-                k for k in settings if k not in defaults
-            ]
+            order = sorted(filled, key=lambda k: rank.get(k, len(rank)))
             run["protocol"]["settings"] = {k: filled[k] for k in order}
 
 
-def test_score(run: Dict[str, Any], rname: str, model: str, metric: str = "macro_ap") -> float:
-    """A test metric of the last epoch or of the epoch a criterion selected, in points
-    (ECE too, so all columns share a unit)."""
-    if model == "last" or run["method"] == "none":  # the source is all that none ships
-        test = run["last"]
-    elif model.startswith("shipped_"):
-        # runs without blends (none, ft_full, aad) ship what the selection picks
-        test = run.get("shipped", run["selected"])[rname][model[len("shipped_") :]]["test"]
-    else:
-        test = run["selected"][rname][model]["test"]
-    return 100.0 * (test[metric][rname] if metric in PER_RATIO_METRICS else test[metric])
+def seeds_of(runs: Runs, method: str) -> List[int]:
+    return sorted(seed for m, seed in runs if m == method)
 
 
-def seeds_of(runs: Runs, method: str, metric: str = "macro_ap") -> List[int]:
-    """Seeds of ``method``, those whose runs hold ``metric`` (runs made before a metric was
-    added lack it)."""
-    return sorted(seed for (m, seed), run in runs.items() if m == method and metric in run["last"])
+def scores(runs: Runs, rname: str, method: str, model: str, metric="macro_ap") -> Dict[int, float]:
+    """By seed, ``method``'s test ``metric`` in points, of the ``last`` epoch or of what a
+    criterion selected (``<criterion>``) or shipped (``shipped_<criterion>``); runs made before
+    the metric or criterion existed are left out."""
+    found = {}
+    for seed in seeds_of(runs, method):
+        run = runs[(method, seed)]
+        if model == "last" or method == "none":  # the source is all that none ships
+            test = run["last"]
+        elif model.startswith("shipped_"):  # runs without blends (ft_full, aad) ship the pick
+            test = run.get("shipped", run["selected"])[rname].get(model[8:], {}).get("test")
+        else:
+            test = run["selected"][rname].get(model, {}).get("test")
+        if test is not None and metric in run["last"]:
+            found[seed] = 100.0 * (test[metric][rname] if metric in PER_RATIO else test[metric])
+    return found
 
 
-def has_model(run: Dict[str, Any], rname: str, model: str) -> bool:
-    """Whether a run holds ``model`` (runs made before a criterion was added lack it)."""
-    if model == "last" or run["method"] == "none":
-        return True
-    if model.startswith("shipped_"):
-        return model[len("shipped_") :] in run.get("shipped", run["selected"])[rname]
-    return model in run["selected"][rname]
+def versus(mine: Dict[int, float], other: Dict[int, float]):
+    """The paired difference ``mine − other`` over the seeds both have; None without one."""
+    common = [seed for seed in mine if seed in other]
+    if common:
+        return paired_difference([mine[s] for s in common], [other[s] for s in common])
+    return None
 
 
-def cell(
-    runs: Runs, rname: str, method: str, model: str, metric: str = "macro_ap"
-) -> Optional[Dict[str, Any]]:
-    """Mean, std and the paired comparison to the baseline of one method at one ratio."""
-    seeds = seeds_of(runs, method, metric)
-    seeds = [s for s in seeds if has_model(runs[(method, s)], rname, model)]
-    if not seeds:
+def cell(runs: Runs, rname: str, method: str, model: str, metric="macro_ap") -> Optional[Dict]:
+    """Mean and std of a method at a ratio, and its paired differences to the baseline (under
+    the same ``model``) and to ``none``."""
+    mine = scores(runs, rname, method, model, metric)
+    if not mine:
         return None
-    values = [test_score(runs[(method, s)], rname, model, metric) for s in seeds]
-    mean, std = mean_std(values)
-    result: Dict[str, Any] = {"n": len(seeds), "mean": mean, "std": std, "seeds": seeds}
-    baseline_seeds = {
-        s for s in seeds_of(runs, BASELINE, metric) if has_model(runs[(BASELINE, s)], rname, model)
-    }
-    paired = [s for s in seeds if s in baseline_seeds]
-    if paired:
-        result["paired"] = versus(runs, rname, method, BASELINE, paired, model, metric)
-    none_seeds = set(seeds_of(runs, "none", metric))
-    with_none = [s for s in seeds if s in none_seeds]
-    if with_none:
-        diff = versus(runs, rname, method, "none", with_none, model, metric, other_model="last")
-        result["vs_none"] = diff.mean_diff
-    return result
-
-
-def versus(
-    runs: Runs,
-    rname: str,
-    method: str,
-    other: str,
-    seeds: List[int],
-    model: str,
-    metric: str = "macro_ap",
-    other_model: Optional[str] = None,
-):
-    """``method`` − ``other`` over ``seeds``: the paired difference of their test ``metric``
-    under ``model`` (``other`` under ``other_model`` where given)."""
-    return paired_difference(
-        [test_score(runs[(method, s)], rname, model, metric) for s in seeds],
-        [test_score(runs[(other, s)], rname, other_model or model, metric) for s in seeds],
-    )
+    mean, std = mean_std(list(mine.values()))
+    paired = {m: versus(mine, scores(runs, rname, m, model, metric)) for m in (BASELINE, "none")}
+    return {"n": len(mine), "mean": mean, "std": std, "versus": paired}
 
 
 def source_models(per_ratio: Dict[str, Runs]) -> Dict[int, Dict[str, Any]]:
@@ -207,11 +163,9 @@ def source_text(per_ratio: Dict[str, Runs]) -> str:
 
 
 def product_criterion() -> str:
-    """The criterion ``adapt`` ships by: the score ``configs/adapt.cfg`` weights, guarded by
-    the default ``selection_guard``."""
+    """The criterion ``adapt`` ships by: ``configs/adapt.cfg``'s score and default guard."""
     config = load_config(REPO_ROOT / "configs" / "adapt.cfg", interpolate=False)
-    weights = config["training"]["score_weights"]
-    (name,) = [key for key, weight in weights.items() if weight]
+    (name,) = [key for key, weight in config["training"]["score_weights"].items() if weight]
     guard = DallmiSettings().selection_guard
     if not guard:
         return CRITERION_OF_WEIGHT[name]
@@ -221,11 +175,10 @@ def product_criterion() -> str:
 
 
 def summary_records(dataset: str, per_ratio: Dict[str, Runs]) -> List[Dict[str, Any]]:
-    """One record per (ratio, method, selection): ``last`` (the last epoch) and ``shipped``
-    (what ``adapt`` ships: the best of the epochs, the source and the blends by the product's
-    selection score), each paired with ``ft_partial`` under the same selection."""
-    sources = source_models(per_ratio)
-    source_dev = [info["best_score"] for info in sources.values()]
+    """Per ratio and method, the ``last`` epoch and the ``shipped`` model (by the product's
+    selection rule), each paired with ``ft_partial`` under the same selection."""
+    source_dev = [info["best_score"] for info in source_models(per_ratio).values()]
+    source_dev_mean = round(100 * sum(source_dev) / len(source_dev), 4) if source_dev else None
     shipped = f"shipped_{product_criterion()}"
     records = []
     for rname, runs in per_ratio.items():
@@ -234,36 +187,14 @@ def summary_records(dataset: str, per_ratio: Dict[str, Runs]) -> List[Dict[str, 
                 found = cell(runs, rname, method, model)
                 if found is None:
                     continue
-                records.append(summary_record(dataset, rname, method, selection, model, found))
-                records[-1]["source_dev_macro_ap"] = (
-                    round(100 * sum(source_dev) / len(source_dev), 4) if source_dev else None
-                )
+                record = {"dataset": dataset, "ratio": int(rname[1:]) / 100, "method": method,
+                          "selection": selection, "model": model, "baseline": BASELINE,
+                          "n_seeds": found["n"], "mean": round(found["mean"], 4)}  # fmt: skip
+                for key in ("mean_diff", "ci_low", "ci_high", "p_wilcoxon"):
+                    value = getattr(found["versus"][BASELINE], key, None)
+                    record[key] = None if value is None else round(value, 4)
+                records.append({**record, "source_dev_macro_ap": source_dev_mean})
     return records
-
-
-def summary_record(
-    dataset: str, rname: str, method: str, selection: str, model: str, found: Dict[str, Any]
-) -> Dict[str, Any]:
-    paired = found.get("paired")
-
-    def rounded(name: str) -> Optional[float]:
-        value = None if paired is None else getattr(paired, name)
-        return None if value is None else round(value, 4)
-
-    return {
-        "dataset": dataset,
-        "ratio": int(rname[1:]) / 100,
-        "method": method,
-        "selection": selection,
-        "model": model,
-        "baseline": BASELINE,
-        "n_seeds": found["n"],
-        "mean": round(found["mean"], 4),
-        "mean_diff": rounded("mean_diff"),
-        "ci_low": rounded("ci_low"),
-        "ci_high": rounded("ci_high"),
-        "p_wilcoxon": rounded("p_wilcoxon"),
-    }
 
 
 def fmt_mean(found: Optional[Dict[str, Any]]) -> str:
@@ -273,24 +204,18 @@ def fmt_mean(found: Optional[Dict[str, Any]]) -> str:
     return f"{found['mean']:.1f}{spread} (n={found['n']})"
 
 
-def fmt_diff(found: Optional[Dict[str, Any]], method: str) -> str:
-    if found is None or method == BASELINE or "paired" not in found:
+def fmt_diff(found: Optional[Dict], method: str, to: str = BASELINE, p_value: bool = True) -> str:
+    """A cell's paired difference to the baseline (or to ``none``) with its CI and p."""
+    if found is None or method == to or found["versus"][to] is None:
         return "–"
-    diff = found["paired"]
-    p = "" if diff.p_wilcoxon is None else f", p={diff.p_wilcoxon:.3f}"
+    diff = found["versus"][to]
+    p = "" if diff.p_wilcoxon is None or not p_value else f", p={diff.p_wilcoxon:.3f}"
     return f"{diff.mean_diff:+.1f}{ci_text(diff.ci_low, diff.ci_high)}{p}"
 
 
-def recovery_text(runs: Runs, rname: str, method: str, model: str) -> str:
-    means = [cell(runs, rname, m, model) for m in (method, BASELINE, "ft_full")]
-    if None in means or method in (BASELINE, "ft_full"):
-        return "–"
-    return recovery(*(found["mean"] for found in means), points=1, decimals=0)
-
-
 def mixed_settings(runs: Runs, method: str) -> bool:
-    """Whether the seeds of a method were trained with different settings (e.g. a default
-    changed between runs): their mean would then describe no single configuration."""
+    """Whether the seeds of a method were trained with different settings (say a default
+    changed between runs), so that their mean describes no single configuration."""
     specs = set()
     for seed in seeds_of(runs, method):
         protocol = dict(runs[(method, seed)]["protocol"])
@@ -307,36 +232,25 @@ def ratio_section(runs: Runs, rname: str) -> List[str]:
     mixed = [m for m in methods if mixed_settings(runs, m)]
     if mixed:
         lines += [f"**Warning: seeds trained with different settings: {mixed}.**", ""]
+    ends = [cell(runs, rname, m, "last") for m in (BASELINE, "ft_full")]
     rows = []
     for m in methods:
         found = cell(runs, rname, m, "last")
-        vs_none = "–" if m == "none" or "vs_none" not in found else f"{found['vs_none']:+.1f}"
-        rows.append(
-            [
-                f"`{m}`",
-                fmt_mean(found),
-                fmt_diff(found, m),
-                vs_none,
-                recovery_text(runs, rname, m, "last"),
-            ]
-        )
-    header = [
-        "method",
-        "macro AP, last epoch",
-        "− ft_partial [95% CI], Wilcoxon p",
-        "− none",
-        "recovery",
-    ]
+        vs_none = found["versus"]["none"]
+        vs_none = "–" if m == "none" or vs_none is None else f"{vs_none.mean_diff:+.1f}"
+        recovered = "–"
+        if None not in ends and m not in (BASELINE, "ft_full"):
+            recovered = recovery(found["mean"], *(e["mean"] for e in ends), points=1, decimals=0)
+        rows.append([f"`{m}`", fmt_mean(found), fmt_diff(found, m), vs_none, recovered])
+    header = ["method", "macro AP, last epoch", "− ft_partial [95% CI], Wilcoxon p", "− none",
+              "recovery"]  # fmt: skip
     lines += table(header, rows)
     lines += ["Last epoch beside the epoch chosen on the validation slice (partial labels only; "
               "the source model is a candidate):", ""]  # fmt: skip
     rows = []
     for m in methods:
-        row = [f"`{m}`"]
-        for model in MODELS:
-            found = cell(runs, rname, m, model)
-            row.append(f"{fmt_mean(found)}<br>{fmt_diff(found, m)}")
-        rows.append(row)
+        found = [cell(runs, rname, m, model) for model in MODELS]
+        rows.append([f"`{m}`", *(f"{fmt_mean(f)}<br>{fmt_diff(f, m)}" for f in found)])
     lines += table(["method", *MODELS.values()], rows)
     rows = [
         [f"`{m}`", *(fmt_mean(cell(runs, rname, m, "last", k)) for k in EXTRA_METRICS)]
@@ -344,19 +258,10 @@ def ratio_section(runs: Runs, rname: str) -> List[str]:
     ]
     lines += ["Other metrics, last epoch (points):", ""]
     lines += table(["method", *EXTRA_METRICS.values()], rows)
-    return lines + shipped_section(runs, rname)
+    return lines + shipped_section(runs, rname, methods)
 
 
-def paired_text(runs: Runs, rname: str, method: str, other: str, model: str) -> str:
-    """``method`` − ``other`` (both under ``model``) over their common seeds, with its CI."""
-    common = [s for s in seeds_of(runs, method) if s in set(seeds_of(runs, other))]
-    if not common or method == other:
-        return "–"
-    diff = versus(runs, rname, method, other, common, model)
-    return f"{diff.mean_diff:+.1f}{ci_text(diff.ci_low, diff.ci_high)}"
-
-
-def shipped_section(runs: Runs, rname: str) -> List[str]:
+def shipped_section(runs: Runs, rname: str, methods: List[str]) -> List[str]:
     """What ``adapt`` ships, against what a user gets for free: B = the better (by mean) of
     ``none`` and ``ft_partial`` as shipped, and the share of the gap from B to ``ft_full``
     that each method's shipped model recovers."""
@@ -365,16 +270,14 @@ def shipped_section(runs: Runs, rname: str) -> List[str]:
     if any(found is None for found in means.values()):
         return []
     free = max(("none", BASELINE), key=lambda m: means[m]["mean"])
+    gap = (means[free]["mean"], means["ft_full"]["mean"])
     rows = []
-    for m in [m for m in BENCHMARK_METHODS if seeds_of(runs, m)]:
+    for m in methods:
         found = cell(runs, rname, m, model)
-        value = recovery(
-            found["mean"], means[free]["mean"], means["ft_full"]["mean"], points=1, decimals=0
+        vs = [fmt_diff(found, m, to, p_value=False) for to in ("none", BASELINE)]
+        rows.append(
+            [f"`{m}`", fmt_mean(found), *vs, recovery(found["mean"], *gap, points=1, decimals=0)]
         )
-        rows.append([
-            f"`{m}`", fmt_mean(found), paired_text(runs, rname, m, "none", model),
-            paired_text(runs, rname, m, BASELINE, model), value,
-        ])  # fmt: skip
     header = ["method", f"macro AP, `{model}`", "− none [95% CI]", "− ft_partial [95% CI]",
               f"recovery of B = `{free}` → `ft_full`"]  # fmt: skip
     return [f"Shipped models (`{model}`, as `adapt` ships: the source, its blends with the last "
@@ -396,10 +299,8 @@ def plot_curves(per_ratio: Dict[str, Runs], path: Path) -> bool:
     for axis, rname in zip(axes[0], panels):
         runs = per_ratio[rname]
         for method in CURVE_METHODS:
-            curves = [
-                [100 * r["test"]["macro_ap"] for r in runs[(method, s)]["epochs"]]
-                for s in seeds_of(runs, method)
-            ]
+            curves = [[100 * r["test"]["macro_ap"] for r in runs[(method, s)]["epochs"]]
+                      for s in seeds_of(runs, method)]  # fmt: skip
             if curves:
                 length = min(len(c) for c in curves)
                 mean = [sum(c[e] for c in curves) / len(curves) for e in range(length)]
@@ -408,9 +309,8 @@ def plot_curves(per_ratio: Dict[str, Runs], path: Path) -> bool:
             found = cell(runs, rname, method, "last")
             if found:
                 axis.axhline(found["mean"], linestyle=style, color="grey", label=method)
-        axis.set_title(f"{int(rname[1:])}% removed")
-        axis.set_xlabel("epoch (0 = source model)")
-        axis.set_ylabel("test macro AP")
+        axis.set(title=f"{int(rname[1:])}% removed", xlabel="epoch (0 = source model)",
+                 ylabel="test macro AP")  # fmt: skip
         axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -418,11 +318,7 @@ def plot_curves(per_ratio: Dict[str, Runs], path: Path) -> bool:
     return True
 
 
-# Settings of the supervised objective that a ``bce`` run does not use.
-DALLMI_ONLY = ("loss_form", "positive_term", "mixup")
-
-
-def settings_text(run: Dict[str, Any]) -> str:
+def settings_text(run: Run) -> str:
     """What a method trained with, from its stored protocol (the seed left out)."""
     if run["method"] == "none":
         source = run["source_training"]
@@ -434,31 +330,29 @@ def settings_text(run: Dict[str, Any]) -> str:
     settings = {k: v for k, v in run["protocol"]["settings"].items() if k != "seed"}
     if settings.get("objective") == "bce":
         settings = {k: v for k, v in settings.items() if not k.startswith(DALLMI_ONLY)}
-    text = ", ".join(
-        f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in settings.items()
-    )
     tuned = run["protocol"].get("tuned_from")
-    return text + (f" (learning rate from `{tuned}`)" if tuned else "")
+    return values_text(settings) + (f" (learning rate from `{tuned}`)" if tuned else "")
+
+
+def values_text(values: Dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()
+    )
 
 
 def settings_section(per_ratio: Dict[str, Runs]) -> List[str]:
-    """One row per method with its settings; a method whose runs (any seed, any ratio) differ
-    lists every variant it was trained with, marked, since its means then mix them."""
+    """One row per method with its settings, every variant marked if its runs differ."""
     texts: Dict[str, List[str]] = defaultdict(list)
     for runs in per_ratio.values():
         for (method, _), run in sorted(runs.items(), key=lambda item: item[0][1]):
             if settings_text(run) not in texts[method]:
                 texts[method].append(settings_text(run))
     rows = [
-        [
-            f"`{m}`",
-            "<br>".join(texts[m])
-            if len(texts[m]) == 1
-            else "**differs between runs:** " + "<br>".join(texts[m]),
-        ]
+        [f"`{m}`", ("" if len(texts[m]) == 1 else "**differs between runs:** ")
+         + "<br>".join(texts[m])]
         for m in BENCHMARK_METHODS
         if m in texts
-    ]
+    ]  # fmt: skip
     return ["## Settings of each method", "", *table(["method", "settings"], rows)]
 
 
@@ -466,12 +360,8 @@ def render(dataset: str, per_ratio: Dict[str, Runs], curve: Optional[str]) -> st
     any_run = next(run for runs in per_ratio.values() for run in runs.values())
     spec = any_run["protocol"]
     walls: Dict[str, List[float]] = defaultdict(list)
-    seen = set()
-    for runs in per_ratio.values():
-        for run in runs.values():
-            if run["key"] not in seen:
-                seen.add(run["key"])
-                walls[run["method"]].append(run["wall_seconds"])
+    for run in {run["key"]: run for runs in per_ratio.values() for run in runs.values()}.values():
+        walls[run["method"]].append(run["wall_seconds"])
     lines = [
         f"# Paired protocol on `{dataset}`",
         "",
@@ -517,15 +407,12 @@ def render_tuned(tuned: Dict[str, Any]) -> str:
         row = [f"`{point['name']}`"]
         for criterion in ("pu_score", "partial_ap"):
             chosen = scores[criterion]
-            row.append(f"{chosen['val']:.4f} (ep {chosen['epoch']})")
-            row.append(f"{100 * chosen['test_macro_ap']:.1f}")
+            row += [f"{chosen['val']:.4f} (ep {chosen['epoch']})",
+                    f"{100 * chosen['test_macro_ap']:.1f}"]  # fmt: skip
         rows.append(row + [f"{100 * scores['last_test_macro_ap']:.1f}"])
     header = ["point", "val PU score", "test AP", "val partial AP", "test AP", "test AP, last"]
-    lines += table(header, rows)
-    lines += ["Chosen:", ""]
-    for method, values in tuned["chosen"].items():
-        shown = (f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())
-        lines.append(f"- `{method}`: " + ", ".join(shown))
+    lines += [*table(header, rows), "Chosen:", ""]
+    lines += [f"- `{method}`: {values_text(values)}" for method, values in tuned["chosen"].items()]
     lines += ["", "Spearman correlation of each criterion with the test AP over grid points:", ""]
     rows = [
         [group, *("–" if v is None else f"{v:+.2f}" for v in rhos.values())]
@@ -536,9 +423,8 @@ def render_tuned(tuned: Dict[str, Any]) -> str:
 
 
 def overview(records: List[Dict[str, Any]]) -> str:
-    """Per dataset, methods × ratios from the summary records, for the shipped model and for
-    the last epoch: mean macro AP and the paired difference to ``ft_partial`` under the same
-    selection, with its 95% CI."""
+    """Per dataset and selection (shipped, last), methods × ratios: mean macro AP and the
+    paired difference to ``ft_partial`` with its 95% CI."""
     lines: List[str] = []
     for dataset in sorted({r["dataset"] for r in records}):
         mine = [r for r in records if r["dataset"] == dataset]
@@ -553,14 +439,12 @@ def overview(records: List[Dict[str, Any]]) -> str:
             lines += [f"**{dataset}**, macro AP (points), {what}: mean (seeds) and paired "
                       "difference to `ft_partial` [95% CI]; the source models' dev macro AP "
                       f"at their best epoch: {source}", ""]  # fmt: skip
-            rows = []
-            for method in BENCHMARK_METHODS:
-                row = [f"`{method}`"]
-                for ratio in ratios:
-                    found = [r for r in chosen if r["method"] == method and r["ratio"] == ratio]
-                    row.append(overview_cell(found[0]) if found else "–")
-                if any(value != "–" for value in row[1:]):
-                    rows.append(row)
+            cells = {(r["method"], r["ratio"]): overview_cell(r) for r in chosen}
+            rows = [
+                [f"`{method}`", *(cells.get((method, ratio), "–") for ratio in ratios)]
+                for method in BENCHMARK_METHODS
+                if any((method, ratio) in cells for ratio in ratios)
+            ]
             lines += table(["method", *(f"{100 * r:g}% removed" for r in ratios)], rows)
     return "\n".join(lines)
 
@@ -585,16 +469,8 @@ def replace_marked(path: Path, content: str) -> bool:
 
 def main(argv: List[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
-    parser.add_argument(
-        "--readme",
-        type=Path,
-        help="file whose overview section to rewrite; default: benchmarks/README.md, only for "
-        "the default --results",
-    )
+    parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    if args.readme is None and args.results == DEFAULT_RESULTS:
-        args.readme = REPO_ROOT / "benchmarks" / "README.md"
     records: List[Dict[str, Any]] = []
     for folder in sorted(args.results.glob("paired_*")):
         if not folder.is_dir() or folder.name.endswith("_quick"):
@@ -610,8 +486,9 @@ def main(argv: List[str]) -> None:
         (args.results / f"paired_{dataset}.md").write_text(markdown + "\n", encoding="utf8")
         print(markdown)
     srsly.write_json(args.results / "summary.json", records)
-    if args.readme is not None and not replace_marked(args.readme, overview(records)):
-        raise SystemExit(f"{args.readme} lacks the lines {OVERVIEW_START} and {OVERVIEW_END}")
+    readme = REPO_ROOT / "benchmarks" / "README.md"
+    if args.results == RESULTS and not replace_marked(readme, overview(records)):
+        raise SystemExit(f"{readme} lacks the lines {OVERVIEW_START} and {OVERVIEW_END}")
     for path in sorted(args.results.glob("tuned_*.json")):
         markdown = render_tuned(srsly.read_json(path))
         path.with_suffix(".md").write_text(markdown + "\n", encoding="utf8")

@@ -16,7 +16,6 @@ from paired import (  # noqa: E402
     Method,
     as_registered,
     select,
-    select_shipped,
     summarise_records,
 )
 from stats import paired_difference  # noqa: E402
@@ -114,11 +113,11 @@ def test_guarded_selection_ships_only_candidates_the_guard_score_does_not_rank_b
     # unguarded, partial AP takes epoch 1, whose PU score is below the source's
     assert select(records, "r70", "partial_ap")["test"] == "w"
     assert select(records, "r70", "partial_ap", guard="pu_score")["test"] == "b"
-    shipped = select_shipped(records, blends, "r70", "partial_ap", guard="pu_score")
+    shipped = select(records, "r70", "partial_ap", guard="pu_score", blends=blends)
     assert (shipped["test"], shipped["alpha"]) == ("x", 0.5)
     # when no candidate holds the guard score, the source ships
     low = [source, record(1, 0.1, 0.9, "w")]
-    assert select_shipped(low, [], "r70", "partial_ap", guard="pu_score")["test"] == "s"
+    assert select(low, "r70", "partial_ap", guard="pu_score", blends=[])["test"] == "s"
 
 
 def _write_run(
