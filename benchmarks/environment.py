@@ -5,6 +5,7 @@ benchmark scripts share: common options, JSON and Markdown writing, timing.
 
 import argparse
 import datetime
+import functools
 import json
 import os
 import platform
@@ -177,6 +178,22 @@ def rotated(items: Sequence[Any], shift: int) -> List[Any]:
     """``items`` started at ``shift``: a round-robin order, so bursts of load hit all alike."""
     shift %= len(items)
     return list(items[shift:]) + list(items[:shift])
+
+
+def round_robin(part: str, step: Callable, order: Callable, rounds: int, warmup=0, sync=None):
+    """``step(name, round)`` for each name of ``order(round)``: (wall, CPU) seconds of the steps
+    after ``warmup`` rounds, the last outputs, and the load averages around them."""
+    times: Dict[Any, List[Tuple[float, float]]] = {}
+    outputs: Dict[Any, Any] = {}
+    load = load_average()
+    for rnd in range(rounds):
+        for name in order(rnd):
+            call = functools.partial(step, name, rnd)
+            wall, cpu, outputs[name] = timed(call, sync or (lambda: None))
+            if rnd >= warmup:
+                times.setdefault(name, []).append((wall, cpu))
+            print(f"[{part}] round {rnd} {name}: {wall:.2f}s", flush=True)
+    return times, outputs, {"load_average_start": load, "load_average_end": load_average()}
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,6 @@ import numpy
 import spacy
 import torch
 from spacy.language import Language
-from speed import round_robin
 
 from spacy_dallmi.architecture import get_hf_objects
 
@@ -143,7 +142,9 @@ def time_configs(runners: Dict[str, Runner], texts: List[str], batch_size: int, 
     for run in runners.values():
         run(texts[: 2 * batch_size], batch_size)
     names, step = list(runners), lambda name, _: runners[name](texts, batch_size)
-    times, outputs, _ = round_robin("pipe", step, functools.partial(env.rotated, names), repeats)
+    times, outputs, _ = env.round_robin(
+        "pipe", step, functools.partial(env.rotated, names), repeats
+    )
     results = {}
     for name in names:
         seconds, cpu = [wall for wall, _ in times[name]], sum(cpu for _, cpu in times[name])
@@ -204,7 +205,7 @@ def overheads(nlp: Language, texts: List[str], batch_size: int, repeats: int) ->
 
     order = functools.partial(env.rotated, list(contexts))
     sync = torch.cuda.synchronize if device.type == "cuda" else None
-    times = round_robin("overheads", forward, order, repeats, sync=sync)[0]
+    times = env.round_robin("overheads", forward, order, repeats, sync=sync)[0]
     no_grad, inference = (statistics.mean(w for w, _ in times[name]) for name in contexts)
     return {
         "texts": len(texts),

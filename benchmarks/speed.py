@@ -109,22 +109,6 @@ def gpu_peak(s: argparse.Namespace, reset: bool = False) -> Optional[int]:
     return int(torch.cuda.max_memory_allocated()) if s.use_gpu and not reset else None
 
 
-def round_robin(part: str, step: Callable, order: Callable, rounds: int, warmup=0, sync=None):
-    """``step(name, round)`` for each name of ``order(round)``: (wall, CPU) seconds of the steps
-    after ``warmup`` rounds, the last outputs, and the load averages around them."""
-    times: Dict[Any, Times] = {}
-    outputs: Dict[Any, Any] = {}
-    load = env.load_average()
-    for rnd in range(rounds):
-        for name in order(rnd):
-            call = functools.partial(step, name, rnd)
-            wall, cpu, outputs[name] = env.timed(call, sync or (lambda: None))
-            if rnd >= warmup:
-                times.setdefault(name, []).append((wall, cpu))
-            print(f"[{part}] round {rnd} {name}: {wall:.2f}s", flush=True)
-    return times, outputs, {"load_average_start": load, "load_average_end": env.load_average()}
-
-
 def summarize(values: Sequence[float]) -> Dict[str, Any]:
     median, values = round(statistics.median(values), 4), [round(v, 4) for v in values]
     return dict(median_s=median, min_s=min(values), max_s=max(values), n=len(values), all_s=values)
@@ -474,7 +458,7 @@ def run_training(s: argparse.Namespace, data: PubMed, results: Results) -> None:
         names = env.rotated(TRAIN_CONFIGS, rnd)
         return sum(([name, "naive-loop"] if name == "dallmi" else [name] for name in names), [])
 
-    times, _, load = round_robin("training", step, order, rounds, s.warmup, s.sync)
+    times, _, load = env.round_robin("training", step, order, rounds, s.warmup, s.sync)
     shapes = base_shapes(s, word_pieces_per_doc=s.max_length)
     note = f"{len(texts)} target-domain PubMed abstracts with >= {s.max_length} word pieces; "
     note += f"{len(batches)} distinct cycle-batcher batches"
@@ -543,7 +527,7 @@ def run_inference(s: argparse.Namespace, data: PubMed, results: Results) -> None
     for predict in systems.values():
         predict(texts[: s.batch_size])
     run, order = lambda name, _: systems[name](texts), functools.partial(env.rotated, list(systems))
-    times, out, load = round_robin("inference", run, order, s.inference_reps, sync=s.sync)
+    times, out, load = env.round_robin("inference", run, order, s.inference_reps, sync=s.sync)
     longer = data.n_pieces[numpy.flatnonzero(data.female)][: len(texts)] > s.max_length
     shapes = base_shapes(s, texts=len(texts), texts_longer_than_max_length=int(longer.sum()))
     docs_per_s = {}
@@ -593,7 +577,7 @@ def run_scaling(s: argparse.Namespace, data: PubMed, results: Results) -> None:
         update(*pipelines[config[0]], examples[config][rnd])
 
     order = functools.partial(env.rotated, configs)
-    times, _, load = round_robin("scaling", step, order, rounds, s.scaling_warmup, s.sync)
+    times, _, load = env.round_robin("scaling", step, order, rounds, s.scaling_warmup, s.sync)
     for n, batch in configs:
         record = timing(s, times[(n, batch)], load)
         median, rows = record["step"]["median_s"], batch + n
