@@ -33,6 +33,7 @@ import torch
 from spacy.language import Language
 
 from spacy_dallmi.architecture import get_hf_objects
+from spacy_dallmi.experiments.datasets import PUBMED_FILES
 
 ALL_PARTS = ("pipe", "ray", "classify")
 DATASETS = ("tweets", "abstracts")
@@ -77,8 +78,8 @@ def read_tweets(data_dir: Path, n: int) -> List[str]:
 
 def read_abstracts(data_dir: Path, n: int) -> List[str]:
     texts: Dict[str, str] = {}
-    for name in ("train-data-small", "dev-data-small", "test-data-small", "dev-data-med"):
-        with (data_dir / "pubmed" / f"{name}.csv").open(encoding="utf8", newline="") as handle:
+    for name in PUBMED_FILES:
+        with (data_dir / "pubmed" / name).open(encoding="utf8", newline="") as handle:
             for row in csv.DictReader(handle):
                 texts.setdefault(row["pmid"], row["abstractText"])
     return list(texts.values())[:n]

@@ -220,10 +220,14 @@ def read_delimited(
                     counts.blank_lines += 1
                     continue
                 if len(cells) > len(columns):
-                    raise ClassifyError(
-                        f"{path}, line {reader.line_num}: {len(cells)} fields, but the header "
-                        f"has {len(columns)}. Quote fields that hold the delimiter."
-                    )
+                    # Blank cells past the header (a trailing delimiter, as many exports
+                    # write) hold nothing to lose; a filled one would be dropped, so it fails.
+                    if any(cell.strip() for cell in cells[len(columns) :]):
+                        raise ClassifyError(
+                            f"{path}, line {reader.line_num}: {len(cells)} fields, but the "
+                            f"header has {len(columns)}. Quote fields that hold the delimiter."
+                        )
+                    cells = cells[: len(columns)]
                 if len(cells) < len(columns):
                     counts.short_rows += 1
                 row: Dict[str, Any] = dict.fromkeys(columns)

@@ -146,6 +146,17 @@ def test_bad_row_fails_without_leaving_output(nlp, tmp_path):
     assert list(tmp_path.iterdir()) == [source]
 
 
+def test_blank_cells_past_the_header_are_read(nlp, tmp_path):
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\n1,happy,\n2,sad, ,\n", encoding="utf8")
+    counts = classify_file(nlp, source, tmp_path / "out.jsonl", "text")
+    assert (counts.rows_in, counts.rows_out, counts.short_rows) == (2, 2, 0)
+    assert [(row["id"], row["text"]) for row in read(tmp_path / "out.jsonl")] == [
+        ("1", "happy"),
+        ("2", "sad"),
+    ]
+
+
 def test_jsonl_record_with_new_key_needs_jsonl_output(nlp, tmp_path):
     source = write(tmp_path / "in.jsonl", [{"text": "happy"}, {"text": "sad", "lang": "en"}])
     classify_file(nlp, source, tmp_path / "out.jsonl", "text")

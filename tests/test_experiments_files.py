@@ -99,6 +99,18 @@ def test_separate_target_test_file(tmp_path: Path) -> None:
     assert shared == ["source_test.spacy", "source_train.spacy", "target_test.spacy"]
 
 
+def test_a_cap_of_0_is_no_cap(tmp_path: Path) -> None:
+    source, target = domain(tmp_path / "s.csv", 30, 0), domain(tmp_path / "t.csv", 20, 1)
+    out = tmp_path / "out"
+    result = run(
+        ["prepare-files", source, target, out, "--text-column", "text", "--label-columns",
+         "anger,joy,fear", "--max-source-docs", "0", "--max-target-docs", "0"]
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    stats = json.loads((out / "stats.json").read_text(encoding="utf8"))
+    assert stats["splits"]["source_train"]["docs"] == 24  # 80% of 30, uncapped
+
+
 def test_a_target_without_any_known_positive_is_an_error(tmp_path: Path) -> None:
     source = domain(tmp_path / "s.csv", 10, 0)
     target = write_csv(

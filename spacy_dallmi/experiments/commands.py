@@ -163,8 +163,11 @@ def _read_label_map(path: Optional[Path]) -> Optional[Dict[str, str]]:
 
 
 def _prepare(make: Callable[..., Dict[str, Any]], *args: Any, **settings: Any) -> None:
-    """Run a ``prepare_*`` function, then copy the ratio-independent files to ``shared_dir``."""
+    """Run a ``prepare_*`` function, then copy the ratio-independent files to ``shared_dir``.
+    A cap of 0 counts as not given, as its help says."""
     output_dir, shared_dir = args[2], settings.pop("shared_dir", None)
+    for name in ("max_docs", "max_source_docs", "max_target_docs", "max_target_test_docs"):
+        settings[name] = settings[name] or None
     try:
         stats = make(*args, **settings)
     except (DataFileNotFoundError, DataPreparationError) as error:
@@ -203,8 +206,6 @@ def prepare_command(
     """Write source/target train/test corpora (and a validation slice) of a built-in dataset,
     with target labels hidden, or of your own files (dataset custom): the project's one
     preparation step. Empty options and caps of 0 count as not given."""
-    for name in ("max_docs", "max_source_docs", "max_target_docs", "max_target_test_docs"):
-        settings[name] = settings[name] or None
     settings["valid_fraction"] = settings["valid_fraction"] or None
     if dataset != "custom":
         _prepare(prepare_dataset, dataset, data_dir, output_dir, ratio=ratio, **settings)
