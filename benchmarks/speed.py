@@ -39,6 +39,7 @@ from spacy_dallmi.architecture import get_hf_objects, resolve_backbone, tokenize
 from spacy_dallmi.batcher import cycle_batch_indices
 from spacy_dallmi.experiments.datasets import MESH_ROOTS
 from spacy_dallmi.experiments.protocol import hide_labels
+from spacy_dallmi.experiments.readers import parse_literal_list
 
 ALL_PARTS = ("training", "inference", "scaling", "memory")
 MEMORY_PHASES = ("train-bce", "train-dallmi-mixup", "infer-spacy", "infer-transformers")
@@ -141,7 +142,7 @@ def load_pubmed(data_dir: Path, backbone: str) -> PubMed:
                     seen.add(row["pmid"])
                     texts.append(f"{row['Title'].strip()} {row['abstractText'].strip()}".strip())
                     labels.append([float(row[root]) for root in MESH_ROOTS])
-                    female.append("'Female'" in row["meshMajor"])  # a Python list's repr
+                    female.append("Female" in parse_literal_list(row["meshMajor"]))
     tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(backbone))
     encoded = tokenizer(texts, add_special_tokens=True, verbose=False)["input_ids"]
     n_pieces = numpy.asarray([len(ids) for ids in encoded])
