@@ -98,6 +98,10 @@ METHODS: Dict[str, Method] = as_registered(
             "finetune.cfg", "partial", {**_TEACHER, "teacher_target": "source"}
         ),
         "dallmi_posterior": Method("adapt.cfg", "partial", _TEACHER),
+        "ft_teacher_mixture": Method(
+            "finetune.cfg", "partial", {**_TEACHER, "teacher_target": "mixture"}
+        ),
+        "dallmi_mixture": Method("adapt.cfg", "partial", {**_TEACHER, "teacher_target": "mixture"}),
     }
 )
 

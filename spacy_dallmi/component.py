@@ -37,6 +37,7 @@ from .inference import BucketedPipeMixin
 from .loss import VariationalPULoss, masked_bce, sigmoid
 from .mixup import forward_with_mixup, mixup_consistency, plan_mixup
 from .settings import SETTING_NAMES, DallmiSettings
+from .teacher import mixture_posterior, posterior
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -299,21 +300,18 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
 
     def set_teacher(self, examples: Iterable[Example]) -> None:
         """Record the current model's (the source's) targets ``q`` for the training docs'
-        unlabeled entries, for ``teacher_weight`` (see :class:`DallmiSettings`).
-
-        ``posterior`` turns each probability ``p`` into ``(1 − c)·p / (1 − c·p)``, the
-        probability that an unlabeled entry is positive when a share ``c`` of the label's
-        positives is known (Elkan & Noto 2008); ``c`` is estimated per label as the known
-        positives over the expected positives ``Σ p`` on these docs, capped at 0.99.
+        unlabeled entries, for ``teacher_weight``: its probabilities, or a posterior made
+        from them (``teacher_target``; see :mod:`spacy_dallmi.teacher`).
         """
         examples = list(examples)
         docs = [eg.predicted for eg in examples]
         batches = [self.predict(docs[i : i + 64]) for i in range(0, len(docs), 64)]
         probabilities = numpy.concatenate([self.model.ops.to_numpy(b) for b in batches])
-        if self.settings.teacher_target == "posterior":
-            known = self._positives(examples).sum(axis=0)
-            c = numpy.clip(known / numpy.maximum(probabilities.sum(axis=0), 1e-6), 0.0, 0.99)
-            probabilities = (1 - c) * probabilities / (1 - c * probabilities)
+        target = self.settings.teacher_target
+        if target != "source":
+            known = self._positives(examples).astype(bool)
+            make = posterior if target == "posterior" else mixture_posterior
+            probabilities = make(probabilities, known)
         self._teacher = {doc.text: row.astype("float32") for doc, row in zip(docs, probabilities)}
 
     def _teacher_targets(self, texts: List[str]) -> numpy.ndarray:

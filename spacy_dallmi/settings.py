@@ -25,7 +25,7 @@ LOSS_FORMS = ("norm", "log")
 POSITIVE_TERMS = ("mean", "l2")
 MIXUP_LOCATIONS = ("word_embeddings", "encoder", "sentence")
 NEGATIVE_WEIGHTINGS = ("uniform", "wan")
-TEACHER_TARGETS = ("source", "posterior")
+TEACHER_TARGETS = ("source", "posterior", "mixture")
 #: Dev scores a shipped candidate may be guarded by ("" = no guard).
 SELECTION_GUARDS = ("", "cats_pu_score", "cats_macro_ap")
 
@@ -57,8 +57,10 @@ class DallmiSettings:
         0; ``dallmi``: ``w ×`` the BCE of the unlabeled entries against ``q`` is added to
         the PU loss. 0 = off.
     teacher_target: ``q`` is the source probability ``p`` (``source``) or the posterior that
-        an unlabeled entry is positive, ``(1 − c)·p / (1 − c·p)`` with ``c`` the label's
-        share of known positives among its expected positives (``posterior``; Elkan & Noto).
+        an unlabeled entry is positive: ``(1 − c)·p / (1 − c·p)`` with ``c`` the label's
+        share of known positives among its expected positives (``posterior``; Elkan &
+        Noto), or estimated from the ranking of ``p`` alone (``mixture``; see
+        :mod:`spacy_dallmi.teacher`).
     blend_alphas: WiSE-FT weights α tried when a sourced run picks the model it ships:
         ``model-best`` is the best dev score among the starting pipeline, the best
         checkpoint and the blends ``(1 − α)·source + α·model-last``; () = no blends.

@@ -70,6 +70,17 @@ METHOD_INFO: Dict[str, MethodInfo] = {
         "(teacher_weight 1, teacher_target posterior); benchmarks only",
         "partial",
     ),
+    "ft_teacher_mixture": MethodInfo(
+        "fine-tuning with the posterior estimated from the source's ranking (mixture "
+        "proportion and density ratio) as the target of unlabeled entries (teacher_weight 1, "
+        "teacher_target mixture); benchmarks only",
+        "partial",
+    ),
+    "dallmi_mixture": MethodInfo(
+        "DALLMi plus the BCE of unlabeled entries against the posterior estimated from the "
+        "source's ranking (teacher_weight 1, teacher_target mixture); benchmarks only",
+        "partial",
+    ),
 }
 
 
