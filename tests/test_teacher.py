@@ -1,7 +1,9 @@
 """Teacher targets: the source model's predictions as targets for unlabeled entries.
 
 Losses are recomputed here with numpy from the step's own logits and the recorded teacher;
-the posterior is Elkan & Noto's formula applied by hand.
+the posterior is Elkan & Noto's formula applied by hand; the mixture posterior is checked
+against a brute-force best-bin ratio, the logistic score equations and simulated SCAR data
+with a known posterior.
 """
 
 from pathlib import Path
@@ -10,7 +12,7 @@ import numpy
 import pytest
 import spacy
 
-from spacy_dallmi import component
+from spacy_dallmi import component, teacher
 from spacy_dallmi.training import train_epochs
 
 from .test_component import make_pipeline, pu_loss_by_hand
@@ -47,6 +49,11 @@ def test_the_teacher_is_the_models_own_probabilities_or_their_posterior(tiny_ber
     posterior = (1 - c) * probabilities / (1 - c * probabilities)
     assert textcat._teacher_targets(texts) == pytest.approx(posterior, abs=1e-5)
     assert (posterior <= probabilities + 1e-9).all() and c.max() > 0
+    textcat.configure(teacher_target="mixture")
+    textcat.set_teacher(examples)
+    known = textcat._positives(examples).astype(bool)
+    mixture = teacher.mixture_posterior(probabilities, known)
+    assert textcat._teacher_targets(texts) == pytest.approx(mixture, abs=1e-4)
 
 
 def test_bce_targets_unlabeled_entries_with_the_teacher(tiny_bert):
@@ -123,3 +130,89 @@ def test_a_sourced_run_trains_with_the_teacher(tiny_bert, tmp_path):
     # the adapt_sourced callback not recorded the teacher
     textcat = spacy.load(adapted / "model-last").get_pipe("textcat")
     assert (textcat.settings.teacher_weight, textcat.settings.teacher_target) == (0.5, "posterior")
+
+
+def scar_sample(rng, n=2000, separation=2.0, share=0.3, known_share=0.3):
+    """Scores of a label's docs (positives ~ N(separation, 1), negatives ~ N(0, 1)), which
+    are positive, which of those are known (a random share), and the true posterior that an
+    unlabeled doc is positive."""
+    positive = rng.random(n) < share
+    scores = numpy.where(positive, rng.normal(separation, 1, n), rng.normal(0, 1, n))
+    known = positive & (rng.random(n) < known_share)
+    unlabeled_share = (positive & ~known).sum() / (~known).sum()
+    density = numpy.exp(-0.5 * (scores - separation) ** 2)
+    other = numpy.exp(-0.5 * scores**2)
+    truth = unlabeled_share * density / (unlabeled_share * density + (1 - unlabeled_share) * other)
+    return scores, positive, known, unlabeled_share, truth
+
+
+def share_by_hand(scores, known, least):
+    """Scott's best-bin ratio by brute force: every threshold at a known positive's score
+    that keeps at least ``least`` known positives at or above it."""
+    ratios = []
+    for t in scores[known]:
+        above_known = (scores[known] >= t).sum()
+        if above_known >= least:
+            ratios.append(((scores[~known] >= t).mean()) / (above_known / known.sum()))
+    return min(1.0, min(ratios))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_mixture_share_is_the_best_bin_ratio(seed):
+    rng = numpy.random.default_rng(seed)
+    scores, _, known, _, _ = scar_sample(rng, n=int(rng.integers(50, 600)))
+    scores = numpy.round(scores, 1)  # ties between known and unlabeled scores
+    least = max(teacher.MIN_KNOWN, int(numpy.ceil(teacher.MIN_KNOWN_SHARE * known.sum())))
+    least = min(least, known.sum())
+    assert teacher.mixture_share(scores, known) == pytest.approx(
+        share_by_hand(scores, known, least)
+    )
+
+
+def test_mixture_share_is_exact_when_positives_outscore_negatives():
+    rng = numpy.random.default_rng(0)
+    known_scores = rng.normal(5, 1, 40)
+    hidden = numpy.repeat(known_scores, 2)  # two hidden twins per known positive
+    negatives = rng.normal(-5, 1, 520)
+    scores = numpy.concatenate([known_scores, hidden, negatives])
+    known = numpy.arange(len(scores)) < 40
+    assert teacher.mixture_share(scores, known) == pytest.approx(80 / 600)
+
+
+def test_density_ratio_solves_the_logistic_score_equations():
+    rng = numpy.random.default_rng(1)
+    scores, _, known, _, _ = scar_sample(rng, n=500)
+    ratio = teacher.density_ratio(scores, known)
+    odds = known.mean() / (1 - known.mean())
+    g = ratio * odds / (1 + ratio * odds)  # back to P(known | score)
+    z = (scores - scores.mean()) / scores.std()
+    slope = numpy.polyfit(z, numpy.log(ratio), 1)[0]
+    assert (known - g).sum() == pytest.approx(0, abs=1e-6)
+    assert ((known - g) * z).sum() == pytest.approx(1e-3 * slope, abs=1e-6)
+    assert slope > 0  # known positives score higher than the unlabeled mass
+
+
+@pytest.mark.parametrize("separation", [1.5, 2.0, 3.0])
+def test_mixture_posterior_recovers_the_scar_posterior_whatever_the_calibration(separation):
+    rng = numpy.random.default_rng(2)
+    scores, positive, known, unlabeled_share, truth = scar_sample(rng, separation=separation)
+    unlabeled = ~known
+    found = []
+    for scale, shift in [(1.0, 0.0), (0.5, -4.0), (1.5, 2.0)]:  # calibrated, under-, over-
+        probabilities = 1 / (1 + numpy.exp(-(scale * scores + shift)))
+        found.append(teacher.mixture_posterior(probabilities[:, None], known[:, None])[:, 0])
+    assert found[1] == pytest.approx(found[0], abs=1e-4)
+    assert found[2] == pytest.approx(found[0], abs=1e-4)
+    q = found[0][unlabeled]
+    assert numpy.abs(q - truth[unlabeled]).mean() < 0.1
+    hidden = (positive & unlabeled).sum()
+    assert 0.7 * hidden < q.sum() < 1.3 * hidden
+    # the Elkan & Noto posterior of an underconfident source sends every target to ~0
+    under = 1 / (1 + numpy.exp(-(0.5 * scores - 4.0)))
+    assert teacher.posterior(under[:, None], known[:, None])[unlabeled].sum() < 0.2 * hidden
+
+
+def test_a_label_without_known_positives_or_unlabeled_entries_keeps_the_source():
+    probabilities = numpy.array([[0.2, 0.7], [0.6, 0.1], [0.9, 0.4]])
+    known = numpy.array([[False, True], [False, True], [False, True]])
+    assert teacher.mixture_posterior(probabilities, known) == pytest.approx(probabilities)
