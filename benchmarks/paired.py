@@ -102,6 +102,7 @@ METHODS: Dict[str, Method] = as_registered(
             "finetune.cfg", "partial", {**_TEACHER, "teacher_target": "mixture"}
         ),
         "dallmi_mixture": Method("adapt.cfg", "partial", {**_TEACHER, "teacher_target": "mixture"}),
+        "dallmi_split": Method("adapt.cfg", "partial", {**_TEACHER, "teacher_split": True}),
     }
 )
 

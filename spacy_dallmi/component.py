@@ -152,6 +152,7 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         self.cfg["bucket_window"] = bucket_window
         self._step = 0
         self._teacher: Optional[Dict[str, numpy.ndarray]] = None  # set_teacher, not saved
+        self._split = numpy.zeros(0, dtype=bool)  # set_teacher: the teacher_split labels
         self.configure(settings or DallmiSettings())
 
     def configure(self, settings: Optional[DallmiSettings] = None, **changes: Any) -> None:
@@ -266,6 +267,9 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
 
     def _update_dallmi(self, docs: List[Doc], positives: numpy.ndarray) -> float:
         settings = self.settings
+        known = positives
+        if settings.teacher_split:  # the teacher's labels leave the PU loss and MixUp
+            positives = positives * ~self._teacher_split(len(positives))
         weight_now = settings.mixup_weight(self._step)
         if weight_now > 0:
             plan = plan_mixup(
@@ -288,7 +292,15 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
             ops, logits, mixed_logits, plan, settings.loss_form, weight_now, settings.mixup_pairs
         )
         loss += mix_loss
-        if settings.teacher_weight > 0:
+        if settings.teacher_split:
+            teacher = self._teacher_targets([doc.text for doc in docs])
+            targets = ops.asarray2f(numpy.where(known == 1.0, 1.0, teacher))
+            everything = ops.asarray2f(numpy.ones_like(known))
+            split = ops.asarray2f(self._teacher_split(len(known)).astype("float32"))
+            d_teacher, teacher_loss = masked_bce(logits, targets, everything, split)
+            d_logits = d_logits + settings.teacher_weight * d_teacher
+            loss += settings.teacher_weight * teacher_loss
+        elif settings.teacher_weight > 0:
             teacher = ops.asarray2f(self._teacher_targets([doc.text for doc in docs]))
             unlabeled = ops.asarray2f((positives == 0).astype("float32"))
             d_teacher, teacher_loss = masked_bce(logits, teacher, unlabeled)
@@ -308,11 +320,19 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         batches = [self.predict(docs[i : i + 64]) for i in range(0, len(docs), 64)]
         probabilities = numpy.concatenate([self.model.ops.to_numpy(b) for b in batches])
         target = self.settings.teacher_target
+        known = self._positives(examples).astype(bool)
+        # teacher_split: the labels on which the source expects at least the known positives
+        self._split = probabilities.sum(axis=0) >= known.sum(axis=0)
         if target != "source":
-            known = self._positives(examples).astype(bool)
             make = posterior if target == "posterior" else mixture_posterior
             probabilities = make(probabilities, known)
         self._teacher = {doc.text: row.astype("float32") for doc, row in zip(docs, probabilities)}
+
+    def _teacher_split(self, n_docs: int) -> numpy.ndarray:
+        """``teacher_split``'s labels (bool, one row per doc): those the teacher trains."""
+        if self._teacher is None:
+            self._teacher_targets([])  # the one error for a missing teacher
+        return numpy.broadcast_to(self._split, (n_docs, len(self._split)))
 
     def _teacher_targets(self, texts: List[str]) -> numpy.ndarray:
         teacher = self._teacher

@@ -61,6 +61,11 @@ class DallmiSettings:
         share of known positives among its expected positives (``posterior``; Elkan &
         Noto), or estimated from the ranking of ``p`` alone (``mixture``; see
         :mod:`spacy_dallmi.teacher`).
+    teacher_split: ``dallmi`` with a teacher: a label whose source model expects at least its
+        known positives on the training docs (``Σ p ≥`` known: the source is consistent with
+        the target's labels) is trained by the teacher alone, BCE with targets 1 (known) and
+        ``q`` (unlabeled), normalised over all entries as the ``bce`` objective is; the PU loss
+        and MixUp train the other labels, where the source under-predicts the target.
     blend_alphas: WiSE-FT weights α tried when a sourced run picks the model it ships:
         ``model-best`` is the best dev score among the starting pipeline, the best
         checkpoint and the blends ``(1 − α)·source + α·model-last``; () = no blends.
@@ -91,6 +96,7 @@ class DallmiSettings:
     seed: int = 0
     teacher_weight: float = 0.0
     teacher_target: str = "source"
+    teacher_split: bool = False
     blend_alphas: Sequence[float] = (0.25, 0.5, 0.75)
     selection_confidence: float = 0.0
     selection_guard: str = "cats_pu_score"
@@ -142,6 +148,12 @@ class DallmiSettings:
             raise ValueError(f"mixup_pairs must be an integer >= 1, got {self.mixup_pairs!r}.")
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}.")
+        if self.teacher_split and (self.objective != "dallmi" or self.teacher_weight == 0):
+            raise ValueError(
+                "teacher_split splits the labels between the PU loss and the teacher: it needs "
+                f"objective = 'dallmi' and teacher_weight > 0, got objective = "
+                f"{self.objective!r}, teacher_weight = {self.teacher_weight}."
+            )
         check_confidence(self.selection_confidence)
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError(f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}.")

@@ -91,6 +91,50 @@ def test_dallmi_adds_the_weighted_teacher_bce_of_unlabeled_entries(tiny_bert, mo
     assert losses["textcat"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
 
 
+@pytest.mark.parametrize("consistent", [0, 1, 2])
+def test_teacher_split_trains_consistent_labels_by_the_teacher_and_the_rest_by_pu(
+    tiny_bert, monkeypatch, consistent
+):
+    nlp, textcat, examples, optimizer = pipeline_with_teacher(
+        tiny_bert, objective="dallmi", mixup=False, teacher_weight=0.7, teacher_split=True,
+        teacher_target="posterior",
+    )  # fmt: skip
+    texts = [eg.reference.text for eg in examples]
+    positives = textcat._positives(examples)
+    probabilities = numpy.array([[doc.cats[label] for label in textcat.labels]
+                                 for doc in nlp.pipe(texts)])  # fmt: skip
+    split = probabilities.sum(axis=0) >= positives.sum(axis=0)
+    assert textcat._split.tolist() == split.tolist()
+    # force which labels count as consistent, to check both sides of the split
+    split = numpy.arange(len(textcat.labels)) < consistent
+    textcat._split = split
+    seen = []
+    forward = component.forward_with_mixup
+
+    def recording(model, tokens, plan, location):
+        logits, mixed, backprop = forward(model, tokens, plan, location)
+        seen.append(logits.copy())
+        return logits, mixed, backprop
+
+    monkeypatch.setattr(component, "forward_with_mixup", recording)
+    teacher = textcat._teacher_targets(texts)
+    losses = nlp.update(examples, sgd=optimizer)
+    (logits,) = seen
+    expected = pu_loss_by_hand(logits, positives * ~split, "norm")
+    targets = numpy.where(positives == 1.0, 1.0, teacher)
+    # BCE over the teacher's labels, normalised by every entry as the bce objective is
+    on_split = numpy.broadcast_to(split, positives.shape).astype(float)
+    expected += 0.7 * bce_by_hand(logits, targets, on_split) * on_split.sum() / on_split.size
+    assert losses["textcat"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_teacher_split_needs_the_pu_objective_and_a_teacher(tiny_bert):
+    with pytest.raises(ValueError, match="teacher_split .* objective = 'bce'"):
+        make_pipeline(tiny_bert, teacher_split=True, teacher_weight=1.0)
+    with pytest.raises(ValueError, match="teacher_split .* teacher_weight = 0"):
+        make_pipeline(tiny_bert, objective="dallmi", teacher_split=True)
+
+
 def test_without_a_teacher_the_update_is_one_line_naming_the_setting(tiny_bert):
     nlp = make_pipeline(tiny_bert, teacher_weight=0.5)
     examples = make_examples(nlp, toy_texts(8, seed=2))

@@ -81,6 +81,12 @@ METHOD_INFO: Dict[str, MethodInfo] = {
         "source's ranking (teacher_weight 1, teacher_target mixture); benchmarks only",
         "partial",
     ),
+    "dallmi_split": MethodInfo(
+        "per label, the source's posterior as the target (where the source expects at least "
+        "the known positives) or DALLMi's PU loss and MixUp (where it does not) "
+        "(teacher_weight 1, teacher_target posterior, teacher_split); benchmarks only",
+        "partial",
+    ),
 }
 
 
