@@ -34,7 +34,7 @@ from splits import RATIOS, SeedCorpora, Sizes, prepare_seed, prepared_counts, ra
 
 from spacy_dallmi.experiments import methods as registry
 from spacy_dallmi.interpolation import interpolate_into
-from spacy_dallmi.settings import PAPER_SETTINGS, PAPER_TRAINING
+from spacy_dallmi.settings import PAPER_SETTINGS, PAPER_TRAINING, PU_ONLY, DallmiSettings
 from spacy_dallmi.training import TRAINING_FILE, train_epochs
 
 CONFIGS = REPO_ROOT / "configs"
@@ -81,6 +81,7 @@ def as_registered(methods: Dict[str, Method]) -> Dict[str, Method]:
 
 _PAPER = {k: v for k, v in PAPER_SETTINGS.to_dict().items() if k not in ("objective", "seed")}
 _TEACHER = {"teacher_weight": 1.0, "teacher_target": "posterior"}
+_NO_SPLIT = {"teacher_split": False}
 METHODS: Dict[str, Method] = as_registered(
     {
         "none": Method(None),
@@ -90,19 +91,21 @@ METHODS: Dict[str, Method] = as_registered(
         "wan": Method("finetune.cfg", "partial", {"negative_weighting": "wan"}, tuned=True),
         "aad": Method("aad", settings=AAD_SETTINGS),
         "dallmi": Method("adapt.cfg", "partial"),
-        "dallmi_lambda0": Method("adapt.cfg", "partial", {"mixup_lambda": 0.0}),
+        "dallmi_pu": Method("adapt.cfg", "partial", PU_ONLY),
+        "dallmi_lambda0": Method("adapt.cfg", "partial", {**PU_ONLY, "mixup_lambda": 0.0}),
         "dallmi_paper": Method("adapt.cfg", "partial", _PAPER, PAPER_TRAINING["learn_rate"]),
         "ft_teacher": Method("finetune.cfg", "partial", _TEACHER),
-        "dallmi_teacher": Method("adapt.cfg", "partial", {"teacher_weight": 0.5}),
+        "dallmi_teacher": Method("adapt.cfg", "partial", {**PU_ONLY, "teacher_weight": 0.5}),
         "ft_teacher_source": Method(
             "finetune.cfg", "partial", {**_TEACHER, "teacher_target": "source"}
         ),
-        "dallmi_posterior": Method("adapt.cfg", "partial", _TEACHER),
+        "dallmi_posterior": Method("adapt.cfg", "partial", {**_TEACHER, **_NO_SPLIT}),
         "ft_teacher_mixture": Method(
             "finetune.cfg", "partial", {**_TEACHER, "teacher_target": "mixture"}
         ),
-        "dallmi_mixture": Method("adapt.cfg", "partial", {**_TEACHER, "teacher_target": "mixture"}),
-        "dallmi_split": Method("adapt.cfg", "partial", {**_TEACHER, "teacher_split": True}),
+        "dallmi_mixture": Method(
+            "adapt.cfg", "partial", {**_TEACHER, **_NO_SPLIT, "teacher_target": "mixture"}
+        ),
     }
 )
 
@@ -384,6 +387,8 @@ def run_key(seed: int, ratio: Optional[float], method: str) -> str:
 def existing(path: Path, protocol: Record) -> bool:
     """Whether ``path`` holds a finished run of this protocol; a run of another is an error."""
     stored = srsly.read_json(path)["protocol"] if path.exists() else None
+    if stored and "objective" in (stored.get("settings") or {}):  # a setting added since
+        stored["settings"] = {**DallmiSettings().to_dict(), **stored["settings"]}
     # compared after the same JSON round trip, which does not keep every float's last digit
     if stored not in (None, srsly.json_loads(srsly.json_dumps(protocol))):
         raise SystemExit(

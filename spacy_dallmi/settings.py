@@ -185,6 +185,10 @@ class DallmiSettings:
 
 SETTING_NAMES = tuple(f.name for f in fields(DallmiSettings))
 
+#: DALLMi's PU loss and MixUp on every label, without the source teacher that
+#: configs/adapt.cfg sets: the method as published (the paper's ablations are of this).
+PU_ONLY = {"teacher_weight": 0.0, "teacher_target": "source", "teacher_split": False}
+
 # The paper's settings (section 4 of the paper): the preset of configs/adapt_paper.cfg.
 PAPER_SETTINGS = DallmiSettings(objective="dallmi", mixup_lambda=1.0, mixup_warmup_steps=0)
 PAPER_TRAINING = {"learn_rate": 5e-5, "epochs": 12, "batch_size": 64, "max_length": 128}

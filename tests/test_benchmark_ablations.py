@@ -37,9 +37,9 @@ def test_a_finished_paired_twin_is_reused_until_the_variant_has_its_own_run(tmp_
     folder.mkdir()
     own = folder / "s1_r70_default_word_embeddings_norm_loss_lambda_0.1_cycle_batches.json"
     assert variant_path(args, folder, 1, 0.7, DEFAULT) == (own, None)
-    paired = args.results / "s1_r70_dallmi.json"
+    paired = args.results / "s1_r70_dallmi_pu.json"
     paired.write_text("{}")  # a run from before the training CPU time was recorded counts too
-    assert variant_path(args, folder, 1, 0.7, DEFAULT) == (paired, "dallmi")
+    assert variant_path(args, folder, 1, 0.7, DEFAULT) == (paired, "dallmi_pu")
     log = folder / "s1_r70_mixup_at_word_embeddings_log_loss.json"
     assert variant_path(args, folder, 1, 0.7, "mixup at word_embeddings, log loss") == (log, None)
     own.write_text("{}")

@@ -282,7 +282,9 @@ def test_paper_preset_resolves_to_the_papers_settings():
     assert PAPER_SETTINGS.mixup_lambda == 1.0 and PAPER_SETTINGS.mixup_warmup_steps == 0
     # the defaults differ from the paper on purpose (chosen by measurement)
     default = load_config(CONFIGS / "adapt.cfg", interpolate=True)
-    assert resolve_settings(default) == DallmiSettings(objective="dallmi")
+    assert resolve_settings(default) == DallmiSettings(
+        objective="dallmi", teacher_weight=1.0, teacher_target="posterior", teacher_split=True
+    )
 
 
 @pytest.mark.parametrize("config", ["source.cfg", *SOURCED])

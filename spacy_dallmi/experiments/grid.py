@@ -18,7 +18,7 @@ import srsly
 from spacy.util import load_config
 from wasabi import MarkdownRenderer, msg
 
-from ..settings import LOSS_FORMS, MIXUP_LOCATIONS, DallmiSettings
+from ..settings import LOSS_FORMS, MIXUP_LOCATIONS, PU_ONLY, DallmiSettings
 from .methods import TUNED_METHODS, registered
 
 SETTINGS = "initialize.before_init.settings"
@@ -175,7 +175,9 @@ def ablation_variants(lambdas: List[float]) -> List[Tuple[str, Dict[str, Any]]]:
             {"batcher": "spacy_dallmi.positive_sampling_batcher.v1"},
         )
     )
-    return variants
+    # of DALLMi as published: the PU loss on every label, without adapt.cfg's teacher
+    pu_only = {f"{SETTINGS}.{key}": value for key, value in PU_ONLY.items()}
+    return [(name, {**pu_only, **overrides}) for name, overrides in variants]
 
 
 def variant_slug(name: str) -> str:

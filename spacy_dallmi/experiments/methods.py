@@ -41,11 +41,20 @@ METHOD_INFO: Dict[str, MethodInfo] = {
         None,
     ),
     "dallmi": MethodInfo(
-        "DALLMi with the defaults: variational PU loss, MixUp and label-balanced batches",
+        "DALLMi as adapt ships it (configs/adapt.cfg): the PU loss, MixUp and label-balanced "
+        "batches on the labels the source under-predicts, the source's posterior as the target "
+        "of the others (teacher_split)",
+        "partial",
+    ),
+    "dallmi_pu": MethodInfo(
+        "DALLMi's PU loss and MixUp on every label, no teacher (the method as published, with "
+        "this project's defaults); benchmarks only",
         "partial",
     ),
     "dallmi_lambda0": MethodInfo(
-        "DALLMi without MixUp (lambda = 0: what the reference code optimises)", "partial"
+        "DALLMi's PU loss on every label without MixUp (lambda = 0: what the reference code "
+        "optimises)",
+        "partial",
     ),
     "dallmi_paper": MethodInfo(
         "DALLMi with the paper's preset (configs/adapt_paper.cfg)", "partial"
@@ -79,12 +88,6 @@ METHOD_INFO: Dict[str, MethodInfo] = {
     "dallmi_mixture": MethodInfo(
         "DALLMi plus the BCE of unlabeled entries against the posterior estimated from the "
         "source's ranking (teacher_weight 1, teacher_target mixture); benchmarks only",
-        "partial",
-    ),
-    "dallmi_split": MethodInfo(
-        "per label, the source's posterior as the target (where the source expects at least "
-        "the known positives) or DALLMi's PU loss and MixUp (where it does not) "
-        "(teacher_weight 1, teacher_target posterior, teacher_split); benchmarks only",
         "partial",
     ),
 }

@@ -23,6 +23,7 @@ import srsly
 import typer
 from wasabi import msg
 
+from ..settings import PU_ONLY
 from .commands import (
     CURVE_FILE,
     _split_names,
@@ -257,6 +258,8 @@ class Study:
         if method == "dallmi_paper":
             return "adapt_paper.cfg", overrides
         overrides.update({"training.batcher.size": self.batch_size, LEARN_RATE: self.learn_rate})
+        if method == "dallmi_lambda0":  # the reference code's objective: no teacher either
+            overrides.update({f"{SETTINGS}.{k}": v for k, v in PU_ONLY.items()})
         if method.startswith("dallmi"):
             lam = 0 if method == "dallmi_lambda0" else self.mixup_lambda
             overrides[f"{SETTINGS}.mixup_lambda"] = lam
