@@ -27,6 +27,20 @@ def bce_by_hand(logits, targets, mask):
     return float((entries * mask).sum() / max(mask.sum(), 1.0))
 
 
+def record_logits(monkeypatch):
+    """The list that collects the logits of every DALLMi forward pass from now on."""
+    seen = []
+    forward = component.forward_with_mixup
+
+    def recording(model, tokens, plan, location):
+        logits, mixed, backprop = forward(model, tokens, plan, location)
+        seen.append(logits.copy())
+        return logits, mixed, backprop
+
+    monkeypatch.setattr(component, "forward_with_mixup", recording)
+    return seen
+
+
 def pipeline_with_teacher(tiny_bert, **settings):
     nlp = make_pipeline(tiny_bert, **settings)
     examples = make_examples(nlp, hide_positives(toy_texts(12, seed=7), 0.5))
@@ -73,15 +87,7 @@ def test_dallmi_adds_the_weighted_teacher_bce_of_unlabeled_entries(tiny_bert, mo
     nlp, textcat, examples, optimizer = pipeline_with_teacher(
         tiny_bert, objective="dallmi", mixup=False, teacher_weight=0.3
     )
-    seen = []
-    forward = component.forward_with_mixup
-
-    def recording(model, tokens, plan, location):
-        logits, mixed, backprop = forward(model, tokens, plan, location)
-        seen.append(logits.copy())
-        return logits, mixed, backprop
-
-    monkeypatch.setattr(component, "forward_with_mixup", recording)
+    seen = record_logits(monkeypatch)
     teacher = textcat._teacher_targets([eg.reference.text for eg in examples])
     losses = nlp.update(examples, sgd=optimizer)
     (logits,) = seen
@@ -108,15 +114,7 @@ def test_teacher_split_trains_consistent_labels_by_the_teacher_and_the_rest_by_p
     # force which labels count as consistent, to check both sides of the split
     split = numpy.arange(len(textcat.labels)) < consistent
     textcat._split = split
-    seen = []
-    forward = component.forward_with_mixup
-
-    def recording(model, tokens, plan, location):
-        logits, mixed, backprop = forward(model, tokens, plan, location)
-        seen.append(logits.copy())
-        return logits, mixed, backprop
-
-    monkeypatch.setattr(component, "forward_with_mixup", recording)
+    seen = record_logits(monkeypatch)
     teacher = textcat._teacher_targets(texts)
     losses = nlp.update(examples, sgd=optimizer)
     (logits,) = seen
