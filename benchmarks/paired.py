@@ -103,9 +103,6 @@ METHODS: Dict[str, Method] = as_registered(
         "ft_teacher_mixture": Method(
             "finetune.cfg", "partial", {**_TEACHER, "teacher_target": "mixture"}
         ),
-        "dallmi_mixture": Method(
-            "adapt.cfg", "partial", {**_TEACHER, **_NO_SPLIT, "teacher_target": "mixture"}
-        ),
     }
 )
 

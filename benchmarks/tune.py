@@ -95,7 +95,9 @@ def main(argv: List[str]) -> None:
     points: List[Dict[str, Any]] = []
 
     def run_point(method: str, lr: float, extra: Dict[str, Any]) -> Dict[str, Any]:
-        base = METHODS[method]  # untuned: the point's learning rate, the settings as given
+        # untuned: the point's learning rate, the settings as given; DALLMi's grid is of its
+        # PU loss on every label (dallmi_pu), as the committed tune results were made
+        base = METHODS["dallmi_pu" if method == "dallmi" else method]
         variant = Method(base.config, base.labels, {**base.settings, **extra}, lr)
         name = "_".join([method, f"lr{lr:g}", *(f"{k}{v}" for k, v in sorted(extra.items()))])
         run = protocol.run(method, seed, ratio, variant, folder / f"s{seed}_{rname}_{name}.json")

@@ -206,8 +206,9 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
 
         Raises ValueError for a label the component does not know, a label value the
         objective does not define, and a loss that is not finite (naming the step),
-        rather than training on silently. The ``dallmi`` loss is negative by
-        construction (its PU term is ``mean_U p - mean_P p``): lower is better.
+        rather than training on silently. The ``dallmi`` loss's PU term is negative by
+        construction (``mean_U p - mean_P p``; a teacher BCE adds a positive term): lower is
+        better.
         """
         if losses is None:
             losses = {}
@@ -268,7 +269,8 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
     def _update_dallmi(self, docs: List[Doc], positives: numpy.ndarray) -> float:
         settings = self.settings
         known = positives
-        if settings.teacher_split:  # the teacher's labels leave the PU loss and MixUp
+        split = settings.teacher_split and settings.teacher_weight > 0
+        if split:  # the teacher's labels leave the PU loss and MixUp
             positives = positives * ~self._teacher_split(len(positives))
         weight_now = settings.mixup_weight(self._step)
         if weight_now > 0:
@@ -292,7 +294,7 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
             ops, logits, mixed_logits, plan, settings.loss_form, weight_now, settings.mixup_pairs
         )
         loss += mix_loss
-        if settings.teacher_split:
+        if split:
             teacher = self._teacher_targets([doc.text for doc in docs])
             targets = ops.asarray2f(numpy.where(known == 1.0, 1.0, teacher))
             everything = ops.asarray2f(numpy.ones_like(known))
@@ -465,7 +467,8 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         if missing:
             warnings.warn(
                 f"Component '{self.name}': no known positive for label(s) {missing} in the "
-                f"{len(examples)} training examples. The PU loss leaves them out.",
+                f"{len(examples)} training examples. The PU loss leaves them out (with "
+                "teacher_split, the source's posterior trains them).",
                 stacklevel=2,
             )
 
@@ -508,8 +511,9 @@ def make_adapt_sourced_callback(
             pipe.set_teacher(corpus(nlp))
         if settings.objective == "dallmi":
             msg.info(
-                f"'{component}' adapts with DALLMi: its loss is negative by construction "
-                "(mean_U p - mean_P p per label, plus the MixUp term); lower is better."
+                f"'{component}' adapts with DALLMi: its PU term is negative by construction "
+                "(mean_U p - mean_P p per label, plus the MixUp term and any teacher BCE); "
+                "lower is better."
             )
         return nlp
 

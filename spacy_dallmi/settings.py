@@ -61,7 +61,8 @@ class DallmiSettings:
         share of known positives among its expected positives (``posterior``; Elkan &
         Noto), or estimated from the ranking of ``p`` alone (``mixture``; see
         :mod:`spacy_dallmi.teacher`).
-    teacher_split: ``dallmi`` with a teacher: a label whose source model expects at least its
+    teacher_split: ``dallmi`` with a teacher (``teacher_weight > 0``; with 0 the PU loss
+        trains every label): a label whose source model expects at least its
         known positives on the training docs (``Σ p ≥`` known: the source is consistent with
         the target's labels) is trained by the teacher alone, BCE with targets 1 (known) and
         ``q`` (unlabeled), normalised over all entries as the ``bce`` objective is; the PU loss
@@ -148,11 +149,10 @@ class DallmiSettings:
             raise ValueError(f"mixup_pairs must be an integer >= 1, got {self.mixup_pairs!r}.")
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}.")
-        if self.teacher_split and (self.objective != "dallmi" or self.teacher_weight == 0):
+        if self.teacher_split and self.objective != "dallmi":
             raise ValueError(
                 "teacher_split splits the labels between the PU loss and the teacher: it needs "
-                f"objective = 'dallmi' and teacher_weight > 0, got objective = "
-                f"{self.objective!r}, teacher_weight = {self.teacher_weight}."
+                f"objective = 'dallmi', got objective = {self.objective!r}."
             )
         check_confidence(self.selection_confidence)
         if not 0.0 <= self.label_smoothing < 0.5:

@@ -126,11 +126,18 @@ def test_teacher_split_trains_consistent_labels_by_the_teacher_and_the_rest_by_p
     assert losses["textcat"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
 
 
-def test_teacher_split_needs_the_pu_objective_and_a_teacher(tiny_bert):
+def test_teacher_split_needs_the_pu_objective_and_is_off_without_a_teacher(tiny_bert, monkeypatch):
     with pytest.raises(ValueError, match="teacher_split .* objective = 'bce'"):
         make_pipeline(tiny_bert, teacher_split=True, teacher_weight=1.0)
-    with pytest.raises(ValueError, match="teacher_split .* teacher_weight = 0"):
-        make_pipeline(tiny_bert, objective="dallmi", teacher_split=True)
+    # teacher_weight = 0: the PU loss on every label, and no teacher is needed
+    nlp = make_pipeline(tiny_bert, objective="dallmi", mixup=False, teacher_split=True)
+    examples = make_examples(nlp, hide_positives(toy_texts(12, seed=7), 0.5))
+    optimizer = nlp.initialize(lambda: examples)
+    seen = record_logits(monkeypatch)
+    losses = nlp.update(examples, sgd=optimizer)
+    positives = nlp.get_pipe("textcat")._positives(examples)
+    expected = pu_loss_by_hand(seen[0], positives, "norm")
+    assert losses["textcat"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
 
 
 def test_without_a_teacher_the_update_is_one_line_naming_the_setting(tiny_bert):

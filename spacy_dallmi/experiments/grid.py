@@ -5,8 +5,9 @@ the label-free selection score on the partially labelled validation slice, never
 label; every fine-tuning baseline gets the same learning rates and epochs as DALLMi. The
 choices are config overrides, ``<output>/<method>.json``, which the study applies with
 ``tuned=true``. :func:`ablate` trains the variants of the paper's Tables 3 and 4 and reports
-each relative to default DALLMi. A grid point whose folder holds its finished run is read
-back, not trained again, so an interrupted grid resumes.
+each relative to DALLMi as published (its PU loss on every label, no teacher: ``PU_ONLY``).
+A grid point whose folder holds its finished run is read back, not trained again, so an
+interrupted grid resumes.
 """
 
 import re

@@ -85,11 +85,6 @@ METHOD_INFO: Dict[str, MethodInfo] = {
         "teacher_target mixture); benchmarks only",
         "partial",
     ),
-    "dallmi_mixture": MethodInfo(
-        "DALLMi plus the BCE of unlabeled entries against the posterior estimated from the "
-        "source's ranking (teacher_weight 1, teacher_target mixture); benchmarks only",
-        "partial",
-    ),
 }
 
 

@@ -656,4 +656,8 @@ _command("adapt", run_adapt, "Adapt the source model with DALLMi; thresholds and
 _command("baselines", run_baselines, "The baselines beside DALLMi, then the report.")
 _command("table", run_table, "adapt and baselines at every seed and ratio, then the report.")
 _command("tune", run_tune, "Choose each method's settings on the validation slice.")
-_command("ablations", run_ablations, "The paper's ablations of DALLMi, relative to the default.")
+_command(
+    "ablations",
+    run_ablations,
+    "The paper's ablations of DALLMi's PU loss on every label (no teacher).",
+)
