@@ -268,10 +268,10 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
 
     def _update_dallmi(self, docs: List[Doc], positives: numpy.ndarray) -> float:
         settings = self.settings
-        known = positives
-        split = settings.teacher_split and settings.teacher_weight > 0
-        if split:  # the teacher's labels leave the PU loss and MixUp
-            positives = positives * ~self._teacher_split(len(positives))
+        known, teacher = positives, None
+        if settings.teacher_split and settings.teacher_weight > 0:
+            teacher = self._teacher_targets([doc.text for doc in docs])
+            positives = positives * ~self._split  # the teacher's labels leave PU and MixUp
         weight_now = settings.mixup_weight(self._step)
         if weight_now > 0:
             plan = plan_mixup(
@@ -294,12 +294,11 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
             ops, logits, mixed_logits, plan, settings.loss_form, weight_now, settings.mixup_pairs
         )
         loss += mix_loss
-        if split:
-            teacher = self._teacher_targets([doc.text for doc in docs])
+        if teacher is not None:  # BCE on the teacher's labels, normalised over every entry
             targets = ops.asarray2f(numpy.where(known == 1.0, 1.0, teacher))
             everything = ops.asarray2f(numpy.ones_like(known))
-            split = ops.asarray2f(self._teacher_split(len(known)).astype("float32"))
-            d_teacher, teacher_loss = masked_bce(logits, targets, everything, split)
+            on_split = ops.asarray2f(numpy.broadcast_to(self._split, known.shape).astype("float32"))
+            d_teacher, teacher_loss = masked_bce(logits, targets, everything, on_split)
             d_logits = d_logits + settings.teacher_weight * d_teacher
             loss += settings.teacher_weight * teacher_loss
         elif settings.teacher_weight > 0:
@@ -329,12 +328,6 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
             make = posterior if target == "posterior" else mixture_posterior
             probabilities = make(probabilities, known)
         self._teacher = {doc.text: row.astype("float32") for doc, row in zip(docs, probabilities)}
-
-    def _teacher_split(self, n_docs: int) -> numpy.ndarray:
-        """``teacher_split``'s labels (bool, one row per doc): those the teacher trains."""
-        if self._teacher is None:
-            self._teacher_targets([])  # the one error for a missing teacher
-        return numpy.broadcast_to(self._split, (n_docs, len(self._split)))
 
     def _teacher_targets(self, texts: List[str]) -> numpy.ndarray:
         teacher = self._teacher
