@@ -103,6 +103,7 @@ METHODS: Dict[str, Method] = as_registered(
         "ft_teacher_mixture": Method(
             "finetune.cfg", "partial", {**_TEACHER, "teacher_target": "mixture"}
         ),
+        "dallmi_split_any": Method("adapt.cfg", "partial", {"teacher_calibration": 0.0}),
     }
 )
 

@@ -37,7 +37,7 @@ from .inference import BucketedPipeMixin
 from .loss import VariationalPULoss, masked_bce, sigmoid
 from .mixup import forward_with_mixup, mixup_consistency, plan_mixup
 from .settings import SETTING_NAMES, DallmiSettings
-from .teacher import mixture_posterior, posterior
+from .teacher import calibration, mixture_posterior, posterior
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -153,6 +153,7 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         self._step = 0
         self._teacher: Optional[Dict[str, numpy.ndarray]] = None  # set_teacher, not saved
         self._split = numpy.zeros(0, dtype=bool)  # set_teacher: the teacher_split labels
+        self.calibration: Optional[float] = None  # set_teacher: the source's, for the split
         self.configure(settings or DallmiSettings())
 
     def configure(self, settings: Optional[DallmiSettings] = None, **changes: Any) -> None:
@@ -322,8 +323,11 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         probabilities = numpy.concatenate([self.model.ops.to_numpy(b) for b in batches])
         target = self.settings.teacher_target
         known = self._positives(examples).astype(bool)
-        # teacher_split: the labels on which the source expects at least the known positives
-        self._split = probabilities.sum(axis=0) >= known.sum(axis=0)
+        # teacher_split: the labels on which the source expects at least the known positives,
+        # if it is calibrated on these docs at all
+        self.calibration = calibration(probabilities, known)
+        trusted = not self.calibration < self.settings.teacher_calibration  # nan: no evidence
+        self._split = (probabilities.sum(axis=0) >= known.sum(axis=0)) & trusted
         if target != "source":
             make = posterior if target == "posterior" else mixture_posterior
             probabilities = make(probabilities, known)
@@ -502,6 +506,14 @@ def make_adapt_sourced_callback(
         pipe.check_training_setup(corpus(nlp), nlp)
         if settings.teacher_weight > 0:
             pipe.set_teacher(corpus(nlp))
+            if settings.teacher_split:
+                split = [label for label, on in zip(pipe.labels, pipe._split) if on]
+                msg.info(
+                    f"teacher_split: the source's calibration on the training docs is "
+                    f"{pipe.calibration:.2f} (teacher_calibration {settings.teacher_calibration});"
+                    f" the source's {settings.teacher_target} trains {split or 'no label'}, "
+                    "the PU loss the others."
+                )
         if settings.objective == "dallmi":
             msg.info(
                 f"'{component}' adapts with DALLMi: its PU term is negative by construction "

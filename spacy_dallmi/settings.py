@@ -67,6 +67,11 @@ class DallmiSettings:
         the target's labels) is trained by the teacher alone, BCE with targets 1 (known) and
         ``q`` (unlabeled), normalised over all entries as the ``bce`` objective is; the PU loss
         and MixUp train the other labels, where the source under-predicts the target.
+    teacher_calibration: ``teacher_split``: the least calibration of the source on the
+        training docs (its expected positives over those the known positives and the ranking
+        of its scores imply, pooled over labels: :func:`spacy_dallmi.teacher.calibration`)
+        for any label to go to the teacher; below it the PU loss trains every label. 0 = the
+        per-label test alone.
     blend_alphas: WiSE-FT weights α tried when a sourced run picks the model it ships:
         ``model-best`` is the best dev score among the starting pipeline, the best
         checkpoint and the blends ``(1 − α)·source + α·model-last``; () = no blends.
@@ -98,6 +103,7 @@ class DallmiSettings:
     teacher_weight: float = 0.0
     teacher_target: str = "source"
     teacher_split: bool = False
+    teacher_calibration: float = 0.5
     blend_alphas: Sequence[float] = (0.25, 0.5, 0.75)
     selection_confidence: float = 0.0
     selection_guard: str = "cats_pu_score"
@@ -149,6 +155,10 @@ class DallmiSettings:
             raise ValueError(f"mixup_pairs must be an integer >= 1, got {self.mixup_pairs!r}.")
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}.")
+        if not 0.0 <= self.teacher_calibration <= 1.0:
+            raise ValueError(
+                f"teacher_calibration must be in [0, 1], got {self.teacher_calibration}."
+            )
         if self.teacher_split and self.objective != "dallmi":
             raise ValueError(
                 "teacher_split splits the labels between the PU loss and the teacher: it needs "

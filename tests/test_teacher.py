@@ -109,21 +109,45 @@ def test_teacher_split_trains_consistent_labels_by_the_teacher_and_the_rest_by_p
     positives = textcat._positives(examples)
     probabilities = numpy.array([[doc.cats[label] for label in textcat.labels]
                                  for doc in nlp.pipe(texts)])  # fmt: skip
-    split = probabilities.sum(axis=0) >= positives.sum(axis=0)
+    calibrated = teacher.calibration(probabilities, positives) >= 0.5  # the default cut-off
+    split = (probabilities.sum(axis=0) >= positives.sum(axis=0)) & calibrated
     assert textcat._split.tolist() == split.tolist()
     # force which labels count as consistent, to check both sides of the split
     split = numpy.arange(len(textcat.labels)) < consistent
     textcat._split = split
     seen = record_logits(monkeypatch)
-    teacher = textcat._teacher_targets(texts)
+    q = textcat._teacher_targets(texts)
     losses = nlp.update(examples, sgd=optimizer)
     (logits,) = seen
     expected = pu_loss_by_hand(logits, positives * ~split, "norm")
-    targets = numpy.where(positives == 1.0, 1.0, teacher)
+    targets = numpy.where(positives == 1.0, 1.0, q)
     # BCE over the teacher's labels, normalised by every entry as the bce objective is
     on_split = numpy.broadcast_to(split, positives.shape).astype(float)
     expected += 0.7 * bce_by_hand(logits, targets, on_split) * on_split.sum() / on_split.size
     assert losses["textcat"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+@pytest.mark.parametrize("found,trusted", [(0.3, False), (0.7, True), (float("nan"), True)])
+def test_teacher_split_trusts_the_source_only_when_it_is_calibrated(
+    tiny_bert, monkeypatch, found, trusted
+):
+    nlp, textcat, examples, _ = pipeline_with_teacher(
+        tiny_bert, objective="dallmi", teacher_weight=1.0, teacher_split=True,
+        teacher_calibration=0.0,
+    )  # fmt: skip
+    texts = [eg.reference.text for eg in examples]
+    probabilities = numpy.array([[doc.cats[label] for label in textcat.labels]
+                                 for doc in nlp.pipe(texts)])  # fmt: skip
+    positives = textcat._positives(examples)
+    assert textcat.calibration == pytest.approx(teacher.calibration(probabilities, positives))
+    per_label = probabilities.sum(axis=0) >= positives.sum(axis=0)
+    assert per_label.any()  # the untrained model's p ~ 0.5 expects more than the known
+    assert textcat._split.tolist() == per_label.tolist()  # 0: the per-label test alone
+    monkeypatch.setattr(component, "calibration", lambda p, k: found)
+    textcat.configure(teacher_calibration=0.5)
+    textcat.set_teacher(examples)
+    assert textcat.calibration is found
+    assert textcat._split.tolist() == (per_label & trusted).tolist()
 
 
 def test_teacher_split_needs_the_pu_objective_and_is_off_without_a_teacher(tiny_bert, monkeypatch):
@@ -150,7 +174,11 @@ def test_without_a_teacher_the_update_is_one_line_naming_the_setting(tiny_bert):
 
 @pytest.mark.parametrize(
     "values,named",
-    [({"teacher_weight": 1.5}, "teacher_weight"), ({"teacher_target": "oracle"}, "teacher_target")],
+    [
+        ({"teacher_weight": 1.5}, "teacher_weight"),
+        ({"teacher_target": "oracle"}, "teacher_target"),
+        ({"teacher_calibration": -0.1}, "teacher_calibration"),
+    ],  # fmt: skip
 )
 def test_bad_teacher_settings_name_the_setting(tiny_bert, values, named):
     with pytest.raises(ValueError, match=named):
@@ -265,3 +293,51 @@ def test_a_label_without_known_positives_or_unlabeled_entries_keeps_the_source()
     probabilities = numpy.array([[0.2, 0.7], [0.6, 0.1], [0.9, 0.4]])
     known = numpy.array([[False, True], [False, True], [False, True]])
     assert teacher.mixture_posterior(probabilities, known) == pytest.approx(probabilities)
+
+
+def test_calibration_is_expected_over_implied_positives_pooled_over_labels():
+    rng = numpy.random.default_rng(3)
+    columns = [scar_sample(rng, n=400, separation=s) for s in (1.0, 2.0, 3.0)]
+    scores = numpy.stack([c[0] for c in columns], axis=1)
+    known = numpy.stack([c[2] for c in columns], axis=1)
+    known[:, 2] = False  # a label without known positives counts in neither sum
+    probabilities = 1 / (1 + numpy.exp(-scores))
+    expected = implied = 0.0
+    for j in range(2):
+        least = min(max(teacher.MIN_KNOWN, int(numpy.ceil(0.25 * known[:, j].sum()))),
+                    known[:, j].sum())  # fmt: skip
+        share = share_by_hand(scores[:, j], known[:, j], least)
+        expected += probabilities[:, j].sum()
+        implied += known[:, j].sum() + share * (~known[:, j]).sum()
+    assert teacher.calibration(probabilities, known) == pytest.approx(expected / implied)
+    assert numpy.isnan(teacher.calibration(probabilities, numpy.zeros_like(known)))
+
+
+def test_calibration_tells_a_calibrated_source_from_an_underconfident_one():
+    rng = numpy.random.default_rng(4)
+    shares = numpy.array([0.1, 0.2, 0.3])
+    columns = [scar_sample(rng, separation=2.0, share=share) for share in shares]
+    scores = numpy.stack([c[0] for c in columns], axis=1)
+    known = numpy.stack([c[2] for c in columns], axis=1)
+    # P(positive | score) of the simulation: a source calibrated on these docs
+    logits = numpy.log(shares / (1 - shares)) + 2.0 * scores - 2.0
+    calibrated = 1 / (1 + numpy.exp(-logits))
+    assert 0.8 < teacher.calibration(calibrated, known) < 1.25
+    under = 1 / (1 + numpy.exp(-(logits - 2.0)))  # the same ranking, odds 7.4 times lower
+    assert teacher.calibration(under, known) < 0.5
+    # the per-label test alone would trust it: it expects at least the known positives
+    assert (under.sum(axis=0) >= known.sum(axis=0)).all()
+
+
+def test_density_ratio_stays_finite_when_known_positives_outscore_everything():
+    """Separable scores made the Hessian singular and the full Newton step diverge
+    (emotions seed 0: ``LinAlgError: Singular matrix``)."""
+    rng = numpy.random.default_rng(0)
+    scores = numpy.concatenate([rng.normal(3, 0.5, 6), rng.normal(-3, 1, 1794)])
+    known = numpy.arange(len(scores)) < 6
+    ratio = teacher.density_ratio(scores, known)
+    assert numpy.isfinite(ratio).all()
+    order = numpy.argsort(scores)
+    assert (numpy.diff(ratio[order]) >= 0).all()  # increasing in the score
+    q = teacher.mixture_posterior(1 / (1 + numpy.exp(-scores[:, None])), known[:, None])
+    assert numpy.isfinite(q).all() and q[~known].sum() < 1.0  # π = 0: no unlabeled above

@@ -43,7 +43,8 @@ METHOD_INFO: Dict[str, MethodInfo] = {
     "dallmi": MethodInfo(
         "DALLMi as adapt ships it (configs/adapt.cfg): the PU loss, MixUp and label-balanced "
         "batches on the labels the source under-predicts, the source's posterior as the target "
-        "of the others (teacher_split)",
+        "of the others (teacher_split), if the source is calibrated on the target "
+        "(teacher_calibration)",
         "partial",
     ),
     "dallmi_pu": MethodInfo(
@@ -83,6 +84,11 @@ METHOD_INFO: Dict[str, MethodInfo] = {
         "fine-tuning with the posterior estimated from the source's ranking (mixture "
         "proportion and density ratio) as the target of unlabeled entries (teacher_weight 1, "
         "teacher_target mixture); benchmarks only",
+        "partial",
+    ),
+    "dallmi_split_any": MethodInfo(
+        "DALLMi's teacher_split without the calibration test (teacher_calibration 0: the "
+        "default before it); benchmarks only",
         "partial",
     ),
 }
