@@ -1,28 +1,26 @@
-"""Inference benchmark: length bucketing, Ray Data scale-out and ``classify``'s memory.
+"""Inference benchmark: length bucketing of ``nlp.pipe`` and ``classify``'s memory.
 
 Not a test: the numbers depend on the machine and its load (``benchmarks/README.md`` explains
 them). 1. ``pipe``: ``nlp.pipe`` with and without length bucketing against a plain transformers
-loop, on tweets (short) and PubMed abstracts (long), round-robin within each repeat, and the
-costs bucketing adds or could save; 2. ``ray``: ``classify_with_ray`` with single-thread actors
-against ``classify`` in one process; 3. ``classify`` on a generated CSV of 200,000 rows: its
-RSS over time (it must stay flat). Writes ``results/inference_<device>[_<parts>][_quick].*``.
+loop on tweets (short) and PubMed abstracts (long), taking turns within each repeat, and the
+padding each ``bucket_window`` leaves; 2. ``classify`` on a generated 200,000-row CSV: its RSS
+over time (it must stay flat). Ray Data and the costs of the sort and of inference_mode were
+measured until commit 00e7ef8 (README). Writes ``results/inference_<device>[_<parts>][_quick].*``.
 
     python benchmarks/inference.py [--parts pipe --datasets tweets] [--gpu-id 0] [--quick]
 """
 
 import contextlib
 import csv
-import functools
-import json
 import os
 import random
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from argparse import Namespace
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -35,7 +33,7 @@ from spacy.language import Language
 from spacy_dallmi.architecture import get_hf_objects
 from spacy_dallmi.experiments.datasets import PUBMED_FILES
 
-ALL_PARTS = ("pipe", "ray", "classify")
+ALL_PARTS = ("pipe", "classify")
 DATASETS = ("tweets", "abstracts")
 LABELS = ("anger", "disgust", "fear", "joy", "love", "optimism", "sadness", "surprise")
 PADDING_WINDOWS = (0, 64, 128, 256, 512, 1024, 2048)
@@ -48,35 +46,35 @@ Runner = Callable[[List[str], int], numpy.ndarray]
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> Namespace:
+    """The options, plus ``device``; sets the torch threads and selects the GPU."""
     options = env.parser(__doc__, threads=1)
     add = options.add_argument
-    add("--parts", nargs="+", choices=ALL_PARTS, help="default: all (--quick: pipe, classify)")
+    add("--parts", nargs="+", choices=ALL_PARTS, default=list(ALL_PARTS))
     add("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
     add("--window", type=int, default=1024, help="bucket_window compared")
     add("--sweep", type=int, nargs="*", default=[256], help="more windows, tweets")
     add("--texts", type=int, default=2000)
     add("--repeats", type=int, default=3)
-    add("--ray-texts", type=int, default=4000)
-    add("--ray-workers", type=int, default=2)
     add("--classify-rows", type=int, default=200_000)
     args = options.parse_args(argv)
     if args.quick:  # < 1 minute
         args.texts, args.repeats, args.sweep, args.batch_size = 64, 2, [], 16
-        args.ray_texts, args.classify_rows, args.window = 256, 2000, 256
-        args.datasets, args.parts = ["tweets"], args.parts or ["pipe", "classify"]
-    args.parts = args.parts or list(ALL_PARTS)
-    args.data_dir = args.data_dir.expanduser().resolve()
+        args.classify_rows, args.window, args.datasets = 2000, 256, ["tweets"]
+    args.data_dir, args.device = args.data_dir.expanduser().resolve(), "cpu"
+    torch.set_num_threads(args.threads)
+    if args.gpu_id >= 0:
+        spacy.require_gpu(args.gpu_id)
+        args.device = "gpu"
     return args
 
 
-def read_tweets(data_dir: Path, n: int) -> List[str]:
-    path = data_dir / "semeval2018_ec" / "2018-E-c-En-train.txt"
-    with path.open(encoding="utf8", newline="") as handle:
-        rows = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        return [row["Tweet"] for row, _ in zip(rows, range(n))]
-
-
-def read_abstracts(data_dir: Path, n: int) -> List[str]:
+def read_texts(data_dir: Path, dataset: str, n: int) -> List[str]:
+    """The first ``n`` SemEval training tweets, or PubMed abstracts (unique by pmid)."""
+    if dataset == "tweets":
+        path = data_dir / "semeval2018_ec" / "2018-E-c-En-train.txt"
+        with path.open(encoding="utf8", newline="") as handle:
+            rows = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+            return [row["Tweet"] for row, _ in zip(rows, range(n))]
     texts: Dict[str, str] = {}
     for name in PUBMED_FILES:
         with (data_dir / "pubmed" / name).open(encoding="utf8", newline="") as handle:
@@ -95,12 +93,10 @@ def write_corpus(path: Path, rows: int, seed: int = 0) -> Dict[str, int]:
         for i in range(rows):
             draw = rng.random()
             status = "missing" if draw < 0.005 else "empty" if draw < 0.015 else "ok"
-            if status == "ok":
-                text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 60)))
-                writer.writerow([i, text + ", end", "gen"])
-            else:
-                writer.writerow([i] if status == "missing" else [i, "", "gen"])
             counts[status] += 1
+            words = [rng.choice(WORDS) for _ in range(rng.randint(1, 60))] if status == "ok" else []
+            text = " ".join(words) + ", end" if words else ""
+            writer.writerow([i] if status == "missing" else [i, text, "gen"])
     return counts
 
 
@@ -143,9 +139,7 @@ def time_configs(runners: Dict[str, Runner], texts: List[str], batch_size: int, 
     for run in runners.values():
         run(texts[: 2 * batch_size], batch_size)
     names, step = list(runners), lambda name, _: runners[name](texts, batch_size)
-    times, outputs, _ = env.round_robin(
-        "pipe", step, functools.partial(env.rotated, names), repeats
-    )
+    times, outputs, _ = env.round_robin("pipe", step, partial(env.rotated, names), repeats)
     results = {}
     for name in names:
         seconds, cpu = [wall for wall, _ in times[name]], sum(cpu for _, cpu in times[name])
@@ -180,119 +174,48 @@ def padding_share(nlp: Language, texts: List[str], batch_size: int, window: int)
     return round(1 - real / padded, 3)
 
 
-def overheads(nlp: Language, texts: List[str], batch_size: int, repeats: int) -> Dict[str, Any]:
-    """Cost of the extra tokenisation for the sort, and inference_mode vs no_grad."""
-    textcat = nlp.get_pipe("textcat")
-    docs = [nlp.make_doc(text) for text in texts]
-    start = time.perf_counter()
-    for _ in range(repeats):
-        for i in range(0, len(docs), 1024):
-            textcat.length_order(docs[i : i + 1024])
-    length_s = (time.perf_counter() - start) / repeats
-    hf, max_length = get_hf_objects(textcat.model), textcat.model.attrs["max_length"]
-    options = {"padding": True, "truncation": True, "max_length": max_length}
-    device = hf.transformer.device
-    encoded = [
-        hf.tokenizer(texts[i : i + batch_size], return_tensors="pt", **options).to(device)
-        for i in range(0, len(texts), batch_size)
-    ]
-    hf.transformer.eval()
-    contexts = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode}
-
-    def forward(name: str, _: int) -> None:
-        with contexts[name]():
-            for batch in encoded:
-                hf.transformer(**batch)
-
-    order = functools.partial(env.rotated, list(contexts))
-    sync = torch.cuda.synchronize if device.type == "cuda" else None
-    times = env.round_robin("overheads", forward, order, repeats, sync=sync)[0]
-    no_grad, inference = (statistics.mean(w for w, _ in times[name]) for name in contexts)
-    return {
-        "texts": len(texts),
-        "length_tokenisation_s": round(length_s, 4),
-        "forward_no_grad_s": round(no_grad, 3),
-        "forward_inference_mode_s": round(inference, 3),
-        "length_tokenisation_share_of_forward": round(length_s / no_grad, 4),
-        "inference_mode_speedup": round(no_grad / inference, 3),
-    }
-
-
 def run_pipe_part(args: Namespace, results: Dict[str, Any]) -> None:
     nlp = build_pipeline(args.backbone, args.max_length)
-    readers = {"tweets": read_tweets, "abstracts": read_abstracts}
     results["pipe"] = {}
     for dataset in args.datasets:
-        texts = readers[dataset](args.data_dir, args.texts)
+        texts = read_texts(args.data_dir, dataset, args.texts)
         print(f"[pipe] {dataset}: {len(texts)} texts", flush=True)
-        windows = {"transformers (fixed order)": 0, "nlp.pipe (no bucketing)": 0}
+        plain, unsorted = "transformers (fixed order)", "nlp.pipe (no bucketing)"
+        windows = {plain: 0, unsorted: 0}
         for window in [args.window] + (args.sweep if dataset == "tweets" else []):
             windows[f"nlp.pipe (bucket_window {window})"] = window
         runners = {name: pipe_runner(nlp, window) for name, window in windows.items()}
-        runners["transformers (fixed order)"] = plain_transformers(nlp)
+        runners[plain] = plain_transformers(nlp)
         timed = time_configs(runners, texts, args.batch_size, args.repeats)
         for name, window in windows.items():
             timed[name]["padding_share"] = padding_share(nlp, texts, args.batch_size, window)
-        plain, unsorted = timed["transformers (fixed order)"], timed["nlp.pipe (no bucketing)"]
-        bucketed = timed[f"nlp.pipe (bucket_window {args.window})"]
-
-        def over(a: Dict[str, Any], b: Dict[str, Any]) -> float:
-            return round(a["docs_per_s_mean"] / b["docs_per_s_mean"], 3)
-
+        docs_per_s = {name: config["docs_per_s_mean"] for name, config in timed.items()}
+        bucketed = docs_per_s[f"nlp.pipe (bucket_window {args.window})"]
         shares = {w: padding_share(nlp, texts, args.batch_size, w) for w in PADDING_WINDOWS}
         results["pipe"][dataset] = {
             "texts": len(texts),
             "configs": timed,
-            "bucketed_over_unbucketed": over(bucketed, unsorted),
-            "bucketed_over_transformers": over(bucketed, plain),
-            "unbucketed_over_transformers": over(unsorted, plain),
+            "bucketed_over_unbucketed": round(bucketed / docs_per_s[unsorted], 3),
+            "bucketed_over_transformers": round(bucketed / docs_per_s[plain], 3),
+            "unbucketed_over_transformers": round(docs_per_s[unsorted] / docs_per_s[plain], 3),
             "padding_share_by_window": shares,
-            "overheads": overheads(nlp, texts[:512], args.batch_size, args.repeats),
         }
 
 
-def processes_named(fragment: str) -> List[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and fragment in (entry / "cmdline").read_text(errors="replace"):
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
+def run_classify_part(args: Namespace, results: Dict[str, Any], workdir: Path) -> None:
+    """``classify`` in a subprocess, as the CLI runs it, and every 0.5 s its RSS and the share
+    of the output written."""
+    sys.path.insert(0, str(env.REPO_ROOT))
+    from tests.conftest import build_tiny_bert
 
-
-@contextlib.contextmanager
-def sampled_rss(find: Callable[[], List[int]], progress: Callable[[], int] = lambda: 0):
-    """The RSS (MiB) of the processes ``find`` names, and ``progress``, every 0.5 s."""
-    samples: List[Dict[str, Any]] = []
-    stopped, start = threading.Event(), time.perf_counter()
-
-    def sample() -> None:
-        while not stopped.is_set():
-            rss = {pid: env.read_proc_status("VmRSS", pid) for pid in find()}
-            rss = {p: r / 2**20 for p, r in rss.items() if r}
-            stamp = round(time.perf_counter() - start, 2)
-            samples.append({"t": stamp, "rss_mib": rss, "progress": progress()})
-            stopped.wait(0.5)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        yield samples
-    finally:
-        stopped.set()
-        thread.join()
-
-
-def run_classify_process(model: Path, source: Path, output: Path, *extra: str) -> Dict[str, Any]:
-    """``classify`` in a subprocess, as the CLI runs it: (seconds, share written, MiB RSS)."""
+    model, source, output = (workdir / f for f in ("tiny_pipeline", "corpus.csv", "corpus_out.csv"))
+    build_pipeline(str(build_tiny_bert(workdir / "tiny_bert")), 64).to_disk(model)
+    expected = write_corpus(source, args.classify_rows)
+    print(f"[classify] {args.classify_rows} rows", flush=True)
     code = "import torch, typer; torch.set_num_threads(1); "
     code += "from spacy_dallmi.classify import classify_command; typer.run(classify_command)"
-    command = [sys.executable, "-c", code, str(model), str(source), str(output)]
-    command += ["--text-column", "text", "--no-progress", *extra]
-    start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [sys.executable, "-c", code, str(model), str(source), str(output), "--text-column"]
+    command += ["text", "--no-progress", "--bucket-window", str(args.window), "--threshold", "0.5"]
 
     def written() -> int:
         # classify writes to a temporary file of its own, .OUTPUT.<random>.partial
@@ -301,96 +224,36 @@ def run_classify_process(model: Path, source: Path, output: Path, *extra: str) -
                 return path.stat().st_size
         return 0
 
-    with sampled_rss(lambda: [process.pid], written) as samples:
-        out, _ = process.communicate()
-    if process.returncode != 0:
-        raise RuntimeError(f"classify failed:\n{out}")
-    total, pid = max(written(), 1), process.pid
-    rss = [
-        (s["t"], s["progress"] / total, s["rss_mib"][pid]) for s in samples if pid in s["rss_mib"]
-    ]
-    return {"seconds": round(time.perf_counter() - start, 2), "rss": rss}
-
-
-def run_ray_part(args: Namespace, results: Dict[str, Any], workdir: Path) -> None:
-    import pyarrow.parquet
-    import ray
-
-    from spacy_dallmi.ray import classify_with_ray
-
-    model, source = workdir / "minilm_pipeline", workdir / "tweets.jsonl"
-    build_pipeline(args.backbone, args.max_length).to_disk(model)
-    texts = read_tweets(args.data_dir, args.ray_texts)
-    lines = [json.dumps({"id": i, "text": text}) + "\n" for i, text in enumerate(texts)]
-    source.write_text("".join(lines), encoding="utf8")
-    options = ["--bucket-window", str(args.window), "--batch-size", str(args.batch_size)]
-    print(f"[ray] single process on {len(texts)} tweets", flush=True)
-    single = run_classify_process(model, source, workdir / "single.parquet", *options)
-    ray.init(num_cpus=args.ray_workers, include_dashboard=False, log_to_driver=False)
-    try:
-        print(f"[ray] {args.ray_workers} actors", flush=True)
-        kwargs = dict(
-            workers=args.ray_workers, batch_size=args.batch_size, bucket_window=args.window
-        )
-        with sampled_rss(lambda: processes_named("PipelineActor")) as samples:
-            start = time.perf_counter()
-            summary = classify_with_ray(model, [source], workdir / "ray_out", "text", **kwargs)
-            seconds = time.perf_counter() - start
-    finally:
-        ray.shutdown()
-    peaks: Dict[int, float] = {}
-    for sample in samples:
-        for pid, rss in sample["rss_mib"].items():
-            peaks[pid] = max(peaks.get(pid, 0.0), rss)
-    single_rows = pyarrow.parquet.read_table(workdir / "single.parquet").to_pylist()
-    ray_rows = pyarrow.parquet.read_table(workdir / "ray_out").to_pylist()
-    pairs = zip(single_rows, ray_rows)
-    diff = max(abs(a[f"prob_{k}"] - b[f"prob_{k}"]) for a, b in pairs for k in LABELS)
-    results["ray"] = {
-        "texts": len(texts),
-        "workers": args.ray_workers,
-        "torch_threads_per_worker": 1,
-        "single_process_s": single["seconds"],
-        "ray_s": round(seconds, 2),
-        "speedup": round(single["seconds"] / seconds, 3),
-        "rows_written": summary.rows,
-        "ids_in_order": [row["id"] for row in ray_rows] == list(range(len(texts))),
-        "max_abs_diff_vs_single": diff,
-        "single_process_peak_rss_mib": round(max(rss for _, _, rss in single["rss"]), 1),
-        "actor_peak_rss_mib": [round(rss, 1) for rss in sorted(peaks.values())],
-        "note": "both timed from start to written Parquet: model loading and Ray's actor "
-        "start-up included, ray.init excluded",
-    }
-
-
-def run_classify_part(args: Namespace, results: Dict[str, Any], workdir: Path) -> None:
-    sys.path.insert(0, str(env.REPO_ROOT))
-    from tests.conftest import build_tiny_bert
-
-    model, source, output = (workdir / f for f in ("tiny_pipeline", "corpus.csv", "corpus_out.csv"))
-    build_pipeline(str(build_tiny_bert(workdir / "tiny_bert")), 64).to_disk(model)
-    expected = write_corpus(source, args.classify_rows)
-    print(f"[classify] {args.classify_rows} rows", flush=True)
-    options = ("--bucket-window", str(args.window), "--threshold", "0.5")
-    run = run_classify_process(model, source, output, *options)
+    samples, start = [], time.perf_counter()
+    with (workdir / "classify.log").open("w+", encoding="utf8") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        while process.poll() is None:  # every 0.5 s: seconds, bytes written, RSS (MiB)
+            if rss := env.read_proc_status("VmRSS", process.pid):
+                samples.append((round(time.perf_counter() - start, 2), written(), rss / 2**20))
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(0.5)
+        if process.returncode != 0:
+            log.seek(0)
+            raise RuntimeError(f"classify failed:\n{log.read()}")
+    total, seconds = max(written(), 1), round(time.perf_counter() - start, 2)
+    trace = [(t, done / total, value) for t, done, value in samples]  # (s, share written, MiB)
     with output.open(encoding="utf8", newline="") as handle:
         statuses, ids_in_order = dict.fromkeys(expected, 0), True
         for i, row in enumerate(csv.DictReader(handle)):
             statuses[row["text_status"]] += 1
             ids_in_order &= row["id"] == str(i)
-    rss = [value for _, _, value in run["rss"]]
-    at_share = {}
-    for share in (0.1, 0.25, 0.5, 0.75, 1.0):
-        reached = [value for _, done, value in run["rss"] if done >= share - 1e-9]
-        at_share[f"{share:.0%}"] = round(reached[0], 1) if reached else None
-    after_first = [value for _, done, value in run["rss"] if done >= 0.1]
+    rss, after_first = [v for _, _, v in trace], [v for _, done, v in trace if done >= 0.1]
+    at_share = {  # the first sample once this share of the output was written
+        f"{share:.0%}": next((round(v, 1) for _, done, v in trace if done >= share - 1e-9), None)
+        for share in (0.1, 0.25, 0.5, 0.75, 1.0)
+    }
     step = max(1, len(rss) // 40)
     results["classify"] = {
         "rows": args.classify_rows,
         "input_mib": round(source.stat().st_size / 2**20, 1),
         "model": "random BERT, 2 layers, hidden 32 (tests/conftest.py), max_length 64",
-        "seconds": run["seconds"],
-        "docs_per_s": round(args.classify_rows / run["seconds"], 1),
+        "seconds": seconds,
+        "docs_per_s": round(args.classify_rows / seconds, 1),
         "rows_written": sum(statuses.values()),
         "statuses_expected": expected,
         "statuses_written": statuses,
@@ -399,9 +262,7 @@ def run_classify_part(args: Namespace, results: Dict[str, Any], workdir: Path) -
         "rss_mib_when_share_of_output_written": at_share,
         "rss_growth_from_10_percent_written_mib": round(max(after_first) - after_first[0], 1),
         "rss_samples": len(rss),
-        "rss_over_time_s_share_mib": [
-            [t, round(d, 3), round(v, 1)] for t, d, v in run["rss"][::step]
-        ],
+        "rss_over_time_s_share_mib": [[t, round(d, 3), round(v, 1)] for t, d, v in trace[::step]],
     }
 
 
@@ -415,21 +276,7 @@ padding share | max abs diff |
 
 - bucketed / unbucketed: **{bucketed_over_unbucketed}**; bucketed / transformers: \
 **{bucketed_over_transformers}**; unbucketed / transformers: {unbucketed_over_transformers}
-- extra tokenisation for the sort: {overheads[length_tokenisation_s]} s per \
-{overheads[texts]} texts = {tokenisation_percent:.2f}% of their forward passes; inference_mode \
-/ no_grad forward speed-up: {overheads[inference_mode_speedup]}
 - padding share of the batches by bucket_window (0 = off): {shares}
-"""
-RAY = """## Ray Data: {workers} CPU actors vs one process, {texts} tweets
-
-| | wall (s) | peak RSS (MiB) |
-| --- | --- | --- |
-| classify, one process | {single_process_s} | {single_process_peak_rss_mib} |
-| classify_with_ray | {ray_s} | per actor: {actors} |
-
-- speed-up: **{speedup}**; rows written {rows_written}, ids in order: {ids_in_order}, max abs \
-diff vs one process {max_abs_diff_vs_single:.1e}
-- {note}
 """
 CLASSIFY = """## classify on a generated CSV of {rows} rows ({input_mib} MiB)
 
@@ -458,12 +305,7 @@ def markdown(results: Dict[str, Any]) -> str:
             for name, row in part["configs"].items()
         ]
         shares = ", ".join(f"{k}: {v}" for k, v in part["padding_share_by_window"].items())
-        percent = 100 * part["overheads"]["length_tokenisation_share_of_forward"]
-        values = dict(dataset=dataset, rows="\n".join(rows), shares=shares)
-        lines.append(PIPE.format(**part, **values, tokenisation_percent=percent))
-    if "ray" in results:
-        actors = ", ".join(map(str, results["ray"]["actor_peak_rss_mib"]))
-        lines.append(RAY.format(**results["ray"], actors=actors))
+        lines.append(PIPE.format(**part, dataset=dataset, rows="\n".join(rows), shares=shares))
     if "classify" in results:
         at = results["classify"]["rss_mib_when_share_of_output_written"].items()
         at_share = ", ".join(f"{k}: {v}" for k, v in at)
@@ -472,25 +314,18 @@ def markdown(results: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    if args.gpu_id >= 0:
-        spacy.require_gpu(args.gpu_id)
-    device = "gpu" if args.gpu_id >= 0 else "cpu"
-    start = time.perf_counter()
-    settings = {k: v for k, v in vars(args).items() if k not in ("data_dir", "output_dir")}
-    context = env.provenance(args.gpu_id, device=device, load_start=env.load_average())
+    args, start = parse_args(argv), time.perf_counter()
+    settings = {k: v for k, v in vars(args).items() if not k.endswith("_dir") and k != "device"}
+    context = env.provenance(args.gpu_id, device=args.device, load_start=env.load_average())
     results: Dict[str, Any] = {"context": {**context, "settings": settings}}
     with tempfile.TemporaryDirectory(prefix="dallmi_inference_") as tmp:
         if "pipe" in args.parts:
             run_pipe_part(args, results)
-        if "ray" in args.parts:
-            run_ray_part(args, results, Path(tmp))
         if "classify" in args.parts:
             run_classify_part(args, results, Path(tmp))
     results["context"]["load_end"] = env.load_average()
     results["context"]["total_wall_s"] = round(time.perf_counter() - start, 1)
-    name = f"inference_{device}"
+    name = f"inference_{args.device}"
     if set(args.parts) != set(ALL_PARTS) and not args.quick:
         name += "_" + "_".join(args.parts)
         if "pipe" in args.parts and set(args.datasets) != set(DATASETS):

@@ -1,29 +1,27 @@
-"""Speed benchmark of the ``dallmi_textcat`` component: training, MixUp, inference, memory, scaling.
+"""Speed benchmark of the ``dallmi_textcat`` training step: its time and peak memory.
 
-Not a test: the numbers depend on the machine and its load. The parts (``benchmarks/README.md``
-explains each number): 1. the training step of ``bce``, ``dallmi`` and ``dallmi``+MixUp on PubMed;
-2. our batched MixUp against the reference code's per-label loop (``2 * L`` gradient-free passes
-of batch size 1); 3. ``nlp.pipe`` against plain transformers; 4. peak memory, each phase in its
-own process; 5. the step against the number of labels and the batch size. A part's
-configurations share ONE process and take their steps round-robin, the order rotating, so a
-burst of load hits all alike; figures are medians over the timed rounds.
+Not a test: the numbers depend on the machine and its load (``benchmarks/README.md`` explains
+them). 1. the step of ``bce``, ``dallmi`` and ``dallmi``+MixUp on PubMed, in ONE process taking
+turns, the order rotating, so that a burst of load hits all alike (medians over the timed
+rounds); 2. peak memory of training and of ``nlp.pipe``, each phase in its own process. The
+one-off comparisons (the reference code's per-label MixUp loop, plain transformers, the step
+against labels and batch size) ran until commit 00e7ef8 (README).
 
     python benchmarks/speed.py [--gpu-id 0] [--quick]   # results/speed_<device>[_quick].{json,md}
 """
 
-import argparse
 import csv
-import functools
 import gc
 import json
 import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
+from argparse import SUPPRESS, Namespace
 from collections import namedtuple
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -33,63 +31,48 @@ import spacy
 import torch
 from spacy.language import Language
 from spacy.training import Example
-from thinc.api import Adam, set_gpu_allocator, xp2torch
+from thinc.api import Adam, set_gpu_allocator
 
-from spacy_dallmi.architecture import get_hf_objects, resolve_backbone, tokenize
+from spacy_dallmi.architecture import resolve_backbone
 from spacy_dallmi.batcher import cycle_batch_indices
 from spacy_dallmi.experiments.datasets import MESH_ROOTS
 from spacy_dallmi.experiments.protocol import hide_labels
 from spacy_dallmi.experiments.readers import parse_literal_list
 
-ALL_PARTS = ("training", "inference", "scaling", "memory")
-MEMORY_PHASES = ("train-bce", "train-dallmi-mixup", "infer-spacy", "infer-transformers")
+ALL_PARTS = ("training", "memory")
+MEMORY_PHASES = ("train-bce", "train-dallmi-mixup", "infer-spacy")
 TRAIN_CONFIGS = ("bce", "dallmi", "dallmi+mixup")
 LEARN_RATE, DROPOUT = 5e-5, 0.1  # spaCy's default [training.optimizer], the paper's rate
-HIDE_RATIO, SYNTHETIC_DENSITY, SEED = 0.5, 0.05, 0
-# The targets the package promises (see benchmarks/README.md).
-TARGET_MIXUP_OVER_BCE, TARGET_GPU_MIXUP_PART_SPEEDUP, TARGET_INFERENCE_RATIO = 1.3, 5.0, 0.9
-#: The options --quick shrinks (rounds, texts, repetitions), recorded with every result.
-QUICK = dict(warmup=1, steps=2, scaling_warmup=0, scaling_steps=1, inference_texts=128)
-QUICK.update(inference_reps=1, memory_steps=1)
-Times = List[Tuple[float, float]]  # (wall, CPU) seconds of each timed round
+HIDE_RATIO, SEED = 0.5, 0
+TARGET_MIXUP_OVER_BCE = 1.3  # the package's promise (benchmarks/README.md)
+#: The options --quick shrinks (rounds, texts, steps), recorded with every result.
+QUICK = dict(warmup=1, steps=2, inference_texts=128, memory_steps=1)
 PubMed = namedtuple("PubMed", "texts labels female n_pieces files")
 
 
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """The options, plus ``device`` ("cpu"/"gpu"), ``use_gpu`` and ``sync`` (waits for it)."""
+def configure(argv: Sequence[str]) -> Namespace:
+    """The options, plus ``device`` ("cpu"/"gpu"), ``use_gpu`` and ``sync`` (waits for it);
+    sets the threads, silences truncation notices and selects the GPU as ``spacy train`` does,
+    with PyTorch's allocator so that ``torch.cuda.max_memory_allocated`` sees thinc's arrays."""
+    from transformers.utils import logging  # transformers is imported where used: memory counts
+
     options = env.parser(__doc__)
     add = options.add_argument
     add("--warmup", type=int, default=2, help="untimed rounds, training part")
     add("--steps", type=int, default=6, help="timed rounds, training part")
-    add("--scaling-warmup", type=int, default=2)
-    add("--scaling-steps", type=int, default=3)
-    add("--scaling-labels", type=int, nargs="+", default=[8, 14, 32, 64])
-    add("--scaling-batch-sizes", type=int, nargs="+", default=[16, 32, 64])
-    add("--scaling-batch-labels", type=int, default=14)
-    add("--inference-texts", type=int, default=512)
-    add("--inference-reps", type=int, default=3)
+    add("--inference-texts", type=int, default=512, help="texts of the memory part's nlp.pipe")
     add("--memory-steps", type=int, default=3)
     add("--parts", nargs="+", choices=ALL_PARTS, default=ALL_PARTS, help="a subset: *_partial.*")
-    add("--phase", choices=MEMORY_PHASES, help=argparse.SUPPRESS)  # a memory subprocess's
-    add("--phase-output", type=Path, help=argparse.SUPPRESS)
+    add("--phase", choices=MEMORY_PHASES, help=SUPPRESS)  # a memory subprocess's, JSON out
     s = options.parse_args(argv)
     if s.quick:
         vars(s).update(QUICK)
-    if min(s.steps, s.scaling_steps, s.inference_reps) < 1:
-        options.error("--steps, --scaling-steps and --inference-reps must be at least 1")
-    s.data_dir = s.data_dir.expanduser().resolve()
-    s.output_dir = s.output_dir.expanduser().resolve()
+    if s.steps < 1:
+        options.error("--steps must be at least 1")
+    s.data_dir, s.output_dir = (path.expanduser().resolve() for path in (s.data_dir, s.output_dir))
     s.parts = [part for part in ALL_PARTS if part in s.parts]
     s.use_gpu, s.device = s.gpu_id >= 0, "gpu" if s.gpu_id >= 0 else "cpu"
     s.sync = torch.cuda.synchronize if s.use_gpu else None
-    return s
-
-
-def setup(s: argparse.Namespace) -> None:
-    """Threads, no truncation notices, and the GPU as ``spacy train`` selects it, with PyTorch's
-    allocator so that ``torch.cuda.max_memory_allocated`` also sees thinc's arrays."""
-    from transformers.utils import logging  # transformers is imported where used: memory counts
-
     warnings.filterwarnings("ignore", message=".*longer than max_length.*")
     warnings.filterwarnings("ignore", message=".*no known positive for label.*")
     logging.set_verbosity_error()
@@ -99,32 +82,17 @@ def setup(s: argparse.Namespace) -> None:
         spacy.require_gpu(s.gpu_id)
         set_gpu_allocator("pytorch")
         torch.cuda.reset_peak_memory_stats()
+    return s
 
 
-def gpu_peak(s: argparse.Namespace, reset: bool = False) -> Optional[int]:
-    """The GPU's peak allocation; ``reset`` starts a part's peak from zero instead."""
-    if s.use_gpu and reset:
-        gc.collect()
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
-    return int(torch.cuda.max_memory_allocated()) if s.use_gpu and not reset else None
+def gpu_peak(s: Namespace) -> Optional[int]:
+    """The GPU's peak allocation since the start (each part runs first in its process)."""
+    return int(torch.cuda.max_memory_allocated()) if s.use_gpu else None
 
 
 def summarize(values: Sequence[float]) -> Dict[str, Any]:
     median, values = round(statistics.median(values), 4), [round(v, 4) for v in values]
     return dict(median_s=median, min_s=min(values), max_s=max(values), n=len(values), all_s=values)
-
-
-def timing(s: argparse.Namespace, times: Times, load: Dict, key: str = "step") -> Dict[str, Any]:
-    wall, cpu = zip(*times)
-    record = {key: summarize(wall), **({"step_cpu_time": summarize(cpu)} if key == "step" else {})}
-    shares = [c / w for w, c in times if w > 0]
-    record["cpu_per_wall"] = round(statistics.median(shares), 2) if shares else None
-    return {**record, **load, "gpu_max_allocated_bytes": gpu_peak(s)}
-
-
-def ratio(numerator: float, denominator: float) -> Optional[float]:
-    return round(numerator / denominator, 3) if denominator > 0 else None
 
 
 def load_pubmed(data_dir: Path, backbone: str) -> PubMed:
@@ -156,7 +124,7 @@ def training_indices(data: PubMed, max_length: int) -> numpy.ndarray:
     return numpy.random.default_rng(SEED).permutation(keep[data.n_pieces[keep] >= max_length])
 
 
-def training_data(data: PubMed, s: argparse.Namespace) -> Tuple[List[str], Any, Any, List]:
+def training_data(data: PubMed, s: Namespace) -> Tuple[List[str], Any, Any, List]:
     """Texts, full and known labels (the protocol's hiding) and the cycle batcher's full batches."""
     order = training_indices(data, s.max_length)
     full = data.labels[order]
@@ -172,26 +140,15 @@ def training_data(data: PubMed, s: argparse.Namespace) -> Tuple[List[str], Any, 
     return [data.texts[i] for i in order], full, known, batches
 
 
-def synthetic_labels(n_docs: int, n_labels: int, rng: numpy.random.Generator) -> numpy.ndarray:
-    """A random 0/1 matrix with >= 1 positive and >= 1 unlabeled document per label."""
-    matrix = (rng.random((n_docs, n_labels)) < SYNTHETIC_DENSITY).astype("float32")
-    for label in range(n_labels):
-        if not matrix[:, label].any():
-            matrix[rng.integers(n_docs), label] = 1.0
-        if matrix[:, label].all():
-            matrix[rng.integers(n_docs), label] = 0.0
-    return matrix
-
-
-def make_examples(nlp: Language, texts, matrix, names=MESH_ROOTS) -> List[Example]:
+def make_examples(nlp: Language, texts: Sequence[str], matrix: Any) -> List[Example]:
     """Examples whose ``cats`` hold every label: 1.0 positive, 0.0 negative/unlabeled."""
     return [
-        Example.from_dict(nlp.make_doc(text), {"cats": dict(zip(names, map(float, row)))})
+        Example.from_dict(nlp.make_doc(text), {"cats": dict(zip(MESH_ROOTS, map(float, row)))})
         for text, row in zip(texts, matrix, strict=True)
     ]
 
 
-def build_pipeline(s: argparse.Namespace, objective: str, mixup: bool) -> Tuple[Language, Any]:
+def build_pipeline(s: Namespace, objective: str, mixup: bool) -> Tuple[Language, Any]:
     """A blank pipeline with one ``dallmi_textcat``, and spaCy's default optimizer; initialise
     it with ``nlp.initialize(lambda: examples)``, as spacy train would."""
     nlp = spacy.blank("en")
@@ -201,111 +158,31 @@ def build_pipeline(s: argparse.Namespace, objective: str, mixup: bool) -> Tuple[
     return nlp, Adam(LEARN_RATE, L2=0.01, grad_clip=1.0, use_averages=False)
 
 
-def training_pipeline(s, name: str, texts, full, known, batches) -> Tuple:
-    """``name``'s pipeline, optimizer and example batches: ``bce`` sees all labels."""
+def training_step(s: Namespace, name: str, texts, full, known, batches) -> Callable[[int], Any]:
+    """``name``'s update on the i-th of ``batches``, cyclically (``bce`` sees all labels)."""
     matrix = full if name == "bce" else known
     nlp, optimizer = build_pipeline(s, name.split("+")[0], name == "dallmi+mixup")
     egs = [make_examples(nlp, [texts[i] for i in batch], matrix[batch]) for batch in batches]
     nlp.initialize(lambda: egs[0])
-    return nlp, optimizer, egs
+    return lambda i: nlp.update(egs[i % len(egs)], sgd=optimizer, drop=DROPOUT)
 
 
-def base_shapes(s: argparse.Namespace, **extra: Any) -> Dict[str, Any]:
+def base_shapes(s: Namespace, **extra: Any) -> Dict[str, Any]:
     return {"batch": s.batch_size, "max_length": s.max_length, "labels": len(MESH_ROOTS), **extra}
 
 
-def update(nlp: Language, optimizer: Any, batch: List[Example]) -> None:
-    nlp.update(batch, sgd=optimizer, drop=DROPOUT)
+def add(results: Dict[str, Any], part: str, name: str, shapes: Dict, **values: Any) -> None:
+    """A measurement, with its date and what it was measured on."""
+    context = {key: results["context"][key] for key in ("machine", "versions", "backbone", "git")}
+    measurement = {"part": part, "name": name, "shapes": shapes, **values, "date": env.now()}
+    results["measurements"].append({**measurement, **context})
 
 
-def inference_setup(s: argparse.Namespace, data: PubMed) -> Tuple[List[str], Language]:
-    nlp, _ = build_pipeline(s, "bce", False)
-    examples = make_examples(nlp, data.texts[:8], data.labels[:8])
-    nlp.initialize(lambda: examples)
-    return [data.texts[i] for i in numpy.flatnonzero(data.female)[: s.inference_texts]], nlp
-
-
-def spacy_predict(s: argparse.Namespace, nlp: Language, texts: Sequence[str]) -> numpy.ndarray:
-    labels = nlp.get_pipe("dallmi_textcat").labels
-    docs = nlp.pipe(texts, batch_size=s.batch_size)
-    return numpy.asarray([[doc.cats[label] for label in labels] for doc in docs])
-
-
-def linear_head(nlp: Language, device: Any) -> Tuple[torch.Tensor, ...]:
-    head = nlp.get_pipe("dallmi_textcat").model.layers[2]
-    return tuple(xp2torch(head.get_param(name), device=device) for name in "Wb")
-
-
-def naive_mixup_loop(nlp: Language, tokens: Any, positives: numpy.ndarray, rng: Any) -> float:
-    """The reference code's MixUp: per label, two forward passes of batch size 1 (``Phi(u)`` for
-    the target, ``Phi(mix)`` on mixed embeddings) whose squared difference becomes a Python
-    float, so nothing backpropagates: hence ``torch.no_grad()``."""
-    transformer = get_hf_objects(nlp.get_pipe("dallmi_textcat").model).transformer
-    embedding, device = transformer.get_input_embeddings(), transformer.device
-    ids = torch.as_tensor(tokens.input_ids, device=device)
-    mask = torch.as_tensor(tokens.attention_mask, device=device)
-    weight, bias = linear_head(nlp, device)
-    total = 0.0
-    with torch.no_grad():
-        for label in range(positives.shape[1]):
-            pos = numpy.flatnonzero(positives[:, label] == 1.0)
-            unl = numpy.flatnonzero(positives[:, label] != 1.0)
-            if not len(pos) or not len(unl):
-                continue
-            p, u = int(rng.choice(pos)), int(rng.choice(unl))
-            mu = float(rng.beta(0.3, 0.3))
-            u_mask = mask[u : u + 1]
-            out_u = transformer(input_ids=ids[u : u + 1], attention_mask=u_mask)
-            p_u = torch.sigmoid(env.mean_pool(out_u.last_hidden_state, u_mask) @ weight.T + bias)
-            mixed = mu * embedding(ids[p : p + 1]) + (1.0 - mu) * embedding(ids[u : u + 1])
-            mix_mask = torch.maximum(mask[p : p + 1], u_mask)
-            out_mix = transformer(inputs_embeds=mixed, attention_mask=mix_mask)
-            q = torch.sigmoid(env.mean_pool(out_mix.last_hidden_state, mix_mask) @ weight.T + bias)
-            target = mu + (1.0 - mu) * p_u[0, label]
-            total += float(((target - q[0, label]) ** 2).item())
-    return total
-
-
-def naive_inputs(nlp: Language, batch: List[Example]) -> Tuple[Any, numpy.ndarray]:
-    """The naive loop's inputs: the batch's word pieces and known positives."""
-    textcat = nlp.get_pipe("dallmi_textcat")
-    cats = [[eg.reference.cats.get(label) == 1.0 for label in textcat.labels] for eg in batch]
-    tokens = tokenize(textcat.model, [eg.predicted for eg in batch])
-    return tokens, numpy.asarray(cats, dtype="float32")
-
-
-def transformers_baseline(s: argparse.Namespace, nlp: Language) -> Callable:
-    """Plain transformers over the same folder, mean pooling and the component's head."""
-    from transformers import AutoModel, AutoTokenizer
-
-    path = resolve_backbone(s.backbone)
-    device = torch.device(f"cuda:{s.gpu_id}" if s.use_gpu else "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    encoder = AutoModel.from_pretrained(path).to(device).eval()
-    head, context = linear_head(nlp, device), torch.inference_mode
-    options = {"max_length": s.max_length, "batch_size": s.batch_size, "context": context}
-    return lambda texts: env.plain_classify(tokenizer, encoder, head, texts, **options)
-
-
-class Results:
-    """Measurements, rewritten as JSON and Markdown after every part."""
-
-    def __init__(self, s: argparse.Namespace, context: Dict[str, Any]) -> None:
-        self.settings, self.context, self.summary = s, context, {}
-        self.measurements: List[Dict[str, Any]] = []
-        self.stem = f"speed_{s.device}" + (f"_threads{s.threads}" if s.threads else "")
-        self.stem += "_quick" if s.quick else ""
-        self.stem += "" if s.parts == list(ALL_PARTS) else "_partial"
-
-    def add(self, part: str, name: str, shapes: Dict[str, Any], **values: Any) -> None:
-        context = {key: self.context[key] for key in ("machine", "versions", "backbone", "git")}
-        measurement = {"part": part, "name": name, "shapes": shapes, **values, "date": env.now()}
-        self.measurements.append({**measurement, **context})
-
-    def write(self) -> Path:
-        payload = {"context": self.context, "summary": self.summary}
-        payload["measurements"] = self.measurements
-        return env.write_report(self.settings.output_dir, self.stem, payload, markdown(payload))
+def write(s: Namespace, results: Dict[str, Any]) -> Path:
+    """The JSON and Markdown, rewritten after every part."""
+    stem = f"speed_{s.device}" + (f"_threads{s.threads}" if s.threads else "")
+    stem += ("_quick" if s.quick else "") + ("_partial" if len(s.parts) < len(ALL_PARTS) else "")
+    return env.write_report(s.output_dir, stem, results, markdown(results))
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -320,357 +197,160 @@ def mib(value: Optional[int]) -> str:
     return "n/a" if value is None else f"{value / 1024**2:.0f}"
 
 
-#: The Markdown of each part, filled with its summary's figures (fmt) and its table's ``rows``.
-REPORT = {
-    "training": """## 1. Training throughput
-
-Batch {batch}, max length {max_length}, {labels} labels, {timed_rounds} timed round-robin \
-rounds after {warmup_rounds} warm-up rounds.
-
-| configuration | median step (s) | min | max | docs/s | CPU s per wall s |
-| --- | --- | --- | --- | --- | --- |
-{rows}
-
-- dallmi+MixUp step / bce step: **{mixup_over_bce}** (paired per round: \
-{mixup_over_bce_paired}); target <= {target}: {mixup_over_bce_target_met}
-- dallmi (no MixUp) step / bce step: {dallmi_over_bce}
-""",
-    "mixup_vs_naive": """## 2. Batched MixUp vs the per-label loop
-
-{labels_mixed_per_step} mixed pairs per step. The naive loop runs \
-{naive_forward_passes_per_step} forward passes of batch size 1 under torch.no_grad() per step.
-
-| | ours (s) | naive (s) | speed-up (naive / ours) |
-| --- | --- | --- | --- |
-| MixUp part | {ours_mixup_part_s} | {naive_mixup_part_s} | {mixup_part_speedup} |
-| whole step | {ours_step_s} | {naive_step_s} | {step_speedup} |
-
-- ours MixUp part = median over rounds of (dallmi+MixUp step - dallmi step); difference of \
-medians: {ours_mixup_part_diff_of_medians_s} s
-- naive step = median over rounds of (dallmi step + naive loop)
-- target: {target}: {target_met}
-""",
-    "least_contended": """Least-contended view (minimum over the timed rounds, not the \
-headline): {min_step_s}; dallmi+MixUp / bce {mixup_over_bce}; MixUp part ours \
-{ours_mixup_part_s} s vs naive {naive_mixup_part_s} s (speed-up {mixup_part_speedup}); whole \
-step speed-up {step_speedup}.
-""",
-    "inference": """## 3. Inference throughput
-
-{texts} target texts, batch {batch}, truncation to {max_length} word pieces, {reps} \
-interleaved repetitions.
-
-| system | median time (s) | docs/s |
-| --- | --- | --- |
-{rows}
-
-- nlp.pipe / transformers throughput: **{ratio}**; target >= {target}: {target_met}
-- max |probability difference| between the two: {max_abs_prob_diff}
-""",
-    "memory": """## 4. Peak memory (each in its own process)
-
-| phase | RSS after setup (MiB) | peak RSS (MiB) | peak - setup (MiB) | GPU max allocated (MiB) |
-| --- | --- | --- | --- | --- |
-{rows}
-""",
-    "scaling": """## 5. How the dallmi+MixUp step grows
-
-Synthetic label matrices (~5% positives, >= 1 per label per batch) on the same texts; rows = \
-documents + mixed pairs in the one backbone pass.
-
-| labels | batch | rows | median step (s) | docs/s | s per row |
-| --- | --- | --- | --- | --- | --- |
-{rows}
-""",
-}
-
-
-def table_row(part: str, m: Dict[str, Any]) -> str:
-    """A measurement's row in its part's table."""
-    if part == "memory":
-        setup, peak = m["rss_after_setup_bytes"], m["peak_rss_bytes"]
-        cells = [m["name"], *map(mib, (setup, peak, peak - setup, m["gpu_max_allocated_bytes"]))]
-    elif part == "inference":
-        cells = [m["name"], fmt(m["run"]["median_s"]), fmt(m["docs_per_s"], 1)]
-    elif part == "training":
-        step = [fmt(m["step"][key]) for key in ("median_s", "min_s", "max_s")]
-        cells = [m["name"], *step, fmt(m["docs_per_s"], 1), fmt(m["cpu_per_wall"], 2)]
-    else:
-        cells = [m["shapes"]["labels"], m["shapes"]["batch"], m["backbone_rows"]]
-        cells += [fmt(m["step"]["median_s"]), fmt(m["docs_per_s"], 1), fmt(m["s_per_row"], 4)]
-    return "| " + " | ".join(map(str, cells)) + " |"
-
-
 def markdown(payload: Dict[str, Any]) -> str:
-    ctx, summary, measured = payload["context"], payload["summary"], payload["measurements"]
-    threads = ctx["machine"]["torch_threads"]
+    ctx, measured = payload["context"], payload["measurements"]
+    threads, settings = ctx["machine"]["torch_threads"], ctx["settings"]
+    shares = [m["cpu_per_wall"] for m in measured if m.get("cpu_per_wall") is not None]
+    share = statistics.median(shares) if shares and not ctx["machine"].get("gpu") else threads
     lines = [
         *env.report_header("speed", ctx, f"- backbone: {ctx['backbone']['name']}"),
-        f"- optimizer: {ctx['settings']['optimizer']}, dropout {ctx['settings']['dropout']}",
+        f"- optimizer: {settings['optimizer']}, dropout {settings['dropout']}",
         f"- load average (1, 5, 15 min) at start: {ctx.get('load_start')}, "
         f"at end: {ctx.get('load_end')}",
         "- CPU s per wall s (tables): CPU time this process got per second of a step; close to "
         f"the torch thread count ({threads}) means the step had the cores to itself, much lower "
-        "means other processes were competing.",
-        "",
-    ]
-    shares = [m["cpu_per_wall"] for m in measured if m.get("cpu_per_wall") is not None]
-    if shares and not ctx["machine"].get("gpu") and statistics.median(shares) < 0.75 * threads:
+        "means other processes were competing.", "",
+        *([f"**Warning: contended run.** Median CPU s per wall s was {share:.2f} for {threads} "
+           "torch threads: other processes took CPU time.", ""] if share < 0.75 * threads else []),
+    ]  # fmt: skip
+    if "training" in payload["summary"]:
+        t = {key: fmt(value) for key, value in payload["summary"]["training"].items()}
+        header = "configuration, median step (s), min, max, docs/s, CPU s per wall s"
+        rows = [
+            [m["name"], *(fmt(m["step"][key]) for key in ("median_s", "min_s", "max_s")),
+             fmt(m["docs_per_s"], 1), fmt(m["cpu_per_wall"], 2)]
+            for m in measured if m["part"] == "training"
+        ]  # fmt: skip
         lines += [
-            "**Warning: contended run.** Median CPU s per wall s was "
-            f"{statistics.median(shares):.2f} for {threads} torch threads: other processes took "
-            "CPU time, and small operations (batch-1 passes) suffer most from that.",
-            "",
-        ]
-    targets = {"training": TARGET_MIXUP_OVER_BCE, "inference": TARGET_INFERENCE_RATIO}
-    for key, template in REPORT.items():
-        rows = [table_row(key, m) for m in measured if m["part"] == key]
-        if summary.get(key) or rows:
-            values = {name: fmt(value) for name, value in summary.get(key, {}).items()}
-            if key == "least_contended":
-                mins = summary[key]["min_step_s"].items()
-                values["min_step_s"] = ", ".join(f"{k} {fmt(v)} s" for k, v in mins)
-            if key == "inference":
-                values["max_abs_prob_diff"] = f"{summary[key]['max_abs_prob_diff']:.2e}"
-            values.setdefault("target", targets.get(key))
-            lines.append(template.format(**values, rows="\n".join(rows)))
+            "## 1. Training throughput", "",
+            f"Batch {t['batch']}, max length {t['max_length']}, {t['labels']} labels, "
+            f"{t['timed_rounds']} timed round-robin rounds after {t['warmup_rounds']} warm-up "
+            "rounds.", "", *env.table(header.split(", "), rows),
+            f"- dallmi+MixUp step / bce step: **{t['mixup_over_bce']}** (paired per round: "
+            f"{t['mixup_over_bce_paired']}); target <= {TARGET_MIXUP_OVER_BCE}: "
+            f"{t['mixup_over_bce_target_met']}",
+            f"- dallmi (no MixUp) step / bce step: {t['dallmi_over_bce']}", "",
+        ]  # fmt: skip
+    rows, keys = [], ("rss_after_setup_bytes", "peak_rss_bytes", "gpu_max_allocated_bytes")
+    for m in (m for m in measured if m["part"] == "memory"):
+        setup, peak, gpu = (m[key] for key in keys)
+        rows.append([m["name"], *map(mib, (setup, peak, peak - setup, gpu))])
+    if rows:
+        header = "phase, RSS after setup, peak RSS, peak - setup, GPU max allocated".split(", ")
+        lines += ["## 2. Peak memory (each in its own process)", ""]
+        lines += env.table([header[0], *(f"{name} (MiB)" for name in header[1:])], rows)
     return "\n".join(lines)
 
 
-def run_training(s: argparse.Namespace, data: PubMed, results: Results) -> None:
-    """Parts 1 and 2; the naive MixUp loop runs right after the dallmi step, on its batch."""
-    gpu_peak(s, reset=True)
+def run_training(s: Namespace, data: PubMed, results: Dict[str, Any]) -> None:
+    """Part 1: the three configurations on the same cycle-batcher batches."""
     print("[training] building pipelines", flush=True)
     texts, full, known, batches = training_data(data, s)
     rounds = s.warmup + s.steps
     chosen = [batches[r % len(batches)] for r in range(rounds)]
-    pipes = {name: training_pipeline(s, name, texts, full, known, chosen) for name in TRAIN_CONFIGS}
-    dallmi, _, dallmi_batches = pipes["dallmi"]
-    naive = [naive_inputs(dallmi, batch) for batch in dallmi_batches]  # untimed
-    naive_rng = numpy.random.default_rng(SEED + 1)
-
-    def step(name: str, rnd: int) -> Any:
-        if name == "naive-loop":
-            return naive_mixup_loop(dallmi, *naive[rnd], naive_rng)
-        nlp, optimizer, egs = pipes[name]
-        return update(nlp, optimizer, egs[rnd])
-
-    def order(rnd: int) -> List[str]:
-        names = env.rotated(TRAIN_CONFIGS, rnd)
-        return sum(([name, "naive-loop"] if name == "dallmi" else [name] for name in names), [])
-
+    steps = {name: training_step(s, name, texts, full, known, chosen) for name in TRAIN_CONFIGS}
+    step, order = lambda name, rnd: steps[name](rnd), partial(env.rotated, TRAIN_CONFIGS)
     times, _, load = env.round_robin("training", step, order, rounds, s.warmup, s.sync)
     shapes = base_shapes(s, word_pieces_per_doc=s.max_length)
     note = f"{len(texts)} target-domain PubMed abstracts with >= {s.max_length} word pieces; "
     note += f"{len(batches)} distinct cycle-batcher batches"
-    for name in (*TRAIN_CONFIGS, "naive-loop"):
-        record = timing(s, times[name], load)
-        docs_per_s = round(s.batch_size / record["step"]["median_s"], 2)
-        docs_per_s = docs_per_s if name != "naive-loop" else None
-        data_note = note + ("; ~50% of positives hidden" if name != "bce" else "; all labels")
-        results.add("training", name, shapes, **record, docs_per_s=docs_per_s, data=data_note)
-
-    wall = {name: [w for w, _ in times[name]] for name in (*TRAIN_CONFIGS, "naive-loop")}
+    for name in TRAIN_CONFIGS:
+        wall, cpu = zip(*times[name])
+        shares = [c / w for w, c in times[name] if w > 0]
+        record = dict(step=summarize(wall), step_cpu_time=summarize(cpu))
+        record["cpu_per_wall"] = round(statistics.median(shares), 2) if shares else None
+        record.update(load, gpu_max_allocated_bytes=gpu_peak(s))
+        record["docs_per_s"] = round(s.batch_size / record["step"]["median_s"], 2)
+        record["data"] = note + ("; ~50% of positives hidden" if name != "bce" else "; all labels")
+        add(results, "training", name, shapes, **record)
+    wall = {name: [w for w, _ in times[name]] for name in TRAIN_CONFIGS}
     med = {name: statistics.median(values) for name, values in wall.items()}
     paired = statistics.median(m / b for m, b in zip(wall["dallmi+mixup"], wall["bce"]))
-    over_bce = ratio(med["dallmi+mixup"], med["bce"])
-    results.summary["training"] = {
+    over_bce = round(med["dallmi+mixup"] / med["bce"], 3)
+    results["summary"]["training"] = {
         **base_shapes(s, warmup_rounds=s.warmup, timed_rounds=s.steps),
         "median_step_s": {name: round(med[name], 4) for name in TRAIN_CONFIGS},
         "docs_per_s": {name: round(s.batch_size / med[name], 2) for name in TRAIN_CONFIGS},
         "mixup_over_bce": over_bce,
         "mixup_over_bce_paired": round(paired, 3),
-        "mixup_over_bce_target_met": over_bce is not None and over_bce <= TARGET_MIXUP_OVER_BCE,
-        "dallmi_over_bce": ratio(med["dallmi"], med["bce"]),
-    }
-    # not the headline (the medians are): what the code costs when it gets the cores
-    low = {name: min(values) for name, values in wall.items()}
-    results.summary["least_contended"] = {
-        "min_step_s": {name: round(value, 4) for name, value in low.items()},
-        "mixup_over_bce": ratio(low["dallmi+mixup"], low["bce"]),
-        "ours_mixup_part_s": round(low["dallmi+mixup"] - low["dallmi"], 4),
-        "naive_mixup_part_s": round(low["naive-loop"], 4),
-        "mixup_part_speedup": ratio(low["naive-loop"], low["dallmi+mixup"] - low["dallmi"]),
-        "step_speedup": ratio(low["dallmi"] + low["naive-loop"], low["dallmi+mixup"]),
-    }
-    ours_part = statistics.median(m - d for m, d in zip(wall["dallmi+mixup"], wall["dallmi"]))
-    naive_step = statistics.median(d + n for d, n in zip(wall["dallmi"], wall["naive-loop"]))
-    part_speedup = ratio(med["naive-loop"], ours_part)
-    step_speedup = ratio(naive_step, med["dallmi+mixup"])
-    if s.use_gpu:
-        target = f"MixUp part speed-up >= {TARGET_GPU_MIXUP_PART_SPEEDUP} (GPU)"
-        met = part_speedup is not None and part_speedup >= TARGET_GPU_MIXUP_PART_SPEEDUP
-    else:
-        target = "our dallmi+MixUp step <= naive step (CPU), i.e. step speed-up >= 1"
-        met = step_speedup is not None and step_speedup >= 1.0
-    pairs = int(statistics.median(((p == 1).any(0) & (p != 1).any(0)).sum() for _, p in naive))
-    results.summary["mixup_vs_naive"] = {
-        **dict(labels_mixed_per_step=pairs, naive_forward_passes_per_step=2 * pairs),
-        "ours_mixup_part_s": round(ours_part, 4),
-        "ours_mixup_part_diff_of_medians_s": round(med["dallmi+mixup"] - med["dallmi"], 4),
-        "naive_mixup_part_s": round(med["naive-loop"], 4),
-        "mixup_part_speedup": part_speedup,
-        "ours_step_s": round(med["dallmi+mixup"], 4),
-        "naive_step_s": round(naive_step, 4),
-        "step_speedup": step_speedup,
-        "target": target,
-        "target_met": met,
+        "mixup_over_bce_target_met": over_bce <= TARGET_MIXUP_OVER_BCE,
+        "dallmi_over_bce": round(med["dallmi"] / med["bce"], 3),
     }
 
 
-def run_inference(s: argparse.Namespace, data: PubMed, results: Results) -> None:
-    """Part 3, after a warm-up batch each (allocation, kernels)."""
-    gpu_peak(s, reset=True)
-    print("[inference] building pipeline and baseline", flush=True)
-    texts, nlp = inference_setup(s, data)
-    systems = {"nlp.pipe": functools.partial(spacy_predict, s, nlp)}
-    systems["transformers"] = transformers_baseline(s, nlp)
-    for predict in systems.values():
-        predict(texts[: s.batch_size])
-    run, order = lambda name, _: systems[name](texts), functools.partial(env.rotated, list(systems))
-    times, out, load = env.round_robin("inference", run, order, s.inference_reps, sync=s.sync)
-    longer = data.n_pieces[numpy.flatnonzero(data.female)][: len(texts)] > s.max_length
-    shapes = base_shapes(s, texts=len(texts), texts_longer_than_max_length=int(longer.sum()))
-    docs_per_s = {}
-    for name in systems:
-        record = timing(s, times[name], load, key="run")
-        docs_per_s[name] = len(texts) / record["run"]["median_s"]
-        results.add("inference", name, shapes, **record, docs_per_s=round(docs_per_s[name], 2))
-    inference_ratio = round(docs_per_s["nlp.pipe"] / docs_per_s["transformers"], 3)
-    shape = dict(texts=len(texts), batch=s.batch_size, max_length=s.max_length)
-    results.summary["inference"] = {
-        **shape,
-        "reps": s.inference_reps,
-        "docs_per_s": {name: round(value, 2) for name, value in docs_per_s.items()},
-        "ratio": inference_ratio,
-        "target_met": inference_ratio >= TARGET_INFERENCE_RATIO,
-        "max_abs_prob_diff": float(numpy.abs(out["nlp.pipe"] - out["transformers"]).max()),
-    }
-
-
-def run_scaling(s: argparse.Namespace, data: PubMed, results: Results) -> None:
-    """Part 5, on synthetic labels re-drawn per batch (>= 1 positive per label at any size)."""
-    gpu_peak(s, reset=True)
-    texts = [data.texts[i] for i in training_indices(data, s.max_length)]
-    configs = [(n, s.batch_size) for n in s.scaling_labels]
-    configs += [(s.scaling_batch_labels, b) for b in s.scaling_batch_sizes]
-    configs = list(dict.fromkeys(configs))
-    rounds, max_batch = s.scaling_warmup + s.scaling_steps, max(b for _, b in configs)
-    starts = [(rnd * max_batch) % max(1, len(texts) - max_batch) for rnd in range(rounds)]
-    chunks = [texts[start : start + max_batch] for start in starts]
-    rng = numpy.random.default_rng(SEED + 2)
-    label_counts = sorted({n for n, _ in configs})
-    print(f"[scaling] building {len(label_counts)} pipelines", flush=True)
-    pipelines, examples = {}, {}
-    for n in label_counts:
-        names, first = [f"S{i:02d}" for i in range(n)], synthetic_labels(16, n, rng)
-        nlp, _ = pipelines[n] = build_pipeline(s, "dallmi", True)
-        init = make_examples(nlp, chunks[0][:16], first, names)
-        nlp.initialize(lambda init=init: init)
-        for batch in (b for labels, b in configs if labels == n):
-            matrices = [synthetic_labels(batch, n, rng) for _ in chunks]
-            examples[(n, batch)] = [
-                make_examples(nlp, chunk[:batch], matrix, names)
-                for chunk, matrix in zip(chunks, matrices)
-            ]
-
-    def step(config: Tuple[int, int], rnd: int) -> None:
-        update(*pipelines[config[0]], examples[config][rnd])
-
-    order = functools.partial(env.rotated, configs)
-    times, _, load = env.round_robin("scaling", step, order, rounds, s.scaling_warmup, s.sync)
-    for n, batch in configs:
-        record = timing(s, times[(n, batch)], load)
-        median, rows = record["step"]["median_s"], batch + n
-        shapes = {"batch": batch, "max_length": s.max_length, "labels": n}
-        record.update(backbone_rows=rows, docs_per_s=round(batch / median, 2))
-        record.update(s_per_row=round(median / rows, 5), positive_density=SYNTHETIC_DENSITY)
-        results.add("scaling", f"dallmi+mixup labels={n} batch={batch}", shapes, **record)
-
-
-def memory_phase(s: argparse.Namespace, phase: str) -> Dict[str, Any]:
-    """Part 4: ONE phase in this (fresh) process, and its peak resident memory."""
+def memory_phase(s: Namespace, phase: str) -> Dict[str, Any]:
+    """Part 2: ONE phase in this (fresh) process, and its peak resident memory."""
     data = load_pubmed(s.data_dir, s.backbone)
     shapes = base_shapes(s)
     if phase.startswith("train"):
         texts, full, known, batches = training_data(data, s)
         name = "bce" if phase == "train-bce" else "dallmi+mixup"
-        batches = batches[: s.memory_steps]
-        nlp, optimizer, egs = training_pipeline(s, name, texts, full, known, batches)
+        update = training_step(s, name, texts, full, known, batches[: s.memory_steps])
         setup_rss = env.read_proc_status("VmRSS")
         for step in range(s.memory_steps):
-            update(nlp, optimizer, egs[step % len(egs)])
+            update(step)
         shapes["steps"] = s.memory_steps
-    else:
-        texts, nlp = inference_setup(s, data)
-        predict = functools.partial(spacy_predict, s, nlp)
-        if phase == "infer-transformers":
-            predict = transformers_baseline(s, nlp)
-            del nlp
-            gc.collect()
+    else:  # nlp.pipe over target texts with an untrained head
+        nlp, _ = build_pipeline(s, "bce", False)
+        nlp.initialize(lambda: make_examples(nlp, data.texts[:8], data.labels[:8]))
+        texts = [data.texts[i] for i in numpy.flatnonzero(data.female)[: s.inference_texts]]
+        labels = nlp.get_pipe("dallmi_textcat").labels
         setup_rss = env.read_proc_status("VmRSS")
-        predict(texts)
+        docs = nlp.pipe(texts, batch_size=s.batch_size)
+        numpy.asarray([[doc.cats[label] for label in labels] for doc in docs])
         shapes["texts"] = len(texts)
     if s.sync:
         s.sync()
     maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     hwm = env.read_proc_status("VmHWM")
-    return {
-        **dict(phase=phase, shapes=shapes, rss_after_setup_bytes=setup_rss),
-        **dict(peak_rss_bytes=hwm if hwm is not None else maxrss, ru_maxrss_bytes=maxrss),
-        **dict(vm_hwm_bytes=hwm, gpu_max_allocated_bytes=gpu_peak(s)),
-    }
+    return dict(phase=phase, shapes=shapes, rss_after_setup_bytes=setup_rss,
+                peak_rss_bytes=hwm if hwm is not None else maxrss, ru_maxrss_bytes=maxrss,
+                vm_hwm_bytes=hwm, gpu_max_allocated_bytes=gpu_peak(s))  # fmt: skip
 
 
-def run_memory(s: argparse.Namespace, results: Results, argv: Sequence[str]) -> None:
+def run_memory(s: Namespace, results: Dict[str, Any], argv: Sequence[str]) -> None:
     note = "peak RSS is VmHWM of the subprocess (ru_maxrss as fallback); setup = after "
     note += "imports, data loading and pipeline initialisation"
     for phase in MEMORY_PHASES:
         print(f"[memory] {phase}", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp) / "phase.json"
-            command = [sys.executable, str(Path(__file__).resolve()), *argv, "--data-dir"]
-            command += [str(s.data_dir), "--phase", phase, "--phase-output", str(out)]
-            started = time.perf_counter()
-            subprocess.run(command, check=True, cwd=env.REPO_ROOT)
-            measured = json.loads(out.read_text(encoding="utf-8"))
+        command = [sys.executable, str(Path(__file__).resolve()), *argv, "--data-dir"]
+        command += [str(s.data_dir), "--phase", phase]
+        started = time.perf_counter()
+        out = subprocess.run(command, check=True, cwd=env.REPO_ROOT, stdout=subprocess.PIPE)
+        measured = json.loads(out.stdout.decode("utf-8").splitlines()[-1])
         wall_s = round(time.perf_counter() - started, 1)
-        results.add("memory", phase, measured.pop("shapes"), **measured, note=note, wall_s=wall_s)
-        results.write()
+        add(results, "memory", phase, measured.pop("shapes"), **measured, note=note, wall_s=wall_s)
+        write(s, results)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    s = parse_args(argv)
-    setup(s)
+    s = configure(argv)
     if s.phase:
-        s.phase_output.write_text(json.dumps(memory_phase(s, s.phase)), encoding="utf-8")
+        print(json.dumps(memory_phase(s, s.phase)))
         return 0
     started = time.perf_counter()
     print(f"[setup] reading {s.data_dir / 'pubmed'}", flush=True)
     data = load_pubmed(s.data_dir, s.backbone)
-    settings = {key: getattr(s, key) for key in (*QUICK, "quick")}
+    settings = {key: getattr(s, key) for key in (*QUICK, "quick")} | {"dropout": DROPOUT}
     settings["optimizer"] = f"thinc Adam(learn_rate={LEARN_RATE}, L2=0.01, grad_clip=1.0)"
-    settings["dropout"] = DROPOUT
     # the backbone's name only: the package's folder is a machine path (versions records it)
     gpu, backbone = s.gpu_id if s.use_gpu else None, {"name": s.backbone}
-    context = env.provenance(gpu, device=s.device, backbone=backbone, settings=settings)
-    context["load_start"] = env.load_average()
-    context["data"] = {"files": data.files, "unique_docs": len(data.texts)}
-    context["data"]["target_docs"] = int(data.female.sum())
-    context["data"]["target_docs_filling_max_length"] = len(training_indices(data, s.max_length))
-    results = Results(s, context)
-    parts = {"training": run_training, "inference": run_inference, "scaling": run_scaling}
-    for part in s.parts:
-        if part == "memory":
-            run_memory(s, results, argv)
-        else:
-            parts[part](s, data, results)
-            results.write()
-            gc.collect()
+    context = env.provenance(gpu, device=s.device, backbone=backbone, settings=settings,
+                             load_start=env.load_average())  # fmt: skip
+    filling = len(training_indices(data, s.max_length))
+    context["data"] = dict(files=data.files, unique_docs=len(data.texts),
+        target_docs=int(data.female.sum()), target_docs_filling_max_length=filling)  # fmt: skip
+    results: Dict[str, Any] = {"context": context, "summary": {}, "measurements": []}
+    if "training" in s.parts:
+        run_training(s, data, results)
+        write(s, results)
+        gc.collect()
+    if "memory" in s.parts:
+        run_memory(s, results, argv)
     context["load_end"] = env.load_average()
     context["total_wall_s"] = round(time.perf_counter() - started, 1)
-    print(f"wrote {results.write()} and its .md in {context['total_wall_s']}s")
+    print(f"wrote {write(s, results)} and its .md in {context['total_wall_s']}s")
     return 0
 
 

@@ -147,12 +147,10 @@ def test_speed_and_inference_quick_runs_write_their_reports(tiny_bert, tmp_path)
     _run("speed.py", *common, "--output-dir", str(tmp_path), "--threads", "1")
     speed = json.loads((tmp_path / "speed_cpu_threads1_quick.json").read_text())
     parts = [m["part"] for m in speed["measurements"]]
-    assert parts[:6] == ["training"] * 4 + ["inference"] * 2 and parts[-4:] == ["memory"] * 4
-    assert set(speed["summary"]) == {"training", "least_contended", "mixup_vs_naive", "inference"}
-    assert speed["summary"]["inference"]["max_abs_prob_diff"] < 1e-5
+    assert parts == ["training"] * 3 + ["memory"] * 3 and set(speed["summary"]) == {"training"}
     assert speed["context"]["git"]["commit"] and str(tmp_path) not in json.dumps(speed)
     report = (tmp_path / "speed_cpu_threads1_quick.md").read_text()
-    assert report.startswith("# spacy_dallmi speed benchmark (cpu)") and "## 5." in report
+    assert report.startswith("# spacy_dallmi speed benchmark (cpu)") and "## 2." in report
     _run("inference.py", *common, "--output-dir", str(tmp_path))
     inference = json.loads((tmp_path / "inference_cpu_quick.json").read_text())
     assert set(inference) == {"context", "pipe", "classify"}
