@@ -70,12 +70,13 @@ def train_point(
     return result
 
 
-def _base_overrides(source: Path, partial: Path, batch_size: int, seed: int) -> Dict[str, Any]:
+def base_overrides(source: Path, data: Path, seed: int, suffix: str = "") -> Dict[str, Any]:
+    """A target run's: the source model, target train and valid (``_full``: all labels)."""
+    train, dev = (str(data / f"target_{name}{suffix}.spacy") for name in ("train", "valid"))
     return {
         "paths.source": str(source),
-        "paths.train": str(partial / "target_train.spacy"),
-        "paths.dev": str(partial / "target_valid.spacy"),
-        "training.batcher.size": batch_size,
+        "paths.train": train,
+        "paths.dev": dev,
         "system.seed": seed,
     }
 
@@ -117,7 +118,7 @@ def tune(
     for path in (source, partial / "target_train.spacy", partial / "target_valid.spacy"):
         if not path.exists():
             msg.fail(f"Not found: {path} (prepare the data and train the source first)", exits=1)
-    base = _base_overrides(source, partial, batch_size, seed)
+    base = {**base_overrides(source, partial, seed), "training.batcher.size": batch_size}
     output.mkdir(parents=True, exist_ok=True)
     for method in TUNED:
         config_name, fixed = TUNED[method]
@@ -233,7 +234,8 @@ def ablate(
     configs: Path = Path("configs"),
 ) -> None:
     """Train the paper's ablations of DALLMi and report them relative to the defaults."""
-    base = {**_base_overrides(source, partial, batch_size, seed), LEARN_RATE: learn_rate}
+    base = {**base_overrides(source, partial, seed), "training.batcher.size": batch_size}
+    base[LEARN_RATE] = learn_rate
     test = corpus / "target_test.spacy"
     rows = []
     for name, settings in ablation_variants(_numbers(lambdas)):
