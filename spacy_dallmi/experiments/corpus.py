@@ -1,15 +1,12 @@
 """Data preparation: read a source/target pair, then split, cap, hide and write it as corpora.
 
-:func:`prepare_dataset` (the built-in pairs) and :func:`prepare_files` (users' files) read
-their input; :func:`prepare_domains` applies the protocol and writes the ``DocBin`` files of
-:data:`OUTPUT_FILES` (``doc.cats`` holds every label, 1.0 or 0.0): the source splits; target
-train, partially labelled (hidden with ``ratio`` > 0, or partial as given); a seeded
-validation slice of it for label-free model selection, the same docs at every ratio; with
-hidden labels, the same docs with all labels (``*_full``); and a fully labelled target test
-split, carved or read from a file. ``stats.json`` says what was dropped or changed and why.
-Users' files keep every copy of a text on the side of its first copy; the built-in studies
-keep their plain seeded split, so the published benchmarks stay reproducible. A user's file
-that loses more than ``max_drop_share`` of its rows is an error naming the reasons.
+:func:`prepare_dataset` (built-in pairs) and :func:`prepare_files` (users' files) read the
+input; :func:`prepare_domains` writes the ``DocBin`` files of :data:`OUTPUT_FILES`: the
+source splits, partially labelled target train and its validation slice (the same docs at
+every ratio), with hidden labels the same docs fully labelled (``*_full``), and a fully
+labelled target test split; ``stats.json`` says what was dropped or changed and why. Users'
+files keep every copy of a text on one side of a split; the built-in studies keep their plain
+seeded split, so the published benchmarks stay reproducible.
 """
 
 import dataclasses
@@ -98,11 +95,10 @@ def read_files(
     max_drop_share: float = MAX_DROP_SHARE,
 ) -> Dict[str, Corpus]:
     """Read a user's source, target and optional target test file: ``{"source", "target"[,
-    "target_test"]}``, each checked against ``max_drop_share``.
+    "target_test"]}``, each failing if it loses more than ``max_drop_share`` of its rows.
 
-    The target is partially labelled at ``ratio`` 0 and fully labelled otherwise (see
-    :func:`~.readers.read_table` for blank cells); an unreadable label value in the source is
-    an error, in the target files a counted row. The target columns default to the source's.
+    The target is partially labelled at ``ratio`` 0, else fully; an unreadable label value is
+    an error in the source, a counted row in the target. Target columns default to the source's.
     """
     if not 0.0 <= max_drop_share <= 1.0:
         raise DataPreparationError(f"max_drop_share must be in [0, 1], got {max_drop_share!r}")
@@ -154,12 +150,9 @@ def _settings(dataset: str, options: Dict[str, Any]) -> PrepareSettings:
 def prepare_dataset(
     dataset: str, data_dir: PathLike, output_dir: PathLike, *, quiet: bool = False, **settings: Any
 ) -> Dict[str, Any]:
-    """Build the corpora of a built-in layout (``emotions`` or ``pubmed``) from ``data_dir``,
-    the folder holding ``goemotions/``, ``semeval2018_ec/`` and ``pubmed/``.
-
-    ``settings`` are :class:`PrepareSettings`'; the built-in targets are fully labelled, so
-    ``ratio`` must be in (0, 1). Returns the stats also written to ``output_dir/stats.json``.
-    """
+    """Build the corpora of ``emotions`` or ``pubmed`` from ``data_dir`` (holding
+    ``goemotions/``, ``semeval2018_ec/``, ``pubmed/``); ``settings`` are
+    :class:`PrepareSettings`', with ``ratio`` in (0, 1). Returns the stats (``stats.json``)."""
     check_ratio(settings.get("ratio"))
     prepared = _settings(dataset, settings)
     if settings:
@@ -177,17 +170,14 @@ def prepare_files(
 ) -> Dict[str, Any]:
     """Build the corpora from a user's own source and target files (CSV, TSV or JSONL).
 
-    ``options`` are ``label_map``, ``labels`` and ``quiet``, :func:`read_files`' (columns,
-    ``target_test_path``, format, encoding, ``max_drop_share``) and :class:`PrepareSettings`'.
-    ``ratio`` 0 (the default) takes the target's labels as they are: a 1 is a known positive,
-    everything else unlabeled; nothing is hidden and the target is not split (give a fully
-    labelled ``target_test_path``). ``ratio`` in (0, 1) treats the target as fully labelled and
-    hides that share of its positives, for studies.
+    ``options``: ``label_map``, ``labels``, ``quiet``, :func:`read_files`' and
+    :class:`PrepareSettings`'. ``ratio`` 0 (default) takes the target's labels as given (1 =
+    known positive, else unlabeled) and does not split it (give ``target_test_path``); ``ratio``
+    in (0, 1) hides that share of a fully labelled target's positives, for studies.
 
     The target's label columns default to the source's, renamed back through ``label_map``
-    (target name -> source name): a map ``{"happiness": "joy"}`` reads the target's
-    ``happiness`` column as ``joy``. ``labels`` restricts both domains to a subset of the
-    source labels (the rest are dropped and counted).
+    (target -> source name: ``{"happiness": "joy"}`` reads column ``happiness`` as ``joy``).
+    ``labels`` keeps a subset of the source labels (the rest are dropped and counted).
     """
     label_map, labels = options.pop("label_map", None), options.pop("labels", None)
     quiet = options.pop("quiet", False)
@@ -206,25 +196,15 @@ def prepare_files(
     reads = read_files(*bound.args, **bound.kwargs)
     source, target = reads["source"], reads["target"]
     pair = DomainPair(source, target, {"source": source.report, "target": target.report})
-    given = bound.arguments
-    listed = {
-        key: None if given[key] is None else list(given[key])
-        for key in ("label_columns", "target_label_columns")
-    }
-    inputs = {
-        "source": str(source_path),
-        "target": str(target_path),
-        "target_test": None
-        if given["target_test_path"] is None
-        else str(given["target_test_path"]),
-        "text_column": given["text_column"],
-        "label_columns": listed["label_columns"],
-        "labels_column": given["labels_column"],
-        "target_text_column": given["target_text_column"] or given["text_column"],
-        "target_label_columns": listed["target_label_columns"],
-        "target_labels_column": given["target_labels_column"],
-        **{key: given[key] for key in ("file_format", "encoding", "max_drop_share")},
-    }
+    given, test = bound.arguments, bound.arguments["target_test_path"]
+    inputs = {"source": str(source_path), "target": str(target_path)}
+    inputs["target_test"] = None if test is None else str(test)
+    names = ("text_column", "label_columns", "labels_column", "target_text_column")
+    names += ("target_label_columns", "target_labels_column", "file_format", "encoding")
+    inputs.update({name: given[name] for name in (*names, "max_drop_share")})
+    inputs["target_text_column"] = given["target_text_column"] or given["text_column"]
+    for name in ("label_columns", "target_label_columns"):
+        inputs[name] = None if given[name] is None else list(given[name])
     return prepare_domains(
         pair,
         output_dir,
@@ -254,11 +234,9 @@ def _split(
 def _split_domains(
     pair: DomainPair, settings: PrepareSettings, target_test: Optional[Corpus]
 ) -> Tuple[Dict[str, Corpus], Dict[str, int], Dict[str, Dict[str, Any]]]:
-    """The capped splits by name, how many docs each cap left out, and the domain sizes.
-
-    The target is split only when its labels are complete and no test file is given: a test
-    split of partially labelled docs would score hidden positives as negatives.
-    """
+    """The capped splits by name, how many docs each cap left out, and the domain sizes. The
+    target is split only when its labels are complete and no test file is given: a test split
+    of partially labelled docs would score hidden positives as negatives."""
     seed, together = settings.seed, settings.dataset == "files"
     parts: Dict[str, Tuple[Corpus, numpy.ndarray]] = {}
     domains: Dict[str, Dict[str, Any]] = {}
@@ -309,10 +287,7 @@ def prepare_domains(
     quiet: bool = False,
 ) -> Dict[str, Any]:
     """Align, split, cap, hide and write one source/target pair; return the stats written.
-
-    ``target_test`` is a separately read, fully labelled target test corpus, aligned like the
-    target. ``inputs`` (e.g. the column names) is recorded under ``settings``.
-    """
+    ``target_test``: a fully labelled target test corpus; ``inputs`` go into ``settings``."""
     pair, label_info = align_domains(pair, label_map, labels)
     if target_test is not None:
         test_pair = DomainPair(pair.source, target_test, {})
