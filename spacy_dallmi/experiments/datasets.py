@@ -1,8 +1,6 @@
-"""The built-in domain pairs: ``emotions`` (Reddit -> Twitter) and ``pubmed`` (male -> female).
-
-Each loader reads the public files of the datasets README into a
-:class:`~.readers.DomainPair` and keeps the labels both domains share, counting what that
-drops, so the protocol sees the same kind of input as for users' own files.
+"""The built-in domain pairs: ``emotions`` (Reddit -> Twitter) and ``pubmed`` (male -> female),
+read into a :class:`~.readers.DomainPair` with the labels both domains share (what that drops
+is counted), as users' own files are.
 """
 
 from functools import partial
@@ -107,10 +105,9 @@ def load_emotions(data_dir: PathLike) -> DomainPair:
 
 
 def load_pubmed(data_dir: PathLike, *, seed: int = 0) -> DomainPair:
-    """PubMed, male -> female: the five CSVs deduplicated by pmid, split by meshMajor tags:
-    ``Male`` only to the source, ``Female`` only to the target, both by a coin flip seeded with
-    ``seed``, neither left out (all counted). Text is Title + " " + abstractText; labels are
-    the 14 one-hot MeSH root columns."""
+    """PubMed, male -> female: the five CSVs deduplicated by pmid, split by meshMajor tags
+    (``Male`` only: source, ``Female`` only: target, both: a seeded coin flip, neither: left
+    out). Text is Title + " " + abstractText; labels, the 14 one-hot MeSH root columns."""
     folder = Path(data_dir) / "pubmed"
     hint = asset_hint("pubmed", "jktjia/PubMed-Multilabel-Classifiction, data/")
     files = [folder / name for name in PUBMED_FILES]

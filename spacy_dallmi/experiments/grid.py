@@ -1,13 +1,10 @@
 """Many trainings from one source model: the ``tune`` grid and the paper's ablations.
 
 :func:`tune` chooses each method's learning rate (and DALLMi's MixUp weight and warm-up) by
-the label-free selection score on the partially labelled validation slice, never a test
-label; every fine-tuning baseline gets the same learning rates and epochs as DALLMi. The
-choices are config overrides, ``<output>/<method>.json``, which the study applies with
-``tuned=true``. :func:`ablate` trains the variants of the paper's Tables 3 and 4 and reports
-each relative to DALLMi as published (its PU loss on every label, no teacher: ``PU_ONLY``).
-A grid point whose folder holds its finished run is read back, not trained again, so an
-interrupted grid resumes.
+the label-free score on the validation slice, never a test label, with the same learning
+rates and epochs for every method; ``tuned=true`` applies ``<output>/<method>.json``.
+:func:`ablate` trains the variants of the paper's Tables 3 and 4 relative to DALLMi as
+published (``PU_ONLY``). A finished grid point is read back, so an interrupted grid resumes.
 """
 
 import re
@@ -151,8 +148,7 @@ def tune(
 
 def ablation_variants(lambdas: List[float]) -> List[Tuple[str, Dict[str, Any]]]:
     """The paper's ablations as (name, settings overrides): MixUp location x loss form
-    (Table 3), the positive term, the MixUp weight and the batching (Table 4). A variant
-    equal to the defaults is the default row."""
+    (Table 3), the positive term, the MixUp weight and the batching (Table 4)."""
     default = DallmiSettings()
     variants: List[Tuple[str, Dict[str, Any]]] = [
         (

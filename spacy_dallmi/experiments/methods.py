@@ -1,9 +1,6 @@
-"""The methods the project compares, by the names their metrics files and report rows use.
-
-The one registry of which methods exist, what each trains on, which are tuned and in which
-order they are listed, for the study and the benchmarks alike. A list of some of them kept
-elsewhere goes through :func:`registered`, so a misspelt or forgotten name fails at import.
-Constants only, so the command line can name them without importing torch.
+"""The one registry of the methods the project compares (study and benchmarks), by the names
+their metrics files and report rows use. A list of some kept elsewhere goes through
+:func:`registered`, so a misspelt name fails at import. Constants only: no torch import.
 """
 
 from dataclasses import dataclass

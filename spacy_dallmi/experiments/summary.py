@@ -1,10 +1,6 @@
-"""Say in plain words what data preparation did, and warn about data that will not do what a
-user expects.
-
-Every row, label or positive left out or changed gets one sentence with its count and reason
-(``stats["changes"]``), so a user never has to diff files to learn what happened. The warnings
-(``stats["warnings"]``) stop nothing: a source label too rare to learn, a target label without
-a known positive, the same text on both sides of a split.
+"""What data preparation did, in plain words, and warnings about data that will not do what a
+user expects: every row, label or positive left out or changed gets a sentence with its count
+and reason (``stats["changes"]``), so nobody has to diff files; warnings stop nothing.
 """
 
 from collections import Counter
@@ -76,8 +72,7 @@ def read_warnings(reads: Mapping[str, Corpus]) -> List[str]:
 
 
 def read_summary(name: str, read: Dict[str, Any]) -> str:
-    """One line per file read: rows read and kept, with and without a known positive,
-    positives per label, and the rows dropped by reason."""
+    """One line per file read: rows read and kept, known positives, rows dropped by reason."""
     positives = ", ".join(f"{label} {n}" for label, n in read["positives"].items()) or "none"
     dropped = "; ".join(
         f"{count} x {reason} (e.g. {', '.join(read['skipped_examples'][reason][:3])})"
