@@ -37,13 +37,8 @@ SKIPPED_FILE = "skipped.json"
 #: The per-epoch learning-curve records, inside the training output folder.
 CURVE_FILE = "curve.jsonl"
 # The domain splits are drawn from the seed alone, so these files are the same at every ratio.
-RATIO_INDEPENDENT = (
-    "source_train",
-    "source_test",
-    "target_train_full",
-    "target_valid_full",
-    "target_test",
-)
+RATIO_INDEPENDENT = ("source_train", "source_test", "target_train_full", "target_valid_full")
+RATIO_INDEPENDENT += ("target_test",)
 CAP_HELP = "Keep at most this many docs in this domain's split (0 or absent: no cap)."
 
 
@@ -205,19 +200,11 @@ def prepare_command(
             exits=1,
         )
     columns = _split_names(label_columns or None)
-    _prepare(
-        prepare_files,
-        source_file,
-        target_file,
-        output_dir,
-        text_column=text_column,
-        label_columns=columns,
-        # one 0/1 column per label, when given, takes precedence over a label list
-        labels_column=None if columns else labels_column or None,
-        target_test_path=target_test_file or None,
-        ratio=ratio,
-        **settings,
-    )
+    # one 0/1 column per label, when given, takes precedence over a label list
+    labels = None if columns else labels_column or None
+    read = dict(text_column=text_column, label_columns=columns, labels_column=labels, ratio=ratio)
+    read["target_test_path"] = target_test_file or None
+    _prepare(prepare_files, source_file, target_file, output_dir, **read, **settings)
 
 
 @app.command("prepare-files")

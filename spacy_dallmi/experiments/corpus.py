@@ -75,6 +75,14 @@ NO_POSITIVE = (
 )
 
 
+def check_known_positives(target: Corpus) -> None:
+    if not target.matrix.any():
+        raise DataPreparationError(
+            f"The target data ({target.report.origin}) {NO_POSITIVE}. Mark the positives you "
+            "know (a 1, or the label's name in the labels column)."
+        )
+
+
 # -- reading ---------------------------------------------------------------------------------
 
 
@@ -163,10 +171,7 @@ def prepare_dataset(
 
 
 def prepare_files(
-    source_path: PathLike,
-    target_path: PathLike,
-    output_dir: PathLike,
-    **options: Any,
+    source_path: PathLike, target_path: PathLike, output_dir: PathLike, **options: Any
 ) -> Dict[str, Any]:
     """Build the corpora from a user's own source and target files (CSV, TSV or JSONL).
 
@@ -205,16 +210,8 @@ def prepare_files(
     inputs["target_text_column"] = given["target_text_column"] or given["text_column"]
     for name in ("label_columns", "target_label_columns"):
         inputs[name] = None if given[name] is None else list(given[name])
-    return prepare_domains(
-        pair,
-        output_dir,
-        settings,
-        label_map=label_map,
-        labels=labels,
-        target_test=reads.get("target_test"),
-        inputs=inputs,
-        quiet=quiet,
-    )
+    options = dict(label_map=label_map, labels=labels, target_test=reads.get("target_test"))
+    return prepare_domains(pair, output_dir, settings, inputs=inputs, quiet=quiet, **options)
 
 
 # -- splitting, hiding and writing -----------------------------------------------------------
@@ -300,11 +297,7 @@ def prepare_domains(
                 f"The {side} domain has {len(corpus)} usable document(s) (from "
                 f"{corpus.report.origin}); at least {need} are needed."
             )
-    if not pair.target.matrix.any():
-        raise DataPreparationError(
-            f"The target data ({pair.target.report.origin}) {NO_POSITIVE}. Mark the positives "
-            "you know (a 1, or the label's name in the labels column)."
-        )
+    check_known_positives(pair.target)
     splits, capped, domains = _split_domains(pair, settings, target_test)
     label_names = list(pair.source.labels)
     target_positives = dict(zip(label_names, map(int, pair.target.matrix.sum(axis=0))))

@@ -99,16 +99,7 @@ def registered(names: Names, exactly: Optional[Tuple[str, ...]] = None) -> Names
 
 #: Every method the study runs (AAD is benchmarked only), in report order.
 ALL_METHODS = registered(
-    (
-        "none",
-        "ft_partial",
-        "an_ls",
-        "wan",
-        "ft_full",
-        "dallmi",
-        "dallmi_lambda0",
-        "dallmi_paper",
-    )
+    ("none", "ft_partial", "an_ls", "wan", "ft_full", "dallmi", "dallmi_lambda0", "dallmi_paper")
 )
 #: Every method in the order ``benchmarks/paired.py`` trains and lists them.
 BENCHMARK_METHODS = tuple(METHOD_INFO)

@@ -31,7 +31,7 @@ from .commands import (
     with_options,
     write_report,
 )
-from .corpus import NO_POSITIVE, read_files
+from .corpus import check_known_positives, read_files
 from .datasets import DATASETS, GOEMOTIONS_FILES, PUBMED_FILES, SEMEVAL_FILES
 from .grid import LEARN_RATE, SETTINGS, TUNED, ablate, base_overrides, tune
 from .methods import TUNED_METHODS
@@ -340,11 +340,7 @@ def read_custom(study: Study, files: List[Path]) -> List[str]:
         for name in ("target", "target_test"):
             if name in reads:
                 check_label_sets(reads["source"].labels, reads[name].labels)
-        if not reads["target"].matrix.any():
-            raise DataPreparationError(
-                f"The target data ({files[1]}) {NO_POSITIVE}. Mark the positives you know (a "
-                "1, or the label's name in the labels column)."
-            )
+        check_known_positives(reads["target"])
     except DataPreparationError as error:
         raise CheckError(str(error)) from None
     lines = [read_summary(name, corpus.report.to_dict()) for name, corpus in reads.items()]
