@@ -13,7 +13,7 @@ import dataclasses
 import hashlib
 import inspect
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy
 import spacy
@@ -40,14 +40,7 @@ from .readers import (
     PathLike,
     read_table,
 )
-from .summary import (
-    describe_changes,
-    duplicate_texts,
-    leak_warning,
-    print_summary,
-    rare_source_labels,
-    unadaptable_labels,
-)
+from .summary import describe_changes, duplicate_texts, print_summary, split_warnings
 
 #: Split name -> DocBin file name, in the order they are written and reported.
 OUTPUT_FILES = {
@@ -59,12 +52,6 @@ OUTPUT_FILES = {
     "target_valid_full": "target_valid_full.spacy",
     "target_test": "target_test.spacy",
 }
-#: Split pairs that must not share a text: (trained on, scored on).
-LEAK_PAIRS = (
-    ("source_train", "source_test"),
-    ("target_train", "target_test"),
-    ("target_train", "target_valid"),
-)
 #: The partially labelled target splits, each with the hiding stream of its own.
 PARTIAL_SPLITS = {"target_train": "hiding", "target_valid": "valid_hiding"}
 #: The share of a file's rows that may be left out before prepare-files refuses to go on.
@@ -379,36 +366,11 @@ def prepare_domains(
         "domains": domains,
         "dataset": dict(pair.details),
     }  # fmt: skip
-    stats["warnings"] = _warnings(pair, splits, split_stats, settings.dataset == "files")
+    source_positives = split_stats["source_train"]["positives"]
+    own_files = settings.dataset == "files"
+    stats["warnings"] = split_warnings(pair, splits, source_positives, own_files)
     stats["changes"] = describe_changes(stats)
     srsly.write_json(out / "labels.json", label_names)
     srsly.write_json(out / "stats.json", stats)
     print_summary(stats, out, quiet=quiet)
     return stats
-
-
-def _warnings(
-    pair: DomainPair,
-    splits: Dict[str, Corpus],
-    split_stats: Dict[str, Dict[str, Any]],
-    own_files: bool,
-) -> List[str]:
-    """The warnings of one preparation, in the order they are printed."""
-    target_positives = dict(zip(pair.target.labels, map(int, pair.target.matrix.sum(axis=0))))
-    lines = [
-        rare_source_labels(split_stats["source_train"]["positives"], "source_train"),
-        unadaptable_labels(target_positives, f"target ({pair.target.report.origin})"),
-    ]
-    fix = (
-        "Deduplicate the files (keep one row per text), and give a target test file that "
-        "holds no target train text."
-        if own_files
-        else "The built-in studies keep their published seeded split, so that their "
-        "benchmarks stay reproducible; the overlap is part of them."
-    )
-    for first, second in LEAK_PAIRS:
-        if first in splits and second in splits:
-            shared = len(set(splits[first].texts) & set(splits[second].texts))
-            if shared:
-                lines.append(leak_warning(first, second, shared, fix))
-    return [line for line in lines if line]

@@ -10,6 +10,7 @@ user, on the Agg canvas (no pyplot: no display, no global state).
 import math
 import os
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -137,10 +138,7 @@ def _tables(
 
 def _details(md: MarkdownRenderer, runs: Sequence[Run], root: Path) -> List[str]:
     """Labels left out of AP, how each source model stopped, the settings and the runs."""
-    counts: Dict[Tuple[str, ...], int] = {}
-    for run in runs:
-        skipped = tuple(run.metrics["cats_ap_skipped_labels"])
-        counts[skipped] = counts.get(skipped, 0) + 1
+    counts = Counter(tuple(run.metrics["cats_ap_skipped_labels"]) for run in runs)
     items = []
     for skipped, n_runs in counts.items():
         listed = f": {', '.join(md.code(label) for label in skipped)}" if skipped else ""

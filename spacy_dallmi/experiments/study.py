@@ -87,6 +87,7 @@ OPTIONS: Dict[str, Any] = {
     "ablation_lambdas": "0,0.03,0.1,0.3,1",
 }
 CHOICES = {"removal": REMOVAL_MODES, "loss_form": ("norm", "log")}
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 class CheckError(Exception):
@@ -105,15 +106,11 @@ def parse_options(text: str) -> Dict[str, Any]:
                 f"one of {', '.join(OPTIONS)}"
             )
         default = OPTIONS[name]
+        boolean = isinstance(default, bool)
         try:
-            if isinstance(default, bool):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                options[name] = value.lower() in ("true", "1", "yes")
-            else:
-                options[name] = type(default)(value)
-        except ValueError:
-            kind = "true or false" if isinstance(default, bool) else type(default).__name__
+            options[name] = BOOLEANS[value.lower()] if boolean else type(default)(value)
+        except (KeyError, ValueError):
+            kind = "true or false" if boolean else type(default).__name__
             raise CheckError(
                 f"Option {name} must be {kind}, got {value!r} (--vars.options)"
             ) from None
