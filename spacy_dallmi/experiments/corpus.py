@@ -98,14 +98,8 @@ def read_files(
     if not 0.0 <= max_drop_share <= 1.0:
         raise DataPreparationError(f"max_drop_share must be in [0, 1], got {max_drop_share!r}")
     common = {"file_format": file_format, "encoding": encoding}
-    source = read_table(
-        source_path,
-        text_column=text_column,
-        label_columns=label_columns,
-        labels_column=labels_column,
-        strict=True,
-        **common,
-    )
+    columns = {"label_columns": label_columns, "labels_column": labels_column}
+    source = read_table(source_path, text_column=text_column, strict=True, **columns, **common)
     if target_label_columns is None and target_labels_column is None:
         target_label_columns, target_labels_column = label_columns, labels_column
     common.update(
