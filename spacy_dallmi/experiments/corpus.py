@@ -44,13 +44,9 @@ from .summary import describe_changes, duplicate_texts, print_summary, split_war
 
 #: Split name -> DocBin file name, in the order they are written and reported.
 OUTPUT_FILES = {
-    "source_train": "source_train.spacy",
-    "source_test": "source_test.spacy",
-    "target_train": "target_train.spacy",
-    "target_valid": "target_valid.spacy",
-    "target_train_full": "target_train_full.spacy",
-    "target_valid_full": "target_valid_full.spacy",
-    "target_test": "target_test.spacy",
+    name: f"{name}.spacy"
+    for name in ("source_train", "source_test", "target_train", "target_valid")
+    + ("target_train_full", "target_valid_full", "target_test")
 }
 #: The partially labelled target splits, each with the hiding stream of its own.
 PARTIAL_SPLITS = {"target_train": "hiding", "target_valid": "valid_hiding"}
