@@ -1,11 +1,9 @@
-"""The ``python -m spacy_dallmi`` app and its commands: ``prepare``, ``prepare-files``,
-``evaluate``, ``report``, ``train`` and ``find-thresholds`` (:mod:`.study` adds ``study``).
+"""The ``python -m spacy_dallmi`` app: ``prepare``, ``prepare-files``, ``evaluate``,
+``report``, ``train`` and ``find-thresholds`` (:mod:`.study` adds ``study``).
 
-Each command parses its options, calls one function of the kit and turns the kit's own errors
-(missing file, wrong column, bad setting, label mismatch, too many dropped rows) into a
-one-line failure and exit code 1 instead of a traceback. Modules that need torch or
-matplotlib are imported inside the commands that use them, so ``--help`` stays light and a
-missing optional dependency is one clear line.
+Each command turns the kit's own errors into a one-line failure and exit code 1, not a
+traceback. torch and matplotlib are imported inside the commands that use them, so ``--help``
+stays light and a missing optional dependency is one clear line.
 """
 
 import inspect
@@ -39,13 +37,8 @@ SKIPPED_FILE = "skipped.json"
 #: The per-epoch learning-curve records, inside the training output folder.
 CURVE_FILE = "curve.jsonl"
 # The domain splits are drawn from the seed alone, so these files are the same at every ratio.
-RATIO_INDEPENDENT = (
-    "source_train",
-    "source_test",
-    "target_train_full",
-    "target_valid_full",
-    "target_test",
-)
+RATIO_INDEPENDENT = ("source_train", "source_test", "target_train_full", "target_valid_full")
+RATIO_INDEPENDENT += ("target_test",)
 CAP_HELP = "Keep at most this many docs in this domain's split (0 or absent: no cap)."
 
 
@@ -113,16 +106,6 @@ def _split_names(value: Optional[str]) -> Optional[List[str]]:
     if value is None:
         return None
     return [name.strip() for name in value.split(",") if name.strip()]
-
-
-def _build_report() -> Any:
-    """The report builder, or a one-line failure naming the extra when matplotlib is missing."""
-    try:
-        from .report import build_report
-    except ImportError as error:
-        missing = (error.name or "matplotlib").split(".")[0]
-        msg.fail(f"The report needs {missing}: {INSTALL_HINT}", exits=1)
-    return build_report
 
 
 def _label_columns(
@@ -217,19 +200,11 @@ def prepare_command(
             exits=1,
         )
     columns = _split_names(label_columns or None)
-    _prepare(
-        prepare_files,
-        source_file,
-        target_file,
-        output_dir,
-        text_column=text_column,
-        label_columns=columns,
-        # one 0/1 column per label, when given, takes precedence over a label list
-        labels_column=None if columns else labels_column or None,
-        target_test_path=target_test_file or None,
-        ratio=ratio,
-        **settings,
-    )
+    # one 0/1 column per label, when given, takes precedence over a label list
+    labels = None if columns else labels_column or None
+    read = dict(text_column=text_column, label_columns=columns, labels_column=labels, ratio=ratio)
+    read["target_test_path"] = target_test_file or None
+    _prepare(prepare_files, source_file, target_file, output_dir, **read, **settings)
 
 
 @app.command("prepare-files")
@@ -347,7 +322,11 @@ def evaluate_to(
 
 def write_report(paths: List[Path], output: Path, figures: Path, title: str, empty: str) -> None:
     """Build the report from ``paths``, failing in one line (``empty`` when there are none)."""
-    build_report = _build_report()
+    try:
+        from .report import build_report
+    except ImportError as error:
+        missing = (error.name or "matplotlib").split(".")[0]
+        msg.fail(f"The report needs {missing}: {INSTALL_HINT}", exits=1)
     if not paths:
         msg.fail(empty, exits=1)
     try:
@@ -400,17 +379,8 @@ def train_command(
     output renamed into place only when finished. Extra --section.key value
     options override the config, as with `spacy train`."""
     overrides = parse_config_overrides(ctx.args)
-    train_run(
-        config,
-        output,
-        epochs,
-        overrides,
-        patience=patience,
-        gpu_id=gpu_id,
-        keep_source=keep_source,
-        curve_docs=curve_docs,
-        force=force,
-    )
+    options = dict(patience=patience, keep_source=keep_source, curve_docs=curve_docs)
+    train_run(config, output, epochs, overrides, gpu_id=gpu_id, force=force, **options)
 
 
 def train_run(
@@ -481,11 +451,6 @@ def find_thresholds_command(
 ) -> None:
     """Tune one decision threshold per label (best F1 on DOCS' labels; unlabeled counts as
     negative). Use the validation slice, never the test split."""
-    find_thresholds(model, docs, output, gpu_id)
-
-
-def find_thresholds(model: Path, docs: Path, output: Path, gpu_id: int = -1) -> None:
-    """Fit and write the per-label thresholds of ``model`` on ``docs`` (see the command)."""
     import spacy
     from spacy.tokens import DocBin
 

@@ -1,22 +1,19 @@
 """Data preparation: read a source/target pair, then split, cap, hide and write it as corpora.
 
-:func:`prepare_dataset` (the built-in pairs) and :func:`prepare_files` (users' files) read
-their input; :func:`prepare_domains` applies the protocol and writes the ``DocBin`` files of
-:data:`OUTPUT_FILES` (``doc.cats`` holds every label, 1.0 or 0.0): the source splits; target
-train, partially labelled (hidden with ``ratio`` > 0, or partial as given); a seeded
-validation slice of it for label-free model selection, the same docs at every ratio; with
-hidden labels, the same docs with all labels (``*_full``); and a fully labelled target test
-split, carved or read from a file. ``stats.json`` says what was dropped or changed and why.
-Users' files keep every copy of a text on the side of its first copy; the built-in studies
-keep their plain seeded split, so the published benchmarks stay reproducible. A user's file
-that loses more than ``max_drop_share`` of its rows is an error naming the reasons.
+:func:`prepare_dataset` (built-in pairs) and :func:`prepare_files` (users' files) read the
+input; :func:`prepare_domains` writes the ``DocBin`` files of :data:`OUTPUT_FILES`: the
+source splits, partially labelled target train and its validation slice (the same docs at
+every ratio), with hidden labels the same docs fully labelled (``*_full``), and a fully
+labelled target test split; ``stats.json`` says what was dropped or changed and why. Users'
+files keep every copy of a text on one side of a split; the built-in studies keep their plain
+seeded split, so the published benchmarks stay reproducible.
 """
 
 import dataclasses
 import hashlib
 import inspect
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy
 import spacy
@@ -43,31 +40,14 @@ from .readers import (
     PathLike,
     read_table,
 )
-from .summary import (
-    describe_changes,
-    duplicate_texts,
-    leak_warning,
-    print_summary,
-    rare_source_labels,
-    unadaptable_labels,
-)
+from .summary import describe_changes, duplicate_texts, print_summary, split_warnings
 
 #: Split name -> DocBin file name, in the order they are written and reported.
 OUTPUT_FILES = {
-    "source_train": "source_train.spacy",
-    "source_test": "source_test.spacy",
-    "target_train": "target_train.spacy",
-    "target_valid": "target_valid.spacy",
-    "target_train_full": "target_train_full.spacy",
-    "target_valid_full": "target_valid_full.spacy",
-    "target_test": "target_test.spacy",
+    name: f"{name}.spacy"
+    for name in ("source_train", "source_test", "target_train", "target_valid")
+    + ("target_train_full", "target_valid_full", "target_test")
 }
-#: Split pairs that must not share a text: (trained on, scored on).
-LEAK_PAIRS = (
-    ("source_train", "source_test"),
-    ("target_train", "target_test"),
-    ("target_train", "target_valid"),
-)
 #: The partially labelled target splits, each with the hiding stream of its own.
 PARTIAL_SPLITS = {"target_train": "hiding", "target_valid": "valid_hiding"}
 #: The share of a file's rows that may be left out before prepare-files refuses to go on.
@@ -76,6 +56,14 @@ NO_POSITIVE = (
     "has no known positive for any label: DALLMi learns from known positives, so there is "
     "nothing to adapt to"
 )
+
+
+def check_known_positives(target: Corpus) -> None:
+    if not target.matrix.any():
+        raise DataPreparationError(
+            f"The target data ({target.report.origin}) {NO_POSITIVE}. Mark the positives you "
+            "know (a 1, or the label's name in the labels column)."
+        )
 
 
 # -- reading ---------------------------------------------------------------------------------
@@ -98,23 +86,16 @@ def read_files(
     max_drop_share: float = MAX_DROP_SHARE,
 ) -> Dict[str, Corpus]:
     """Read a user's source, target and optional target test file: ``{"source", "target"[,
-    "target_test"]}``, each checked against ``max_drop_share``.
+    "target_test"]}``, each failing if it loses more than ``max_drop_share`` of its rows.
 
-    The target is partially labelled at ``ratio`` 0 and fully labelled otherwise (see
-    :func:`~.readers.read_table` for blank cells); an unreadable label value in the source is
-    an error, in the target files a counted row. The target columns default to the source's.
+    The target is partially labelled at ``ratio`` 0, else fully; an unreadable label value is
+    an error in the source, a counted row in the target. Target columns default to the source's.
     """
     if not 0.0 <= max_drop_share <= 1.0:
         raise DataPreparationError(f"max_drop_share must be in [0, 1], got {max_drop_share!r}")
     common = {"file_format": file_format, "encoding": encoding}
-    source = read_table(
-        source_path,
-        text_column=text_column,
-        label_columns=label_columns,
-        labels_column=labels_column,
-        strict=True,
-        **common,
-    )
+    columns = {"label_columns": label_columns, "labels_column": labels_column}
+    source = read_table(source_path, text_column=text_column, strict=True, **columns, **common)
     if target_label_columns is None and target_labels_column is None:
         target_label_columns, target_labels_column = label_columns, labels_column
     common.update(
@@ -154,12 +135,9 @@ def _settings(dataset: str, options: Dict[str, Any]) -> PrepareSettings:
 def prepare_dataset(
     dataset: str, data_dir: PathLike, output_dir: PathLike, *, quiet: bool = False, **settings: Any
 ) -> Dict[str, Any]:
-    """Build the corpora of a built-in layout (``emotions`` or ``pubmed``) from ``data_dir``,
-    the folder holding ``goemotions/``, ``semeval2018_ec/`` and ``pubmed/``.
-
-    ``settings`` are :class:`PrepareSettings`'; the built-in targets are fully labelled, so
-    ``ratio`` must be in (0, 1). Returns the stats also written to ``output_dir/stats.json``.
-    """
+    """Build the corpora of ``emotions`` or ``pubmed`` from ``data_dir`` (holding
+    ``goemotions/``, ``semeval2018_ec/``, ``pubmed/``); ``settings`` are
+    :class:`PrepareSettings`', with ``ratio`` in (0, 1). Returns the stats (``stats.json``)."""
     check_ratio(settings.get("ratio"))
     prepared = _settings(dataset, settings)
     if settings:
@@ -170,24 +148,18 @@ def prepare_dataset(
 
 
 def prepare_files(
-    source_path: PathLike,
-    target_path: PathLike,
-    output_dir: PathLike,
-    **options: Any,
+    source_path: PathLike, target_path: PathLike, output_dir: PathLike, **options: Any
 ) -> Dict[str, Any]:
     """Build the corpora from a user's own source and target files (CSV, TSV or JSONL).
 
-    ``options`` are ``label_map``, ``labels`` and ``quiet``, :func:`read_files`' (columns,
-    ``target_test_path``, format, encoding, ``max_drop_share``) and :class:`PrepareSettings`'.
-    ``ratio`` 0 (the default) takes the target's labels as they are: a 1 is a known positive,
-    everything else unlabeled; nothing is hidden and the target is not split (give a fully
-    labelled ``target_test_path``). ``ratio`` in (0, 1) treats the target as fully labelled and
-    hides that share of its positives, for studies.
+    ``options``: ``label_map``, ``labels``, ``quiet``, :func:`read_files`' and
+    :class:`PrepareSettings`'. ``ratio`` 0 (default) takes the target's labels as given (1 =
+    known positive, else unlabeled) and does not split it (give ``target_test_path``); ``ratio``
+    in (0, 1) hides that share of a fully labelled target's positives, for studies.
 
     The target's label columns default to the source's, renamed back through ``label_map``
-    (target name -> source name): a map ``{"happiness": "joy"}`` reads the target's
-    ``happiness`` column as ``joy``. ``labels`` restricts both domains to a subset of the
-    source labels (the rest are dropped and counted).
+    (target -> source name: ``{"happiness": "joy"}`` reads column ``happiness`` as ``joy``).
+    ``labels`` keeps a subset of the source labels (the rest are dropped and counted).
     """
     label_map, labels = options.pop("label_map", None), options.pop("labels", None)
     quiet = options.pop("quiet", False)
@@ -206,35 +178,17 @@ def prepare_files(
     reads = read_files(*bound.args, **bound.kwargs)
     source, target = reads["source"], reads["target"]
     pair = DomainPair(source, target, {"source": source.report, "target": target.report})
-    given = bound.arguments
-    listed = {
-        key: None if given[key] is None else list(given[key])
-        for key in ("label_columns", "target_label_columns")
-    }
-    inputs = {
-        "source": str(source_path),
-        "target": str(target_path),
-        "target_test": None
-        if given["target_test_path"] is None
-        else str(given["target_test_path"]),
-        "text_column": given["text_column"],
-        "label_columns": listed["label_columns"],
-        "labels_column": given["labels_column"],
-        "target_text_column": given["target_text_column"] or given["text_column"],
-        "target_label_columns": listed["target_label_columns"],
-        "target_labels_column": given["target_labels_column"],
-        **{key: given[key] for key in ("file_format", "encoding", "max_drop_share")},
-    }
-    return prepare_domains(
-        pair,
-        output_dir,
-        settings,
-        label_map=label_map,
-        labels=labels,
-        target_test=reads.get("target_test"),
-        inputs=inputs,
-        quiet=quiet,
-    )
+    given, test = bound.arguments, bound.arguments["target_test_path"]
+    inputs = {"source": str(source_path), "target": str(target_path)}
+    inputs["target_test"] = None if test is None else str(test)
+    names = ("text_column", "label_columns", "labels_column", "target_text_column")
+    names += ("target_label_columns", "target_labels_column", "file_format", "encoding")
+    inputs.update({name: given[name] for name in (*names, "max_drop_share")})
+    inputs["target_text_column"] = given["target_text_column"] or given["text_column"]
+    for name in ("label_columns", "target_label_columns"):
+        inputs[name] = None if given[name] is None else list(given[name])
+    options = dict(label_map=label_map, labels=labels, target_test=reads.get("target_test"))
+    return prepare_domains(pair, output_dir, settings, inputs=inputs, quiet=quiet, **options)
 
 
 # -- splitting, hiding and writing -----------------------------------------------------------
@@ -254,11 +208,9 @@ def _split(
 def _split_domains(
     pair: DomainPair, settings: PrepareSettings, target_test: Optional[Corpus]
 ) -> Tuple[Dict[str, Corpus], Dict[str, int], Dict[str, Dict[str, Any]]]:
-    """The capped splits by name, how many docs each cap left out, and the domain sizes.
-
-    The target is split only when its labels are complete and no test file is given: a test
-    split of partially labelled docs would score hidden positives as negatives.
-    """
+    """The capped splits by name, how many docs each cap left out, and the domain sizes. The
+    target is split only when its labels are complete and no test file is given: a test split
+    of partially labelled docs would score hidden positives as negatives."""
     seed, together = settings.seed, settings.dataset == "files"
     parts: Dict[str, Tuple[Corpus, numpy.ndarray]] = {}
     domains: Dict[str, Dict[str, Any]] = {}
@@ -309,10 +261,7 @@ def prepare_domains(
     quiet: bool = False,
 ) -> Dict[str, Any]:
     """Align, split, cap, hide and write one source/target pair; return the stats written.
-
-    ``target_test`` is a separately read, fully labelled target test corpus, aligned like the
-    target. ``inputs`` (e.g. the column names) is recorded under ``settings``.
-    """
+    ``target_test``: a fully labelled target test corpus; ``inputs`` go into ``settings``."""
     pair, label_info = align_domains(pair, label_map, labels)
     if target_test is not None:
         test_pair = DomainPair(pair.source, target_test, {})
@@ -325,11 +274,7 @@ def prepare_domains(
                 f"The {side} domain has {len(corpus)} usable document(s) (from "
                 f"{corpus.report.origin}); at least {need} are needed."
             )
-    if not pair.target.matrix.any():
-        raise DataPreparationError(
-            f"The target data ({pair.target.report.origin}) {NO_POSITIVE}. Mark the positives "
-            "you know (a 1, or the label's name in the labels column)."
-        )
+    check_known_positives(pair.target)
     splits, capped, domains = _split_domains(pair, settings, target_test)
     label_names = list(pair.source.labels)
     target_positives = dict(zip(label_names, map(int, pair.target.matrix.sum(axis=0))))
@@ -411,36 +356,11 @@ def prepare_domains(
         "domains": domains,
         "dataset": dict(pair.details),
     }  # fmt: skip
-    stats["warnings"] = _warnings(pair, splits, split_stats, settings.dataset == "files")
+    source_positives = split_stats["source_train"]["positives"]
+    own_files = settings.dataset == "files"
+    stats["warnings"] = split_warnings(pair, splits, source_positives, own_files)
     stats["changes"] = describe_changes(stats)
     srsly.write_json(out / "labels.json", label_names)
     srsly.write_json(out / "stats.json", stats)
     print_summary(stats, out, quiet=quiet)
     return stats
-
-
-def _warnings(
-    pair: DomainPair,
-    splits: Dict[str, Corpus],
-    split_stats: Dict[str, Dict[str, Any]],
-    own_files: bool,
-) -> List[str]:
-    """The warnings of one preparation, in the order they are printed."""
-    target_positives = dict(zip(pair.target.labels, map(int, pair.target.matrix.sum(axis=0))))
-    lines = [
-        rare_source_labels(split_stats["source_train"]["positives"], "source_train"),
-        unadaptable_labels(target_positives, f"target ({pair.target.report.origin})"),
-    ]
-    fix = (
-        "Deduplicate the files (keep one row per text), and give a target test file that "
-        "holds no target train text."
-        if own_files
-        else "The built-in studies keep their published seeded split, so that their "
-        "benchmarks stay reproducible; the overlap is part of them."
-    )
-    for first, second in LEAK_PAIRS:
-        if first in splits and second in splits:
-            shared = len(set(splits[first].texts) & set(splits[second].texts))
-            if shared:
-                lines.append(leak_warning(first, second, shared, fix))
-    return [line for line in lines if line]

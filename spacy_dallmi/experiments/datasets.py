@@ -1,12 +1,11 @@
-"""The built-in domain pairs: ``emotions`` (Reddit -> Twitter) and ``pubmed`` (male -> female).
-
-Each loader reads the public files of the datasets README into a
-:class:`~.readers.DomainPair` and keeps the labels both domains share, counting what that
-drops, so the protocol sees the same kind of input as for users' own files.
+"""The built-in domain pairs: ``emotions`` (Reddit -> Twitter) and ``pubmed`` (male -> female),
+read into a :class:`~.readers.DomainPair` with the labels both domains share (what that drops
+is counted), as users' own files are.
 """
 
+from functools import partial
 from pathlib import Path
-from typing import List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
 import numpy
 
@@ -72,16 +71,13 @@ def read_goemotions(folder: PathLike) -> Corpus:
     files = [folder / name for name in GOEMOTIONS_FILES]
     builder = CorpusBuilder(", ".join(str(p) for p in files), labels=names)
     columns = ("text", "label_ids", "comment_id")
+
+    def parse(row_id: str, record: Dict[str, Any]) -> Tuple[str, List[str]]:
+        text = text_value(record["text"])
+        return text, [names[i] for i in _parse_ids(record["label_ids"], len(names))]
+
     for path in files:
-        for row_id, record in iter_records(path, "tsv", columns[:2], fieldnames=columns, hint=hint):
-            builder.report.rows += 1
-            try:
-                text = text_value(record["text"])
-                positives = [names[i] for i in _parse_ids(record["label_ids"], len(names))]
-            except RowProblem as problem:
-                builder.report.skip(problem.reason, row_id)
-                continue
-            builder.add(text, positives)
+        builder.read(iter_records(path, "tsv", columns[:2], fieldnames=columns, hint=hint), parse)
     return builder.build()
 
 
@@ -109,10 +105,9 @@ def load_emotions(data_dir: PathLike) -> DomainPair:
 
 
 def load_pubmed(data_dir: PathLike, *, seed: int = 0) -> DomainPair:
-    """PubMed, male -> female: the five CSVs deduplicated by pmid, split by meshMajor tags:
-    ``Male`` only to the source, ``Female`` only to the target, both by a coin flip seeded with
-    ``seed``, neither left out (all counted). Text is Title + " " + abstractText; labels are
-    the 14 one-hot MeSH root columns."""
+    """PubMed, male -> female: the five CSVs deduplicated by pmid, split by meshMajor tags
+    (``Male`` only: source, ``Female`` only: target, both: a seeded coin flip, neither: left
+    out). Text is Title + " " + abstractText; labels, the 14 one-hot MeSH root columns."""
     folder = Path(data_dir) / "pubmed"
     hint = asset_hint("pubmed", "jktjia/PubMed-Multilabel-Classifiction, data/")
     files = [folder / name for name in PUBMED_FILES]
@@ -121,35 +116,33 @@ def load_pubmed(data_dir: PathLike, *, seed: int = 0) -> DomainPair:
     required = ("Title", "abstractText", "meshMajor", "pmid", *MESH_ROOTS)
     seen: Set[str] = set()
     sides: List[Tuple[bool, bool]] = []
+
+    def parse(path: Path, row_id: str, record: Dict[str, Any]) -> Tuple[str, List[str]]:
+        pmid = (record["pmid"] or "").strip()
+        if not pmid:
+            raise RowProblem("missing_pmid")
+        if pmid in seen:
+            raise RowProblem("duplicate_pmid")
+        seen.add(pmid)
+        parts = (record["Title"] or "", record["abstractText"] or "")
+        text = text_value(" ".join(part.strip() for part in parts if part.strip()))
+        mesh = parse_literal_list(record["meshMajor"] or "", "unparseable_meshMajor")
+        male, female = "Male" in mesh, "Female" in mesh
+        if not (male or female):
+            raise RowProblem("tagged_neither")
+        flags = [parse_flag(record[column]) for column in MESH_ROOTS]
+        if None in flags:
+            column = MESH_ROOTS[flags.index(None)]
+            raise DataPreparationError(
+                f"{path}, line {row_id.rsplit(':', 1)[-1]}, column {column!r}: empty label "
+                "cell in a fully labelled file. Fetch the file again (`spacy project assets`): "
+                "the published one has 0 or 1 in every cell."
+            )
+        sides.append((male, female))
+        return text, [c for c, flag in zip(MESH_ROOTS, flags) if flag]
+
     for path in files:
-        for row_id, record in iter_records(path, "csv", required, hint=hint):
-            report.rows += 1
-            try:
-                pmid = (record["pmid"] or "").strip()
-                if not pmid:
-                    raise RowProblem("missing_pmid")
-                if pmid in seen:
-                    raise RowProblem("duplicate_pmid")
-                seen.add(pmid)
-                parts = (record["Title"] or "", record["abstractText"] or "")
-                text = text_value(" ".join(part.strip() for part in parts if part.strip()))
-                mesh = parse_literal_list(record["meshMajor"] or "", "unparseable_meshMajor")
-                male, female = "Male" in mesh, "Female" in mesh
-                if not (male or female):
-                    raise RowProblem("tagged_neither")
-                flags = [parse_flag(record[column]) for column in MESH_ROOTS]
-                if None in flags:
-                    column = MESH_ROOTS[flags.index(None)]
-                    raise DataPreparationError(
-                        f"{path}, line {row_id.rsplit(':', 1)[-1]}, column {column!r}: empty "
-                        "label cell in a fully labelled file. Fetch the file again "
-                        "(`spacy project assets`): the published one has 0 or 1 in every cell."
-                    )
-            except RowProblem as problem:
-                report.skip(problem.reason, row_id)
-                continue
-            builder.add(text, [c for c, flag in zip(MESH_ROOTS, flags) if flag])
-            sides.append((male, female))
+        builder.read(iter_records(path, "csv", required, hint=hint), partial(parse, path))
     pool = builder.build()
     male = numpy.array([m for m, _ in sides], dtype=bool)
     female = numpy.array([f for _, f in sides], dtype=bool)

@@ -1,8 +1,5 @@
-"""Score a saved pipeline on the fully labelled target test split: one metrics file per run.
-
-:func:`evaluate_pipeline` makes the numbers of the results table (the paper's Table 2): it
-predicts the test docs from their texts alone and scores them with the component's scorer
-plus the calibration error. The result is a JSON-able dict that :mod:`.report` aggregates.
+"""Score a saved pipeline on the fully labelled target test split: one metrics file per run,
+the numbers of the results table (the paper's Table 2), which :mod:`.report` aggregates.
 """
 
 import copy
@@ -29,11 +26,8 @@ def expected_calibration_error(
 ) -> Optional[float]:
     """ECE over every (doc, label) probability: ``sum_b |B|/N * |mean(p in B) - mean(y in B)|``
     with ``n_bins`` equal-width bins on [0, 1] (the last includes 1.0); None without pairs.
-
-    A user acts on ``doc.cats`` at a threshold, so a model whose 0.8 means 0.3 misleads even at
-    a high AP. The benchmarks score with it too, so the study's ``cats_ece`` and theirs are one
-    number. Differently many probabilities and gold values are an error.
-    """
+    A user acts on ``doc.cats`` at a threshold, so a model whose 0.8 means 0.3 misleads even
+    at a high AP. The benchmarks use it too, so their ``cats_ece`` is the study's."""
     probs = numpy.asarray(probabilities, dtype="float64").ravel()
     truth = numpy.asarray(gold, dtype="float64").ravel()
     if probs.shape != truth.shape:
@@ -51,8 +45,8 @@ def expected_calibration_error(
 def score_with_calibration(
     nlp: Language, gold_docs: Sequence[Doc], labels: Sequence[str], batch_size: int = 64
 ) -> Dict[str, Any]:
-    """The pipeline scorer's ``cats_*`` scores plus ``cats_ece``, from one prediction pass on
-    fresh docs made from the texts alone (``nlp.evaluate`` would not return its predictions)."""
+    """The scorer's ``cats_*`` plus ``cats_ece``, from one prediction pass on fresh docs of the
+    texts (``nlp.evaluate`` would not return its predictions)."""
     predicted = nlp.pipe((doc.text for doc in gold_docs), batch_size=batch_size)
     examples = [Example(doc, gold) for doc, gold in zip(predicted, gold_docs)]
     scores = Scorer(nlp).score(examples)
@@ -89,14 +83,11 @@ def evaluate_pipeline(
 ) -> Dict[str, Any]:
     """Score a saved pipeline (``model-best`` or ``model-last``) on a fully labelled test DocBin.
 
-    ``method`` is the row of the results table (one of :data:`ALL_METHODS`); ``settings`` the
-    run's settings (dataset, ratio, seed, ...), by which the report groups runs; ``epoch_log``
-    the JSONL of ``spacy_dallmi.epoch_eval.v1``. Returns ``method``, ``settings``,
-    ``model_path``, ``test_path``, ``labels``, ``threshold``, ``n_docs``, ``metrics`` (the
-    scorer's ``cats_*`` and ``cats_ece``), ``epochs`` (the per-epoch records) and
-    ``wall_seconds`` (load, predict, score). A missing input is a FileNotFoundError naming the
-    command that writes it; an unknown method, settings that are not JSON-able or a test split
-    that is not fully labelled, a ValueError.
+    ``method``: the row of the results table; ``settings``: the run's (dataset, ratio, seed,
+    ...), by which the report groups runs; ``epoch_log``: ``spacy_dallmi.epoch_eval.v1``'s
+    JSONL. A missing input is a FileNotFoundError naming the command that writes it; an
+    unknown method, settings that are not JSON-able or a partially labelled test split, a
+    ValueError.
     """
     start = time.perf_counter()
     _check_settings(method, settings)
@@ -154,10 +145,8 @@ def write_metrics(result: Dict[str, Any], output_path: PathLike) -> None:
 def evaluate_run(run_path: PathLike, test_path: PathLike, **options: Any) -> Dict[str, Any]:
     """Score a training output folder's selected model (``model-best``) and its last epoch
     (``model-last``); a plain pipeline folder (the unadapted source model) stands for both.
-
-    ``options`` are :func:`evaluate_pipeline`'s. Returns its result for the selected model,
-    with ``metrics_last``, ``selection`` (what ``train`` recorded about its choice) and
-    ``training`` (the run's dev curve and why it stopped, if ``train`` made it) added.
+    Returns :func:`evaluate_pipeline`'s result for the selected model, with ``metrics_last``,
+    ``selection`` and ``training`` (what ``train`` recorded) added.
     """
     run_path = Path(run_path)
     best, last = run_path / "model-best", run_path / "model-last"

@@ -1,13 +1,10 @@
 """Many trainings from one source model: the ``tune`` grid and the paper's ablations.
 
 :func:`tune` chooses each method's learning rate (and DALLMi's MixUp weight and warm-up) by
-the label-free selection score on the partially labelled validation slice, never a test
-label; every fine-tuning baseline gets the same learning rates and epochs as DALLMi. The
-choices are config overrides, ``<output>/<method>.json``, which the study applies with
-``tuned=true``. :func:`ablate` trains the variants of the paper's Tables 3 and 4 and reports
-each relative to DALLMi as published (its PU loss on every label, no teacher: ``PU_ONLY``).
-A grid point whose folder holds its finished run is read back, not trained again, so an
-interrupted grid resumes.
+the label-free score on the validation slice, never a test label, with the same learning
+rates and epochs for every method; ``tuned=true`` applies ``<output>/<method>.json``.
+:func:`ablate` trains the variants of the paper's Tables 3 and 4 relative to DALLMi as
+published (``PU_ONLY``). A finished grid point is read back, so an interrupted grid resumes.
 """
 
 import re
@@ -70,12 +67,13 @@ def train_point(
     return result
 
 
-def _base_overrides(source: Path, partial: Path, batch_size: int, seed: int) -> Dict[str, Any]:
+def base_overrides(source: Path, data: Path, seed: int, suffix: str = "") -> Dict[str, Any]:
+    """A target run's: the source model, target train and valid (``_full``: all labels)."""
+    train, dev = (str(data / f"target_{name}{suffix}.spacy") for name in ("train", "valid"))
     return {
         "paths.source": str(source),
-        "paths.train": str(partial / "target_train.spacy"),
-        "paths.dev": str(partial / "target_valid.spacy"),
-        "training.batcher.size": batch_size,
+        "paths.train": train,
+        "paths.dev": dev,
         "system.seed": seed,
     }
 
@@ -117,7 +115,7 @@ def tune(
     for path in (source, partial / "target_train.spacy", partial / "target_valid.spacy"):
         if not path.exists():
             msg.fail(f"Not found: {path} (prepare the data and train the source first)", exits=1)
-    base = _base_overrides(source, partial, batch_size, seed)
+    base = {**base_overrides(source, partial, seed), "training.batcher.size": batch_size}
     output.mkdir(parents=True, exist_ok=True)
     for method in TUNED:
         config_name, fixed = TUNED[method]
@@ -150,8 +148,7 @@ def tune(
 
 def ablation_variants(lambdas: List[float]) -> List[Tuple[str, Dict[str, Any]]]:
     """The paper's ablations as (name, settings overrides): MixUp location x loss form
-    (Table 3), the positive term, the MixUp weight and the batching (Table 4). A variant
-    equal to the defaults is the default row."""
+    (Table 3), the positive term, the MixUp weight and the batching (Table 4)."""
     default = DallmiSettings()
     variants: List[Tuple[str, Dict[str, Any]]] = [
         (
@@ -233,7 +230,8 @@ def ablate(
     configs: Path = Path("configs"),
 ) -> None:
     """Train the paper's ablations of DALLMi and report them relative to the defaults."""
-    base = {**_base_overrides(source, partial, batch_size, seed), LEARN_RATE: learn_rate}
+    base = {**base_overrides(source, partial, seed), "training.batcher.size": batch_size}
+    base[LEARN_RATE] = learn_rate
     test = corpus / "target_test.spacy"
     rows = []
     for name, settings in ablation_variants(_numbers(lambdas)):

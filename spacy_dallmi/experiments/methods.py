@@ -1,9 +1,6 @@
-"""The methods the project compares, by the names their metrics files and report rows use.
-
-The one registry of which methods exist, what each trains on, which are tuned and in which
-order they are listed, for the study and the benchmarks alike. A list of some of them kept
-elsewhere goes through :func:`registered`, so a misspelt or forgotten name fails at import.
-Constants only, so the command line can name them without importing torch.
+"""The one registry of the methods the project compares (study and benchmarks), by the names
+their metrics files and report rows use. A list of some kept elsewhere goes through
+:func:`registered`, so a misspelt name fails at import. Constants only: no torch import.
 """
 
 from dataclasses import dataclass
@@ -108,16 +105,7 @@ def registered(names: Names, exactly: Optional[Tuple[str, ...]] = None) -> Names
 
 #: Every method the study runs (AAD is benchmarked only), in report order.
 ALL_METHODS = registered(
-    (
-        "none",
-        "ft_partial",
-        "an_ls",
-        "wan",
-        "ft_full",
-        "dallmi",
-        "dallmi_lambda0",
-        "dallmi_paper",
-    )
+    ("none", "ft_partial", "an_ls", "wan", "ft_full", "dallmi", "dallmi_lambda0", "dallmi_paper")
 )
 #: Every method in the order ``benchmarks/paired.py`` trains and lists them.
 BENCHMARK_METHODS = tuple(METHOD_INFO)

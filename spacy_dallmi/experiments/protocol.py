@@ -1,9 +1,8 @@
 """The experiment protocol: label-set alignment, train/test splits, caps and label hiding.
 
-:func:`hide_labels` is the one implementation of simulated partial annotation in the
-repository, for the study, the tests and the benchmarks alike. Every random step draws from a
-generator of its own derived from the seed (:func:`stream`), so changing one setting (the
-hiding ratio, a cap) changes no other step's outcome: runs at 50/70/90% share their test split.
+:func:`hide_labels` is the repository's one simulation of partial annotation. Every random
+step draws from a generator of its own (:func:`stream`), so changing one setting (the ratio, a
+cap) changes no other step's outcome: runs at 50/70/90% share their test split.
 """
 
 import math
@@ -33,6 +32,10 @@ def _is_unit(value: Any, low_open: bool = True) -> bool:
     return (0.0 < float(value) if low_open else 0.0 <= float(value)) and float(value) < 1.0
 
 
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def check_ratio(ratio: Any, allow_zero: bool = False) -> None:
     """Reject ratios outside (0, 1); 0 (nothing hidden) only for partial labels (``allow_zero``)."""
     if not _is_unit(ratio, low_open=not allow_zero):
@@ -43,21 +46,11 @@ def check_ratio(ratio: Any, allow_zero: bool = False) -> None:
         )
 
 
-def _check_count(name: str, value: Any) -> None:
-    if value is not None and (
-        isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1
-    ):
-        raise DataPreparationError(f"{name} must be a positive integer or None, got {value!r}")
-
-
 @dataclass(frozen=True)
 class PrepareSettings:
-    """The experiment settings, checked on construction, before anything is read.
-
-    ``ratio`` 0: the target's labels are already partial, nothing is hidden. ``max_docs`` caps
-    every split; a per-domain cap takes its place for its splits. ``valid_fraction`` carves a
-    validation slice of that share out of target train (None: none).
-    """
+    """The experiment settings, checked on construction, before anything is read. ``ratio``
+    0: the target's labels are already partial. ``max_docs`` caps every split a per-domain cap
+    does not; ``valid_fraction`` carves a validation slice out of target train (None: none)."""
 
     dataset: str
     ratio: float
@@ -74,12 +67,16 @@ class PrepareSettings:
     def __post_init__(self) -> None:
         check_ratio(self.ratio, allow_zero=True)
         check_removal(self.removal)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral):
+        if not _is_integer(self.seed):
             raise DataPreparationError(f"seed must be an integer, got {self.seed!r}")
         if self.seed < 0:
             raise DataPreparationError(f"seed must be >= 0, got {self.seed!r}")
         for name in ("max_docs", "max_source_docs", "max_target_docs", "max_target_test_docs"):
-            _check_count(name, getattr(self, name))
+            value = getattr(self, name)
+            if value is not None and (not _is_integer(value) or value < 1):
+                raise DataPreparationError(
+                    f"{name} must be a positive integer or None, got {value!r}"
+                )
         for name in ("test_fraction", "target_test_fraction", "valid_fraction"):
             value = getattr(self, name)
             if (value is not None or name == "test_fraction") and not _is_unit(value):
@@ -128,8 +125,8 @@ def check_label_sets(
     label_map: Optional[Mapping[str, str]] = None,
 ) -> Dict[str, str]:
     """Check that every target label, after ``label_map`` (target -> source name), is a source
-    label (the model cannot adapt to a label it never saw), that the map's keys are target
-    labels and that it gives no two the same name; return the effective renaming."""
+    label (the model cannot adapt to a label it never saw) and that the map is one-to-one on
+    target labels; return the effective renaming."""
     mapping = dict(label_map or {})
     unknown_keys = [key for key in mapping if key not in target_labels]
     if unknown_keys:
@@ -164,8 +161,8 @@ def align_domains(
     labels: Optional[Sequence[str]] = None,
 ) -> Tuple[DomainPair, Dict[str, Any]]:
     """Give the target the source's label names and order, both restricted to ``labels`` first
-    (so a target label outside them is dropped and counted, not unknown); return the pair and
-    what was done (renamings, source labels the target has no column for)."""
+    (a target label outside them is dropped and counted, not unknown); return the pair and
+    what was done."""
     source, target = pair.source, pair.target
     label_map = dict(label_map or {})
     if labels is not None:
@@ -194,8 +191,8 @@ def align_domains(
 def split_train_test(
     n_docs: int, test_fraction: float, rng: numpy.random.Generator
 ) -> Tuple[numpy.ndarray, numpy.ndarray]:
-    """Random train/test indices, each sorted (docs keep their file order): round(fraction * n)
-    test docs, but at least one on each side whenever there are two or more docs."""
+    """Sorted random train/test indices: round(fraction * n) test docs, at least one on each
+    side whenever there are two or more docs."""
     n_test = int(round_half_up(n_docs * test_fraction))
     if n_docs >= 2:
         n_test = min(max(n_test, 1), n_docs - 1)
@@ -206,9 +203,8 @@ def split_train_test(
 def keep_duplicates_together(
     train: numpy.ndarray, test: numpy.ndarray, texts: Sequence[str]
 ) -> Tuple[numpy.ndarray, numpy.ndarray, int]:
-    """Put every copy of a text on the side of its first copy (in file order), so no text is
-    in both train and test; return the new sides and how many docs moved. Unique texts stay
-    where they are. When moving would empty a side, the split is kept and the count is -1."""
+    """Put every copy of a text on the side of its first copy, so no text is in both train and
+    test; return the sides and how many docs moved (-1: moving would empty a side, so none)."""
     in_test = numpy.zeros(len(texts), dtype=bool)
     in_test[numpy.asarray(test, dtype=int)] = True
     first_side: Dict[str, bool] = {}
@@ -230,9 +226,8 @@ def cap_indices(
 
 @dataclass(frozen=True)
 class HidingResult:
-    """The partial matrix of :func:`hide_labels`, and masks of the input's shape: ``hidden``,
-    the positives that are 0 in ``partial``; ``restored``, those drawn for hiding but put back
-    so that their label keeps a known positive."""
+    """The partial matrix of :func:`hide_labels`; ``hidden``, the positives that are 0 in it;
+    ``restored``, those drawn but put back so that their label keeps a known positive."""
 
     partial: numpy.ndarray
     hidden: numpy.ndarray
@@ -276,10 +271,9 @@ def _rank_within(keys: numpy.ndarray, axis: int) -> numpy.ndarray:
 def _hide_per_sample(
     positive: numpy.ndarray, ratio: float, rng: numpy.random.Generator
 ) -> numpy.ndarray:
-    """Hide about ``ratio`` of each document's positives (the paper's protocol): floor or ceil
-    of ratio*k, the latter with probability frac(ratio*k). The roundings are coupled by
-    systematic sampling (one uniform offset over the cumulative fractions, in a random doc
-    order), which keeps the total within one positive of ratio * all positives."""
+    """Hide floor or ceil of ratio*k of each document's k positives (the paper's protocol),
+    ceil with probability frac(ratio*k), coupled by systematic sampling (one uniform offset,
+    random doc order) so that the total is within one of ratio * all positives."""
     counts = positive.sum(axis=1)
     wanted = ratio * counts
     base = numpy.floor(wanted + 1e-9)
@@ -308,15 +302,11 @@ def hide_labels(
     removal: str,
     rng: Union[numpy.random.Generator, int],
 ) -> HidingResult:
-    """Hide a share ``ratio`` of the positives of a 0/1 matrix (docs x labels), simulating
-    partial annotation: a hidden positive becomes 0, "unlabeled" to DALLMi.
-
-    ``removal`` is ``per_sample`` (each document loses ``ratio`` of its positives, as in the
-    paper) or ``per_label`` (each label loses round(ratio * its positives)). A label left
-    without a known positive gets one back at random: neither DALLMi's loss nor the batcher
-    can use it otherwise. ``rng`` is a Generator or a seed; the partial matrix has the
-    input's dtype.
-    """
+    """Hide a share ``ratio`` of the positives of a 0/1 matrix (docs x labels): a hidden
+    positive becomes 0, "unlabeled" to DALLMi. ``removal``: ``per_sample`` (each document loses
+    ``ratio`` of its positives, as in the paper) or ``per_label`` (round(ratio * n) of each
+    label's n). A label left without a known positive gets one back at random: neither
+    DALLMi's loss nor the batcher can use it otherwise. ``rng``: a Generator or a seed."""
     check_ratio(ratio)
     check_removal(removal)
     full = numpy.asarray(label_matrix)

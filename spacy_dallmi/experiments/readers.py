@@ -1,13 +1,10 @@
 """Read multi-label text tables into a :class:`Corpus`, counting every row that is left out.
 
-A row is either a document or an entry in the :class:`ReadReport` under a reason
-(:data:`SKIP_REASONS`), so the numbers in ``stats.json`` add up and a user can find the rows
-by ``file:line``. Problems that make every row wrong (a missing file or column, a column named
-twice, bytes that are not text) are errors, raised before anything is written. The file
-formats, CSV/TSV rows and column names are :mod:`spacy_dallmi.tables`', as for ``classify``.
-
-A blank label cell (empty or whitespace-only, JSON null, a missing key, ``[]`` or ``""``) is
-never a reason to leave a row out: it says "no known positive" (see :func:`read_table`).
+A row is a document or, in the :class:`ReadReport`, a ``file:line`` under a reason
+(:data:`SKIP_REASONS`), so the numbers in ``stats.json`` add up. What makes every row wrong (a
+missing file or column, a column named twice, bytes that are not text) is an error, raised
+before anything is written. CSV/TSV rows come from :mod:`spacy_dallmi.tables`, as for
+``classify``. A blank label cell says "no known positive", never drops a row.
 """
 
 import ast
@@ -16,7 +13,7 @@ import numbers
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy
 
@@ -287,6 +284,16 @@ class CorpusBuilder:
         self._texts.append(text)
         self._positives.append(list(positives))
 
+    def read(self, rows: Iterator["Record"], parse: Callable[..., Tuple[str, List[str]]]) -> None:
+        """Add ``parse(row_id, record)``'s ``(text, positives)`` of each row; a row it raises
+        RowProblem for is counted under the reason instead."""
+        for row_id, record in rows:
+            self.report.rows += 1
+            try:
+                self.add(*parse(row_id, record))
+            except RowProblem as problem:
+                self.report.skip(problem.reason, row_id)
+
     def build(self) -> Corpus:
         labels = self._labels
         if labels is None:
@@ -375,9 +382,8 @@ def iter_records(
 ) -> Iterator[Record]:
     """``(row id, record)`` per row; a None record is a line that is not a JSON object.
 
-    Columns are checked on the header (CSV/TSV) or the first object (JSONL), so a wrong or
-    repeated name fails at once; ``fieldnames`` is for headerless files. A byte sequence that
-    is not ``encoding`` text is an error naming the file and line.
+    Columns are checked on the header (CSV/TSV) or the first object (JSONL), so a wrong name
+    fails at once; ``fieldnames`` is for headerless files.
     """
     require_file(path, hint)
     try:
@@ -434,18 +440,17 @@ def read_table(
 ) -> Corpus:
     """Read one or more CSV/TSV/JSONL files (same layout) into a :class:`Corpus`.
 
-    Labels come from EITHER ``label_columns`` (one 0/1 column per label; the label set is these
-    columns, in order) OR ``labels_column`` (one column listing each row's label names, split
-    on , ; or |, or a JSON list; the label set is the sorted set of names seen).
+    Labels come from EITHER ``label_columns`` (one 0/1 column per label, in order) OR
+    ``labels_column`` (each row's label names, split on , ; or |, or a JSON list; the label set
+    is the sorted set of names seen).
 
     A blank label cell means "no known positive". In a ``labels_column`` that is a row without
-    positives: unlabeled in a partially labelled target (``partial``), all-negative in a fully
-    labelled file. In ``label_columns`` it is unknown when ``partial``; a fully labelled file
-    must say 0 or 1, so there it is an error naming the file, line and column.
+    positives: unlabeled if ``partial`` (a partially labelled target), else all-negative. In
+    ``label_columns`` it is unknown if ``partial``; a fully labelled file must say 0 or 1, so
+    there it is an error naming the file, line and column.
 
-    Rows with blank text or an unreadable label value are left out and counted in
-    ``corpus.report``; with ``strict`` (the source) an unreadable label value is an error
-    instead. ``file_format`` overrides the guess from the extension; ``hint`` is added to the
+    Rows with blank text or an unreadable label value are counted in ``corpus.report``; with
+    ``strict`` (the source) an unreadable label value is an error. ``hint`` is added to the
     missing-file error.
     """
     if (label_columns is None) == (labels_column is None):
@@ -462,38 +467,35 @@ def read_table(
     files = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
     builder = CorpusBuilder(", ".join(str(p) for p in files), labels=label_columns)
     columns = label_columns or [labels_column]
+    # A file with a blank (or, strict, a bad) cell stops the read: these are the file's.
+    blank: List[Cell] = []
+    bad: List[Cell] = []
+
+    def parse(row_id: str, record: Optional[Mapping[str, Any]]) -> Tuple[str, List[str]]:
+        if record is None:
+            raise RowProblem("invalid_json")
+        text = text_value(record.get(text_column))
+        positives, row_bad = [], []
+        for column in columns:
+            cell = (row_id, column, record.get(column))
+            try:
+                if label_columns is None:
+                    positives = parse_label_list(cell[2])
+                elif parse_flag(cell[2]):
+                    positives.append(column)
+                elif is_blank(cell[2]) and not partial:
+                    blank.append(cell)
+            except RowProblem:
+                row_bad.append(cell)
+        if row_bad:
+            bad.extend(row_bad)
+            raise RowProblem("unparseable_labels")
+        return text, positives
+
     for path in files:
         require_file(path, hint)
-        blank: List[Cell] = []
-        bad: List[Cell] = []
-        rows = iter_records(
-            path, detect_format(path, file_format), [text_column, *columns], encoding=encoding
-        )
-        for row_id, record in rows:
-            builder.report.rows += 1
-            try:
-                if record is None:
-                    raise RowProblem("invalid_json")
-                text = text_value(record.get(text_column))
-                positives, row_bad = [], []
-                for column in columns:
-                    cell = (row_id, column, record.get(column))
-                    try:
-                        if label_columns is None:
-                            positives = parse_label_list(cell[2])
-                        elif parse_flag(cell[2]):
-                            positives.append(column)
-                        elif is_blank(cell[2]) and not partial:
-                            blank.append(cell)
-                    except RowProblem:
-                        row_bad.append(cell)
-                if row_bad:
-                    bad.extend(row_bad)
-                    raise RowProblem("unparseable_labels")
-            except RowProblem as problem:
-                builder.report.skip(problem.reason, row_id)
-                continue
-            builder.add(text, positives)
+        fmt = detect_format(path, file_format)
+        builder.read(iter_records(path, fmt, [text_column, *columns], encoding=encoding), parse)
         if blank:
             raise _cell_error(
                 path,

@@ -1,20 +1,16 @@
-"""The Markdown report of a set of metrics files, shaped like the DALLMi paper's results.
+"""The Markdown report of metrics files, shaped like the DALLMi paper's results.
 
-Per metric a Table-2-style table (methods x ratios, the selected model beside the last epoch,
-mean ± std over seeds with n), each method's difference to no adaptation next to the share of
-the partial-to-full gap it recovers (a method can recover more than another and still be below
-the model it started from), the settings, wall times and labels left out of AP, and two
-figures: macro mAP per epoch (the paper's Fig. 5) and AP per label. With ``group_settings``
-there is one section per setting (every setting but seed and ratio); runs that a setting does
-not affect (``none``, ``ft_full``) appear in every setting they fit.
-
-The only module of the kit that imports matplotlib, drawing on its Agg canvas (no pyplot, so
-no display and no global state); the command line imports it only for a report.
+Per metric a Table-2-style table (methods x ratios, selected model and last epoch), each
+method's difference to no adaptation beside the share of the partial-to-full gap it recovers
+(a method can recover more than another and still be below its starting model), settings,
+wall times, and two figures (the paper's Fig. 5, AP per label). The kit's only matplotlib
+user, on the Agg canvas (no pyplot: no display, no global state).
 """
 
 import math
 import os
 import statistics
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -142,10 +138,7 @@ def _tables(
 
 def _details(md: MarkdownRenderer, runs: Sequence[Run], root: Path) -> List[str]:
     """Labels left out of AP, how each source model stopped, the settings and the runs."""
-    counts: Dict[Tuple[str, ...], int] = {}
-    for run in runs:
-        skipped = tuple(run.metrics["cats_ap_skipped_labels"])
-        counts[skipped] = counts.get(skipped, 0) + 1
+    counts = Counter(tuple(run.metrics["cats_ap_skipped_labels"]) for run in runs)
     items = []
     for skipped, n_runs in counts.items():
         listed = f": {', '.join(md.code(label) for label in skipped)}" if skipped else ""
@@ -189,18 +182,11 @@ def _details(md: MarkdownRenderer, runs: Sequence[Run], root: Path) -> List[str]
     )
     rows = []
     for run in ordered:
-        ap = run.metrics["cats_macro_ap"]
-        rows.append(
-            [
-                md.code(os.path.relpath(run.path, root)),
-                md.code(run.method),
-                "all" if run.ratio is None else f"{run.ratio:g}",
-                srsly.json_dumps(run.seed),
-                str(run.result["n_docs"]),
-                MISSING if ap is None else f"{100 * ap:.1f}",
-                f"{float(run.result['wall_seconds']):.1f}",
-            ]
-        )
+        ap, ratio = run.metrics["cats_macro_ap"], "all" if run.ratio is None else f"{run.ratio:g}"
+        row = [md.code(os.path.relpath(run.path, root)), md.code(run.method), ratio]
+        row += [srsly.json_dumps(run.seed), str(run.result["n_docs"])]
+        row += [MISSING if ap is None else f"{100 * ap:.1f}"]
+        rows.append(row + [f"{float(run.result['wall_seconds']):.1f}"])
     total = sum(float(run.result["wall_seconds"]) for run in runs)
     header = ["file", "method", "ratio", "seed", "test docs", "macro mAP", "eval wall s"]
     return blocks + [
@@ -213,11 +199,9 @@ def _details(md: MarkdownRenderer, runs: Sequence[Run], root: Path) -> List[str]
 def curve_points(
     runs: Sequence[Run], method: str, ratio: float
 ) -> Tuple[Dict[int, List[float]], int]:
-    """Macro mAP per epoch of every seed of `method` at `ratio`, and how many seeds had a curve.
-
-    Epoch e is the model after e full epochs (0 = the source model). The epoch callback runs
-    before each epoch, so the final model's point is the run's own score, at its epochs.
-    """
+    """Macro mAP per epoch (e: after e epochs) of every seed of `method` at `ratio`, and how
+    many seeds had a curve. The callback runs before each epoch, so the final point is the
+    run's own score."""
     per_epoch: Dict[int, List[float]] = {}
     seeds = 0
     for run in runs:
@@ -244,13 +228,9 @@ def _plot_curve(runs: Sequence[Run], ratio: float, figure: Figure) -> None:
         if not per_epoch:
             continue
         epochs = sorted(per_epoch)
-        mean = numpy.array([100 * numpy.mean(per_epoch[e]) for e in epochs])
-        std = numpy.array(
-            [
-                100 * numpy.std(per_epoch[e], ddof=1) if len(per_epoch[e]) > 1 else 0.0
-                for e in epochs
-            ]
-        )
+        values = [per_epoch[epoch] for epoch in epochs]
+        mean = numpy.array([100 * numpy.mean(v) for v in values])
+        std = numpy.array([100 * numpy.std(v, ddof=1) if len(v) > 1 else 0.0 for v in values])
         colour = METHOD_COLOURS[method]
         axes.plot(epochs, mean, marker="o", color=colour, label=f"{method} (n={seeds})")
         if seeds > 1:
@@ -369,15 +349,11 @@ def build_report(
     group_settings: bool = False,
     root: Optional[Path] = None,
 ) -> None:
-    """Write a Markdown report (tables, settings, figures) from metrics files.
-
-    Files that say a run was skipped are listed with their reason. ``figures_dir`` holds the
-    PNGs, linked by relative path; ``group_settings``: one section per setting (see
-    :func:`group_by_setting`), else one table, where two files of one method, ratio and seed
-    are an error. Paths in the report are relative to ``root`` (default: the working
-    directory). Raises ValueError for no files, a file without a required key or with an
-    unknown method (naming it), or two files of one method, ratio and seed.
-    """
+    """Write a Markdown report (tables, settings, figures) from metrics files; skipped runs
+    are listed with their reason. ``group_settings``: one section per setting (see
+    :func:`group_by_setting`), else one table. Paths are shown relative to ``root`` (default:
+    the working directory). ValueError (naming the file) for no files, a missing key, an
+    unknown method or two files of one method, ratio and seed."""
     paths = [Path(path) for path in metrics_paths]
     root = Path(root or Path.cwd())
     results = {}

@@ -1,13 +1,8 @@
-"""What a training run was made from, so that an unchanged run is not trained twice.
-
-A study run again, or after a setting is switched and back, reaches run folders that already
-hold exactly that run. ``train`` records a finished run's inputs in
-``OUTPUT/training_inputs.json`` and skips a run whose inputs are all the same. The record is
-strict, so that a stale model is never reused: the config file, the overrides, epochs and
-patience; the contents of every file or folder a string of the interpolated config names
-(corpora, the source pipeline, a packaged backbone's folder); the versions of the packages
-that train and a hash of this package's source (a fix in the loss retrains). A changed
-spelling of a path costs one retraining, never a wrong reuse.
+"""What a training run was made from (``OUTPUT/training_inputs.json``), so that ``train``
+skips a run whose inputs are all the same. The record is strict, so that a stale model is never
+reused: config, overrides, epochs, patience, the contents of every file or folder the
+interpolated config names, package versions and a hash of this package's source (a fix in the
+loss retrains). A changed spelling of a path costs one retraining, never a wrong reuse.
 """
 
 import hashlib

@@ -1,9 +1,6 @@
 """Metrics files as :class:`Run` records, and the numbers the report and the benchmarks take
-from them: per-seed values of a metric, ``mean ± std`` cells and the recovery of the gap.
-
-A metrics file is one method at one share of hidden positives (``settings.ratio``) and seed;
-the methods that read no hidden labels (``none``, ``ft_full``) may have no ratio and then
-count at every ratio.
+from them: per-seed values, ``mean ± std`` cells and the recovery of the gap. A file is one
+method at one ratio and seed; ``none`` and ``ft_full`` may have no ratio, counting at every one.
 """
 
 import statistics
@@ -128,11 +125,10 @@ def format_cell(values: Sequence[float]) -> str:
 def recovery(
     method: float, ft_partial: float, ft_full: float, points: float = 100.0, decimals: int = 1
 ) -> str:
-    """``(method - ft_partial) / (ft_full - ft_partial)`` as text, ``52.6%``: the share of the
-    partial-to-full gap ``method`` closes; ``n/a (gap 1.7)`` below :data:`MIN_RECOVERY_GAP`
-    points, where it divides noise by noise. ``points``: points per unit of the scores (100
-    for the metrics files' fractions, 1 for the benchmarks'); the threshold is scaled, not
-    the gap, so scaling never rounds a gap across it."""
+    """The share of the partial-to-full gap ``method`` closes as text, ``52.6%``; ``n/a (gap
+    1.7)`` below :data:`MIN_RECOVERY_GAP` points, where it divides noise by noise. ``points``:
+    points per unit of the scores (100 for fractions, 1 for the benchmarks'); the threshold is
+    scaled, not the gap, so scaling never rounds a gap across it."""
     gap = ft_full - ft_partial
     if gap < MIN_RECOVERY_GAP / points:
         return f"n/a (gap {points * gap:.1f})"

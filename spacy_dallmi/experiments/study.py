@@ -1,15 +1,11 @@
-"""The study: ``python -m spacy_dallmi study COMMAND``, the commands the spaCy project runs.
+"""``python -m spacy_dallmi study COMMAND``: the workflows the spaCy project runs.
 
-Each command (``check``, ``adapt``, ``baselines``, ``table``, ``tune``, ``ablations``) takes
-the project's vars as options, plus ``--options "NAME=VALUE ..."`` for the rarely changed
-settings (:data:`OPTIONS`), and runs its steps in order: check the data, prepare the corpora,
-train the source model, train and evaluate each method, fit the thresholds, write the report.
-:meth:`Study.folder` is the one function that names a run folder, by the settings that change
-its result, so runs never overwrite each other and the source model and ratio-free baselines
-are shared. A step whose output is there from the same inputs is skipped (the corpora by
-``prepared.json``, a training run by :mod:`.run_inputs`, a metrics file newer than its run);
-``--options force=dallmi,source`` (or ``force=all``) redoes runs. Every bad var or option is
-one line naming what to set, before anything is read or trained.
+Each command takes the project's vars as options (``--options "NAME=VALUE ..."``: the rarely
+changed :data:`OPTIONS`) and runs its steps in order. :meth:`Study.folder` alone names run
+folders, by the settings that change a result, so runs never overwrite each other and the
+source model and ratio-free baselines are shared. A step whose output exists from the same
+inputs is skipped (``prepared.json``, :mod:`.run_inputs`, a metrics file newer than its run);
+``force=dallmi,source`` (or ``all``) redoes runs. A bad var is one line, before any work.
 """
 
 import dataclasses
@@ -29,15 +25,15 @@ from .commands import (
     _split_names,
     app,
     evaluate_to,
-    find_thresholds,
+    find_thresholds_command,
     prepare_command,
     train_run,
     with_options,
     write_report,
 )
-from .corpus import NO_POSITIVE, read_files
+from .corpus import check_known_positives, read_files
 from .datasets import DATASETS, GOEMOTIONS_FILES, PUBMED_FILES, SEMEVAL_FILES
-from .grid import LEARN_RATE, SETTINGS, TUNED, ablate, tune
+from .grid import LEARN_RATE, SETTINGS, TUNED, ablate, base_overrides, tune
 from .methods import TUNED_METHODS
 from .protocol import REMOVAL_MODES, check_label_sets
 from .readers import DataPreparationError, MissingColumnError, detect_format, iter_records
@@ -91,6 +87,7 @@ OPTIONS: Dict[str, Any] = {
     "ablation_lambdas": "0,0.03,0.1,0.3,1",
 }
 CHOICES = {"removal": REMOVAL_MODES, "loss_form": ("norm", "log")}
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 class CheckError(Exception):
@@ -109,15 +106,11 @@ def parse_options(text: str) -> Dict[str, Any]:
                 f"one of {', '.join(OPTIONS)}"
             )
         default = OPTIONS[name]
+        boolean = isinstance(default, bool)
         try:
-            if isinstance(default, bool):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                options[name] = value.lower() in ("true", "1", "yes")
-            else:
-                options[name] = type(default)(value)
-        except ValueError:
-            kind = "true or false" if isinstance(default, bool) else type(default).__name__
+            options[name] = BOOLEANS[value.lower()] if boolean else type(default)(value)
+        except (KeyError, ValueError):
+            kind = "true or false" if boolean else type(default).__name__
             raise CheckError(
                 f"Option {name} must be {kind}, got {value!r} (--vars.options)"
             ) from None
@@ -140,8 +133,7 @@ def key(value: Any) -> str:
 
 @dataclass
 class Study:
-    """The project's vars (the study commands' options, with these defaults) and options:
-    what a workflow runs on, and where its runs go."""
+    """The project's vars (the study commands' options) and options; where its runs go."""
 
     dataset: str = CUSTOM
     data_name: str = ""
@@ -228,7 +220,7 @@ class Study:
         return path if kind == "training" else path.with_name(path.name + ".json")
 
     def settings(self, method: str) -> Dict[str, Any]:
-        """The run's settings, as its metrics file records them (the report groups by them)."""
+        """The run's settings as its metrics file records them (the report groups by them)."""
         found: Dict[str, Any] = {"dataset": self.data_name, "sizes": self.sizes}
         found.update(seed=self.seed, model=self.model)
         if method not in ("none", "ft_full"):
@@ -247,14 +239,9 @@ class Study:
 
     def training(self, method: str) -> Tuple[str, Dict[str, Any]]:
         """The config file and overrides of a method's training run."""
-        data = self.corpus if method == "ft_full" else self.partial
-        suffix = "_full" if method == "ft_full" else ""
-        overrides: Dict[str, Any] = {
-            "paths.source": str(self.folder("training", "source") / "model-best"),
-            "paths.train": str(data / f"target_train{suffix}.spacy"),
-            "paths.dev": str(data / f"target_valid{suffix}.spacy"),
-            "system.seed": self.seed,
-        }
+        full, source = method == "ft_full", self.folder("training", "source") / "model-best"
+        data, suffix = (self.corpus, "_full") if full else (self.partial, "")
+        overrides = base_overrides(source, data, self.seed, suffix)
         if method == "dallmi_paper":
             return "adapt_paper.cfg", overrides
         overrides.update({"training.batcher.size": self.batch_size, LEARN_RATE: self.learn_rate})
@@ -308,7 +295,7 @@ def check_columns(path: Path, required: List[str], var_of: Dict[str, str]) -> No
 
 
 def check_custom(study: Study) -> List[Path]:
-    """The custom data's files exist and have the named columns; return them."""
+    """The custom data's files, checked to exist and have the named columns."""
     files = [
         _file(study.source_file, "source_file", "The source-domain file"),
         _file(study.target_file, "target_file", "The target-domain file"),
@@ -350,11 +337,7 @@ def read_custom(study: Study, files: List[Path]) -> List[str]:
         for name in ("target", "target_test"):
             if name in reads:
                 check_label_sets(reads["source"].labels, reads[name].labels)
-        if not reads["target"].matrix.any():
-            raise DataPreparationError(
-                f"The target data ({files[1]}) {NO_POSITIVE}. Mark the positives you know (a "
-                "1, or the label's name in the labels column)."
-            )
+        check_known_positives(reads["target"])
     except DataPreparationError as error:
         raise CheckError(str(error)) from None
     lines = [read_summary(name, corpus.report.to_dict()) for name, corpus in reads.items()]
@@ -479,22 +462,10 @@ def prepare(study: Study) -> None:
         msg.good(f"{study.partial}: already prepared from the same files and settings")
         return
     msg.divider(f"prepare {study.partial}")
-    files = {name: getattr(study, name) for name in ("source_file", "target_file")}
-    files["target_test_file"] = study.target_test_file
-    prepare_command(
-        study.dataset,
-        study.data_dir,
-        study.partial,
-        max_docs=None,
-        test_fraction=0.2,
-        text_column=study.text_column,
-        labels_column=study.labels_column,
-        label_columns=study.label_columns,
-        quiet=False,
-        shared_dir=study.corpus,
-        **files,
-        **values,
-    )
+    names = ("source_file", "target_file", "target_test_file", "text_column", "labels_column")
+    given = {name: getattr(study, name) for name in (*names, "label_columns")}
+    fixed = dict(max_docs=None, test_fraction=0.2, quiet=False, shared_dir=study.corpus)
+    prepare_command(study.dataset, study.data_dir, study.partial, **given, **fixed, **values)
     srsly.write_json(done, record)
 
 
@@ -560,8 +531,8 @@ def run_adapt(study: Study, with_report: bool = True) -> None:
     method(study, "dallmi")
     thresholds = study.folder("thresholds", "dallmi")
     if study.forced("dallmi") or not thresholds.is_file():
-        model = study.folder("training", "dallmi") / "model-best"
-        find_thresholds(model, study.partial / "target_valid.spacy", thresholds, study.gpu_id)
+        model, valid = study.folder("training", "dallmi"), study.partial / "target_valid.spacy"
+        find_thresholds_command(model / "model-best", valid, thresholds, study.gpu_id)
     if with_report:
         report(study)
 

@@ -1,10 +1,6 @@
-"""Say in plain words what data preparation did, and warn about data that will not do what a
-user expects.
-
-Every row, label or positive left out or changed gets one sentence with its count and reason
-(``stats["changes"]``), so a user never has to diff files to learn what happened. The warnings
-(``stats["warnings"]``) stop nothing: a source label too rare to learn, a target label without
-a known positive, the same text on both sides of a split.
+"""What data preparation did, in plain words, and warnings about data that will not do what a
+user expects: every row, label or positive left out or changed gets a sentence with its count
+and reason (``stats["changes"]``), so nobody has to diff files; warnings stop nothing.
 """
 
 from collections import Counter
@@ -13,10 +9,16 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from wasabi import Printer
 
-from .readers import SKIP_REASONS, Corpus
+from .readers import SKIP_REASONS, Corpus, DomainPair
 
 #: Fewer source positives than this and a label gets a warning.
 MIN_SOURCE_POSITIVES = 5
+#: Split pairs that must not share a text: (trained on, scored on).
+LEAK_PAIRS = (
+    ("source_train", "source_test"),
+    ("target_train", "target_test"),
+    ("target_train", "target_valid"),
+)
 
 
 def rare_source_labels(positives: Mapping[str, int], where: str) -> Optional[str]:
@@ -49,11 +51,31 @@ def duplicate_texts(texts: Sequence[str]) -> Dict[str, int]:
     return {"texts": len(repeated), "rows": int(sum(repeated))}
 
 
-def leak_warning(split_a: str, split_b: str, shared: int, fix: str) -> str:
-    return (
-        f"{split_a}/{split_b}: {shared} text(s) are in both {split_a} and {split_b}, so "
-        f"{split_b} scores are optimistic (the model has seen those texts). {fix}"
+def split_warnings(
+    pair: DomainPair, splits: Mapping[str, Corpus], source: Mapping[str, int], own_files: bool
+) -> List[str]:
+    """The warnings of one preparation (``source``: source_train's positives), in order."""
+    target_positives = dict(zip(pair.target.labels, map(int, pair.target.matrix.sum(axis=0))))
+    lines = [
+        rare_source_labels(source, "source_train"),
+        unadaptable_labels(target_positives, f"target ({pair.target.report.origin})"),
+    ]
+    fix = (
+        "Deduplicate the files (keep one row per text), and give a target test file that "
+        "holds no target train text."
+        if own_files
+        else "The built-in studies keep their published seeded split, so that their "
+        "benchmarks stay reproducible; the overlap is part of them."
     )
+    for first, second in LEAK_PAIRS:
+        if first in splits and second in splits:
+            shared = len(set(splits[first].texts) & set(splits[second].texts))
+            if shared:
+                lines.append(
+                    f"{first}/{second}: {shared} text(s) are in both {first} and {second}, so "
+                    f"{second} scores are optimistic (the model has seen those texts). {fix}"
+                )
+    return [line for line in lines if line]
 
 
 def read_warnings(reads: Mapping[str, Corpus]) -> List[str]:
@@ -76,8 +98,7 @@ def read_warnings(reads: Mapping[str, Corpus]) -> List[str]:
 
 
 def read_summary(name: str, read: Dict[str, Any]) -> str:
-    """One line per file read: rows read and kept, with and without a known positive,
-    positives per label, and the rows dropped by reason."""
+    """One line per file read: rows read and kept, known positives, rows dropped by reason."""
     positives = ", ".join(f"{label} {n}" for label, n in read["positives"].items()) or "none"
     dropped = "; ".join(
         f"{count} x {reason} (e.g. {', '.join(read['skipped_examples'][reason][:3])})"

@@ -1,10 +1,6 @@
-"""Per-label decision thresholds, fitted on the partially labelled validation slice.
-
-Labels differ in frequency and calibration, so one cut-off (``spacy find-threshold``'s) is
-rarely right for all: :func:`fit_thresholds` picks, per label, the threshold with the best F1
-against the labels the validation docs carry. Unlabeled docs count as negatives, so the F1 is
-biased and the thresholds lean high: the price of never reading the test split. The JSON of
-:func:`write_thresholds` is what ``classify --thresholds`` applies.
+"""Per-label decision thresholds (best F1), fitted on the partially labelled validation slice:
+labels differ in frequency and calibration, so one cut-off is rarely right for all. Unlabeled
+docs count as negatives, so thresholds lean high: the price of never reading the test split.
 """
 
 from pathlib import Path
@@ -44,9 +40,8 @@ def best_f1_threshold(gold: numpy.ndarray, scores: numpy.ndarray) -> Tuple[float
 def fit_threshold_columns(
     gold: numpy.ndarray, scores: numpy.ndarray, labels: Sequence[str]
 ) -> Dict[str, Dict[str, float]]:
-    """Per label (column): ``{"threshold", "f1", "positives"}`` from a docs × labels matrix of
-    ``scores`` and one of ``gold`` (1 = positive, anything else = negative). A label without a
-    positive keeps :data:`DEFAULT_THRESHOLD`."""
+    """Per label (column): ``{"threshold", "f1", "positives"}`` from docs × labels ``scores``
+    and ``gold`` (1 = positive, else negative); no positive: :data:`DEFAULT_THRESHOLD`."""
     gold = numpy.asarray(gold) == 1
     scores = numpy.asarray(scores, dtype="float64")
     if gold.shape != scores.shape or gold.shape[1:] != (len(labels),):
