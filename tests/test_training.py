@@ -16,6 +16,7 @@ from spacy.tokens import DocBin
 from spacy.training import Example
 from spacy.util import load_config, registry
 
+from spacy_dallmi import teacher
 from spacy_dallmi.settings import PAPER_SETTINGS, PAPER_TRAINING, DallmiSettings
 from spacy_dallmi.training import (
     TRAINING_FILE,
@@ -79,11 +80,28 @@ def test_source_model_trains_with_the_bce_objective(source):
 
 @pytest.mark.parametrize("config,objective", [("adapt.cfg", "dallmi"), ("finetune.cfg", "bce")])
 def test_sourced_configs_train_and_record_what_they_trained(
-    source, corpus, tmp_path, config, objective
+    source, corpus, tmp_path, config, objective, capsys
 ):
     output = train_epochs(
         CONFIGS / config, tmp_path / "run", 2, overrides=sourced_overrides(source, corpus)
     )
+    printed = " ".join(capsys.readouterr().out.split())  # wasabi wraps long lines
+    if objective == "dallmi":  # adapt.cfg's teacher_split says how it split the labels
+        start = spacy.load(source)
+        train = list(DocBin().from_disk(corpus["target_train"]).get_docs(start.vocab))
+        labels = start.get_pipe("textcat").labels
+        p = numpy.array(
+            [[d.cats[label] for label in labels] for d in start.pipe(d.text for d in train)]
+        )
+        known = numpy.array([[d.cats.get(label) == 1.0 for label in labels] for d in train])
+        found = teacher.calibration(p, known)
+        trained = [
+            name for name, on in zip(labels, (p.sum(0) >= known.sum(0)) & (found >= 0.5)) if on
+        ]
+        assert (
+            f"the source's calibration on the training docs is {found:.2f} "
+            f"(teacher_calibration 0.5); the source's posterior trains {trained or 'no label'}"
+        ) in printed
     assert output == tmp_path / "run" and not (tmp_path / "run.partial").exists()
     adapted = spacy.load(output / "model-last")
     textcat = adapted.get_pipe("textcat")
