@@ -15,6 +15,7 @@ report; ``--variants`` trains only the named ones. The first of ``--ratios`` is 
 
 import argparse
 import fcntl
+import itertools
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -22,15 +23,15 @@ from typing import Any, Dict, List, Optional, Tuple
 import paired
 import srsly
 from environment import table
-from paired import CONFIGS, METHODS, SETTINGS_KEY, Method, Protocol, beside, run_key
+from paired import ADAPT, CONFIGS, METHODS, SETTINGS_KEY, Method, Protocol, beside, run_key
 from spacy.util import load_config
 from splits import ratio_name
-from stats import ci_text, mean_std, paired_difference
+from stats import ci_text, mean_std
+from summarize import Runs, scores, versus
 
 from spacy_dallmi.experiments.grid import ablation_variants, batcher_config, variant_slug
 
 LAMBDAS = (0.0, 0.03, 0.1, 0.3, 1.0)
-ADAPT = "adapt.cfg"  # under configs/; a batching variant trains from a copy in the work folder
 Variants = List[Tuple[str, Dict[str, Any]]]
 
 
@@ -118,43 +119,36 @@ def train(args: argparse.Namespace, variants: Variants) -> None:
 
 def write_report(args: argparse.Namespace, variants: Variants) -> None:
     folder, ratio = beside(args, "ablations_"), args.ratios[0]
-    rname = ratio_name(ratio)
-    rows = []  # per variant (in the table's order): its finished runs by seed
-    for name, _ in variants:
-        paths = {seed: variant_path(args, folder, seed, ratio, name)[0] for seed in args.seeds}
-        rows.append((name, {s: srsly.read_json(p) for s, p in paths.items() if p.exists()}))
-    any_run = next((r for _, runs in rows for r in runs.values()), None)
-    if any_run is None:
+    runs: Runs = {}  # (variant, seed) -> its finished run, in the table's order
+    for (name, _), seed in itertools.product(variants, args.seeds):
+        path = variant_path(args, folder, seed, ratio, name)[0]
+        if path.exists():
+            runs[(name, seed)] = srsly.read_json(path)
+    if not runs:
         print("[ablations] no finished run yet: no report", flush=True)
         return
-
-    def scores(runs: Dict[int, Dict[str, Any]], which: str) -> Dict[int, float]:
-        picked = {s: r["last"] if which == "last" else r["selected"][rname]["pu_score"]["test"]
-                  for s, r in runs.items()}  # fmt: skip
-        return {s: 100 * test["macro_ap"] for s, test in picked.items()}
-
-    default = rows[0][1]
-    body = []
-    for name, runs in rows:
+    body, default = [], variants[0][0]
+    for name, _ in variants:
         cells = [name]
-        for which in ("last", "selected"):
-            mine, base = scores(runs, which), scores(default, which)
-            common = sorted(set(mine) & set(base))
+        for model in ("last", "pu_score"):
+            mine, base = (scores(runs, ratio_name(ratio), m, model) for m in (name, default))
             cells.append(f"{mean_std(list(mine.values()))[0]:.1f} (n={len(mine)})" if mine else "–")
-            if runs is default or not common:
+            diff = None if name == default else versus(mine, base)
+            if diff is None:
                 cells.append("–")
                 continue
-            diff = paired_difference([mine[s] for s in common], [base[s] for s in common])
-            relative = 100 * diff.mean_diff / (sum(base[s] for s in common) / len(common))
+            common = [base[s] for s in mine if s in base]
+            relative = 100 * diff.mean_diff / (sum(common) / len(common))
             ci = ci_text(diff.ci_low, diff.ci_high)
             cells.append(f"{relative:+.1f}% ({diff.mean_diff:+.1f}{ci}; n={diff.n})")
-        cpu = [r["run"]["train_cpu_seconds"] / args.epochs for r in runs.values()
-               if "train_cpu_seconds" in r["run"]]  # fmt: skip
+        cpu = [r["run"]["train_cpu_seconds"] / args.epochs for (n, _), r in runs.items()
+               if n == name and "train_cpu_seconds" in r["run"]]  # fmt: skip
         cells.append(f"{sum(cpu) / len(cpu):.0f} (n={len(cpu)})" if cpu else "–")
         body.append(cells)
     header = ["variant", "macro AP, last epoch", "vs default: relative (points [95% CI])",
               "macro AP, selected by PU score", "vs default: relative (points [95% CI])",
               "train CPU s / epoch (n runs)"]  # fmt: skip
+    any_run = next(iter(runs.values()))
     machine = any_run["machine"]
     lines = [
         f"# DALLMi ablations on `{args.dataset}` ({100 * ratio:g}% of target positives removed)",

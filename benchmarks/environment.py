@@ -4,6 +4,7 @@ benchmark scripts share: common options, JSON and Markdown writing, timing.
 """
 
 import argparse
+import contextlib
 import datetime
 import functools
 import json
@@ -33,12 +34,9 @@ def now() -> str:
 
 def proc_field(path: str, key: str) -> Optional[str]:
     """The value after ``key:`` on the first line of a ``/proc`` file that starts with it."""
-    try:
-        for line in Path(path).read_text().splitlines():
-            if line.startswith(key):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    with contextlib.suppress(OSError):
+        lines = Path(path).read_text().splitlines()
+        return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), None)
     return None
 
 
@@ -86,10 +84,8 @@ def machine_info(gpu_id: Optional[int] = None) -> Dict[str, Any]:
 def package_versions() -> Dict[str, str]:
     versions = {}
     for name in PACKAGES:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
     return versions
 
 
@@ -97,13 +93,11 @@ def git_info() -> Dict[str, Any]:
     """Commit and dirtiness, read without changing any git state (no optional locks)."""
 
     def git(*args: str) -> Optional[str]:
-        try:
-            command = ["git", "--no-optional-locks", *args]
-            return subprocess.run(
-                command, cwd=REPO_ROOT, capture_output=True, text=True, check=True
-            ).stdout
-        except (OSError, subprocess.CalledProcessError):
-            return None
+        with contextlib.suppress(OSError, subprocess.CalledProcessError):
+            done = subprocess.run(["git", "--no-optional-locks", *args], cwd=REPO_ROOT,
+                                  capture_output=True, text=True, check=True)  # fmt: skip
+            return done.stdout
+        return None
 
     commit = git("rev-parse", "HEAD")
     paths = [line[3:] for line in (git("status", "--porcelain") or "").splitlines() if line.strip()]

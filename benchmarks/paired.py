@@ -34,6 +34,7 @@ from splits import RATIOS, SeedCorpora, Sizes, prepare_seed, prepared_counts, ra
 
 from spacy_dallmi.experiments import methods as registry
 from spacy_dallmi.interpolation import interpolate_into
+from spacy_dallmi.selection import choose
 from spacy_dallmi.settings import PAPER_SETTINGS, PAPER_TRAINING, PU_ONLY, DallmiSettings
 from spacy_dallmi.training import TRAINING_FILE, train_epochs
 
@@ -81,29 +82,25 @@ def as_registered(methods: Dict[str, Method]) -> Dict[str, Method]:
 
 _PAPER = {k: v for k, v in PAPER_SETTINGS.to_dict().items() if k not in ("objective", "seed")}
 _TEACHER = {"teacher_weight": 1.0, "teacher_target": "posterior"}
-_NO_SPLIT = {"teacher_split": False}
+FT, ADAPT = "finetune.cfg", "adapt.cfg"  # under configs/
 METHODS: Dict[str, Method] = as_registered(
     {
         "none": Method(None),
-        "ft_partial": Method("finetune.cfg", "partial", tuned=True),
-        "ft_full": Method("finetune.cfg", "full"),
-        "an_ls": Method("finetune.cfg", "partial", {"label_smoothing": 0.1}, tuned=True),
-        "wan": Method("finetune.cfg", "partial", {"negative_weighting": "wan"}, tuned=True),
+        "ft_partial": Method(FT, "partial", tuned=True),
+        "ft_full": Method(FT, "full"),
+        "an_ls": Method(FT, "partial", {"label_smoothing": 0.1}, tuned=True),
+        "wan": Method(FT, "partial", {"negative_weighting": "wan"}, tuned=True),
         "aad": Method("aad", settings=AAD_SETTINGS),
-        "dallmi": Method("adapt.cfg", "partial"),
-        "dallmi_pu": Method("adapt.cfg", "partial", PU_ONLY),
-        "dallmi_lambda0": Method("adapt.cfg", "partial", {**PU_ONLY, "mixup_lambda": 0.0}),
-        "dallmi_paper": Method("adapt.cfg", "partial", _PAPER, PAPER_TRAINING["learn_rate"]),
-        "ft_teacher": Method("finetune.cfg", "partial", _TEACHER),
-        "dallmi_teacher": Method("adapt.cfg", "partial", {**PU_ONLY, "teacher_weight": 0.5}),
-        "ft_teacher_source": Method(
-            "finetune.cfg", "partial", {**_TEACHER, "teacher_target": "source"}
-        ),
-        "dallmi_posterior": Method("adapt.cfg", "partial", {**_TEACHER, **_NO_SPLIT}),
-        "ft_teacher_mixture": Method(
-            "finetune.cfg", "partial", {**_TEACHER, "teacher_target": "mixture"}
-        ),
-        "dallmi_split_any": Method("adapt.cfg", "partial", {"teacher_calibration": 0.0}),
+        "dallmi": Method(ADAPT, "partial"),
+        "dallmi_pu": Method(ADAPT, "partial", PU_ONLY),
+        "dallmi_lambda0": Method(ADAPT, "partial", {**PU_ONLY, "mixup_lambda": 0.0}),
+        "dallmi_paper": Method(ADAPT, "partial", _PAPER, PAPER_TRAINING["learn_rate"]),
+        "ft_teacher": Method(FT, "partial", _TEACHER),
+        "dallmi_teacher": Method(ADAPT, "partial", {**PU_ONLY, "teacher_weight": 0.5}),
+        "ft_teacher_source": Method(FT, "partial", {**_TEACHER, "teacher_target": "source"}),
+        "dallmi_posterior": Method(ADAPT, "partial", {**_TEACHER, "teacher_split": False}),
+        "ft_teacher_mixture": Method(FT, "partial", {**_TEACHER, "teacher_target": "mixture"}),
+        "dallmi_split_any": Method(ADAPT, "partial", {"teacher_calibration": 0.0}),
     }
 )
 
@@ -252,7 +249,6 @@ class Protocol:
         if lr is None and method.tuned and name in self.tuned:
             lr = self.tuned[name]["learn_rate"]
         if method.config == "aad":
-            overrides: Record = {}
             effective = {**AAD_SETTINGS, **method.settings}
             if lr is not None:
                 effective["learn_rate"] = lr
@@ -322,24 +318,14 @@ class Protocol:
         return payload
 
 
-def allowed(candidate: Record, source: Record, rname: str, confidence=0.0, guard=None) -> bool:
-    """The source always; another candidate if it beat the source's PU score on ``confidence``
-    of the resamples (``pu_win``) and scores at least the source's ``guard`` score."""
-    if candidate.get("epoch") == 0:
-        return True
-    val = candidate["val"][rname]
-    return (confidence == 0.0 or val["pu_win"] >= confidence) and (
-        guard is None or val[guard] >= source["val"][rname][guard]
-    )
-
-
 def select(
     records: List[Record], rname: str, criterion: str, confidence=0.0, guard=None, blends=None
 ) -> Record:
-    """The epoch :func:`allowed` with the best validation ``criterion``, ties to the earliest
-    (the source first). With ``blends``, what the product ships (``training._select_shipped``)
-    among the source, its blends with the last epoch and ``model-best`` (the best trained
-    epoch, the later of equal ones), ties to the source, then the blends, then the checkpoint."""
+    """The epoch the product's rule (:func:`~spacy_dallmi.selection.choose`) picks by the
+    validation ``criterion``, ties to the earliest (the source first). With ``blends``, what the
+    product ships (``training._select_shipped``) among the source, its blends with the last
+    epoch and ``model-best`` (the best trained epoch, the later of equal ones), ties to the
+    source, then the blends, then the checkpoint."""
     source, *trained = records
     if blends is None:  # (distance from the source, epoch, candidate)
         candidates = [(r["epoch"], r["epoch"], r) for r in records]
@@ -348,8 +334,11 @@ def select(
         last = records[-1]["epoch"]
         candidates = [(0.0, 0, source), *((b["alpha"], last, b) for b in blends)]
         candidates.append((1.0 + checkpoint["epoch"], checkpoint["epoch"], checkpoint))
-    candidates = [c for c in candidates if allowed(c[2], source, rname, confidence, guard)]
-    distance, epoch, best = max(candidates, key=lambda c: (c[2]["val"][rname][criterion], -c[0]))
+    vals = [c[2]["val"][rname] for c in candidates]  # the source first, the nearest first
+    wins = {i: val.get("pu_win", 0.0) for i, val in enumerate(vals)}
+    guards = None if guard is None else {i: val[guard] for i, val in enumerate(vals)}
+    scores = {i: val[criterion] for i, val in enumerate(vals)}
+    distance, epoch, best = candidates[choose(scores, wins, confidence, 0, guards)]
     alpha = {} if blends is None else {"alpha": 0.0 if epoch == 0 else min(distance, 1.0)}
     return {"epoch": epoch, **alpha, "val": best["val"][rname][criterion], "test": best["test"]}
 
@@ -365,17 +354,13 @@ def criteria(records: List[Record], rname: str) -> Dict[str, Tuple[str, float, O
 
 def summarise_records(records: List[Record], ratios: Sequence[str], blends=()) -> Record:
     """The last epoch's test scores, and per ratio and criterion the selected and shipped ones."""
-    specs = {r: criteria(records, r) for r in ratios}
-    summary = {
-        "last": records[-1]["test"],
-        "selected": {r: {c: select(records, r, *s) for c, s in specs[r].items()} for r in ratios},
-    }
-    if blends:
-        summary["shipped"] = {
-            r: {c: select(records, r, *s, blends=blends) for c, s in specs[r].items()}
-            for r in ratios
-        }
-    return summary
+
+    def picked(**blended: Any) -> Record:
+        specs = {r: criteria(records, r).items() for r in ratios}
+        return {r: {c: select(records, r, *s, **blended) for c, s in specs[r]} for r in ratios}
+
+    summary = {"last": records[-1]["test"], "selected": picked()}
+    return {**summary, "shipped": picked(blends=blends)} if blends else summary
 
 
 def run_key(seed: int, ratio: Optional[float], method: str) -> str:

@@ -128,13 +128,10 @@ def train_run(config_path: str, overrides: Dict[str, Any], epochs: int, evaluate
     records of epochs 1..E (the last of the final model), the steps, and the wall-clock and
     CPU seconds (which other processes do not inflate) of training and of evaluation."""
     per_epoch = batches_per_epoch(config_path, overrides)
-    overrides = {
-        **overrides,
-        "training.optimizer.learn_rate.total_steps": epochs * per_epoch,
-        "training.max_steps": epochs * per_epoch,
-        "training.max_epochs": 0,
-        "training.eval_frequency": NO_DEV_EVAL,
-    }
+    steps = epochs * per_epoch
+    overrides = {**overrides, "training.optimizer.learn_rate.total_steps": steps,
+                 "training.max_steps": steps, "training.max_epochs": 0,
+                 "training.eval_frequency": NO_DEV_EVAL}  # fmt: skip
     config = load_config(config_path, overrides=overrides, interpolate=False)
     config["training"]["logger"] = {"@loggers": "spacy.ConsoleLogger.v1", "progress_bar": False}
     records: List[Dict[str, Any]] = []
@@ -161,12 +158,12 @@ def train_run(config_path: str, overrides: Dict[str, Any], epochs: int, evaluate
     nlp, _ = train(nlp, None, stdout=io.StringIO(), stderr=io.StringIO())
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - start_cpu
-    record(nlp, epochs, epochs * per_epoch)
+    record(nlp, epochs, steps)
     return {
         "nlp": nlp,
         "records": records,
         "overrides": overrides,
-        "steps": epochs * per_epoch,
+        "steps": steps,
         "batches_per_epoch": per_epoch,
         "train_seconds": seconds - timed["eval"],
         "eval_seconds": timed["eval"],

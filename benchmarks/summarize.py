@@ -1,11 +1,7 @@
 """Tables, figure and ``summary.json`` from the paired runs' result files.
 
-Writes, from ``results/paired_<dataset>/*.json`` only (so it can run while runs go on),
-``summary.json`` (per dataset, ratio and method: last epoch and shipped model, paired with
-``ft_partial``), ``paired_<dataset>.md`` and ``_curve.png``, ``tuned_<dataset>.md`` and, for the
-default ``--results``, the overview section of ``benchmarks/README.md``.
-
-    python benchmarks/summarize.py
+Reads only ``results/paired_<dataset>/*.json`` (so it can run while runs go on); for the default
+``--results`` it also rewrites the overview section of ``benchmarks/README.md``.
 """
 
 import argparse
@@ -78,8 +74,7 @@ def load_dataset_runs(folder: Path) -> Dict[str, Runs]:
 
 
 def fill_later_settings(runs: List[Run]) -> None:
-    """Give a run made before a setting existed (that other runs of its method record) that
-    setting's default, which it trained with."""
+    """Give a run made before a setting existed its default, which it trained with."""
     defaults = DallmiSettings().to_dict()
     rank = {k: i for i, k in enumerate(defaults)}
     keys: Dict[str, set] = defaultdict(set)
@@ -99,9 +94,8 @@ def seeds_of(runs: Runs, method: str) -> List[int]:
 
 
 def scores(runs: Runs, rname: str, method: str, model: str, metric="macro_ap") -> Dict[int, float]:
-    """By seed, ``method``'s test ``metric`` in points, of the ``last`` epoch or of what a
-    criterion selected (``<criterion>``) or shipped (``shipped_<criterion>``); runs made before
-    the metric or criterion existed are left out."""
+    """By seed, test ``metric`` in points of ``model`` (``last``, ``<criterion>`` or
+    ``shipped_<criterion>``); runs made before the metric or criterion existed are left out."""
     found = {}
     for seed in seeds_of(runs, method):
         run = runs[(method, seed)]
@@ -125,8 +119,7 @@ def versus(mine: Dict[int, float], other: Dict[int, float]):
 
 
 def cell(runs: Runs, rname: str, method: str, model: str, metric="macro_ap") -> Optional[Dict]:
-    """Mean and std of a method at a ratio, and its paired differences to the baseline (under
-    the same ``model``) and to ``none``."""
+    """Mean and std, and paired differences to the baseline and ``none`` (same ``model``)."""
     mine = scores(runs, rname, method, model, metric)
     if not mine:
         return None
@@ -136,17 +129,12 @@ def cell(runs: Runs, rname: str, method: str, model: str, metric="macro_ap") -> 
 
 
 def source_models(per_ratio: Dict[str, Runs]) -> Dict[int, Dict[str, Any]]:
-    """Each seed's source model training (dev curve, stop), from its ``none`` run."""
-    return {
-        seed: run["source_training"]
-        for runs in per_ratio.values()
-        for (method, seed), run in runs.items()
-        if method == "none" and "curve" in run.get("source_training", {})
-    }
+    return {seed: run["source_training"] for runs in per_ratio.values()
+            for (method, seed), run in runs.items()
+            if method == "none" and "curve" in run.get("source_training", {})}  # fmt: skip
 
 
 def source_text(per_ratio: Dict[str, Runs]) -> str:
-    """The source models' dev macro AP at their best epoch and where they stopped."""
     sources = source_models(per_ratio)
     if not sources:
         return "source models: no dev curve recorded"
@@ -163,7 +151,7 @@ def source_text(per_ratio: Dict[str, Runs]) -> str:
 
 
 def product_criterion() -> str:
-    """The criterion ``adapt`` ships by: ``configs/adapt.cfg``'s score and default guard."""
+    """What ``adapt`` ships by: ``configs/adapt.cfg``'s score and the default guard."""
     config = load_config(REPO_ROOT / "configs" / "adapt.cfg", interpolate=False)
     (name,) = [key for key, weight in config["training"]["score_weights"].items() if weight]
     guard = DallmiSettings().selection_guard
@@ -175,8 +163,7 @@ def product_criterion() -> str:
 
 
 def summary_records(dataset: str, per_ratio: Dict[str, Runs]) -> List[Dict[str, Any]]:
-    """Per ratio and method, the ``last`` epoch and the ``shipped`` model (by the product's
-    selection rule), each paired with ``ft_partial`` under the same selection."""
+    """Per ratio and method, the last epoch and the shipped model, paired with the baseline."""
     source_dev = [info["best_score"] for info in source_models(per_ratio).values()]
     source_dev_mean = round(100 * sum(source_dev) / len(source_dev), 4) if source_dev else None
     shipped = f"shipped_{product_criterion()}"
@@ -205,7 +192,6 @@ def fmt_mean(found: Optional[Dict[str, Any]]) -> str:
 
 
 def fmt_diff(found: Optional[Dict], method: str, to: str = BASELINE, p_value: bool = True) -> str:
-    """A cell's paired difference to the baseline (or to ``none``) with its CI and p."""
     if found is None or method == to or found["versus"][to] is None:
         return "–"
     diff = found["versus"][to]
@@ -214,8 +200,7 @@ def fmt_diff(found: Optional[Dict], method: str, to: str = BASELINE, p_value: bo
 
 
 def mixed_settings(runs: Runs, method: str) -> bool:
-    """Whether the seeds of a method were trained with different settings (say a default
-    changed between runs), so that their mean describes no single configuration."""
+    """Whether a method's seeds trained with different settings: a mean of no configuration."""
     specs = set()
     for seed in seeds_of(runs, method):
         protocol = dict(runs[(method, seed)]["protocol"])
@@ -262,9 +247,8 @@ def ratio_section(runs: Runs, rname: str) -> List[str]:
 
 
 def shipped_section(runs: Runs, rname: str, methods: List[str]) -> List[str]:
-    """What ``adapt`` ships, against what a user gets for free: B = the better (by mean) of
-    ``none`` and ``ft_partial`` as shipped, and the share of the gap from B to ``ft_full``
-    that each method's shipped model recovers."""
+    """Shipped models against what a user gets for free: the better of ``none`` and the
+    baseline (B), and the share of the gap from B to ``ft_full`` each method recovers."""
     model = f"shipped_{product_criterion()}"
     means = {m: cell(runs, rname, m, model) for m in ("none", BASELINE, "ft_full")}
     if any(found is None for found in means.values()):
@@ -286,7 +270,7 @@ def shipped_section(runs: Runs, rname: str, methods: List[str]) -> List[str]:
 
 
 def plot_curves(per_ratio: Dict[str, Runs], path: Path) -> bool:
-    """Mean test macro AP per epoch over seeds, one panel per ratio; False without data."""
+    """Mean test macro AP per epoch, one panel per ratio; False without data."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -319,7 +303,6 @@ def plot_curves(per_ratio: Dict[str, Runs], path: Path) -> bool:
 
 
 def settings_text(run: Run) -> str:
-    """What a method trained with, from its stored protocol (the seed left out)."""
     if run["method"] == "none":
         source = run["source_training"]
         return (
@@ -341,12 +324,10 @@ def values_text(values: Dict[str, Any]) -> str:
 
 
 def settings_section(per_ratio: Dict[str, Runs]) -> List[str]:
-    """One row per method with its settings, every variant marked if its runs differ."""
-    texts: Dict[str, List[str]] = defaultdict(list)
+    texts: Dict[str, Dict[str, None]] = defaultdict(dict)  # in order, once each
     for runs in per_ratio.values():
         for (method, _), run in sorted(runs.items(), key=lambda item: item[0][1]):
-            if settings_text(run) not in texts[method]:
-                texts[method].append(settings_text(run))
+            texts[method][settings_text(run)] = None
     rows = [
         [f"`{m}`", ("" if len(texts[m]) == 1 else "**differs between runs:** ")
          + "<br>".join(texts[m])]
@@ -391,7 +372,6 @@ def render(dataset: str, per_ratio: Dict[str, Runs], curve: Optional[str]) -> st
 
 
 def render_tuned(tuned: Dict[str, Any]) -> str:
-    """The tune grid: every point's label-free scores and (for the analysis) its test AP."""
     lines = [
         f"# Tune grid on `{tuned['dataset']}` (seed {tuned['seed']}, "
         f"{100 * tuned['ratio']:g}% removed)",
@@ -423,8 +403,7 @@ def render_tuned(tuned: Dict[str, Any]) -> str:
 
 
 def overview(records: List[Dict[str, Any]]) -> str:
-    """Per dataset and selection (shipped, last), methods × ratios: mean macro AP and the
-    paired difference to ``ft_partial`` with its 95% CI."""
+    """Per dataset and selection, methods × ratios: mean and difference to the baseline."""
     lines: List[str] = []
     for dataset in sorted({r["dataset"] for r in records}):
         mine = [r for r in records if r["dataset"] == dataset]
@@ -457,7 +436,6 @@ def overview_cell(record: Dict[str, Any]) -> str:
 
 
 def replace_marked(path: Path, content: str) -> bool:
-    """Put ``content`` between the overview markers of ``path``; False without markers."""
     text = path.read_text(encoding="utf8")
     if OVERVIEW_START not in text or OVERVIEW_END not in text:
         return False

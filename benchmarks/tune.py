@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 import srsly
-from paired import CONFIGS, CRITERIA, METHODS, Method, Protocol, beside, parse_args
+from paired import ADAPT, CONFIGS, CRITERIA, METHODS, Method, Protocol, beside, parse_args, select
 from scipy import stats as scipy_stats
 from splits import ratio_name
 
@@ -39,13 +39,10 @@ def score_point(run: Dict[str, Any], rname: str) -> Dict[str, Any]:
     scores: Dict[str, Any] = {}
     trained = run["epochs"][1:]  # epoch 0 (the source model) is the same at every point
     for criterion in CRITERIA:
-        best = max(trained, key=lambda r: (r["val"][rname][criterion], -r["epoch"]))
-        scores[criterion] = {
-            "epoch": best["epoch"],
-            "val": best["val"][rname][criterion],
-            "test_macro_ap": best["test"]["macro_ap"],
-            "last_val": trained[-1]["val"][rname][criterion],
-        }
+        best = select(trained, rname, criterion)  # the earliest of equal scores
+        scores[criterion] = {"epoch": best["epoch"], "val": best["val"],
+                             "test_macro_ap": best["test"]["macro_ap"],
+                             "last_val": trained[-1]["val"][rname][criterion]}  # fmt: skip
     scores["last_test_macro_ap"] = run["last"]["macro_ap"]
     return scores
 
@@ -109,7 +106,7 @@ def main(argv: List[str]) -> None:
     if "dallmi" in methods:
         corpora, _ = protocol.setup_seed(seed)
         overrides = protocol.method_overrides(METHODS["dallmi"], seed, ratio, corpora)
-        search_dallmi(run_point, batches_per_epoch(str(CONFIGS / "adapt.cfg"), overrides))
+        search_dallmi(run_point, batches_per_epoch(str(CONFIGS / ADAPT), overrides))
     for method in methods:
         if method != "dallmi":
             for lr in LEARN_RATES:
