@@ -81,11 +81,11 @@ def test_options_are_read_as_their_defaults_types() -> None:
 def test_run_folders_keep_their_names() -> None:
     found = run_folders(study(ratio=0.0, dataset="custom", data_name="custom"))
     model = "custom/src1000_tgt1000_test1000_tf0.2_vf0.15/s0/all-MiniLM-L6-v2_len64_b32_se20p2"
-    dallmi = "per_sample_0/dallmi_lr5e-05_lam0.1_wu0_norm_e3_tunedfalse"
+    dallmi = "per_sample_0/dallmi_lr5e-05_lam0.1_wu0_norm_e3"
     assert found["source"] == f"training/{model}/source"
     assert found["train-dallmi"] == f"training/{model}/{dallmi}"
     assert found["train-ft_full"] == f"training/{model}/ft_full_lr5e-05_e3"
-    wan = "per_sample_0/wan_lr5e-05_e3_tunedfalse.json"
+    wan = "per_sample_0/wan_lr5e-05_e3.json"
     assert found["evaluate-wan"] == f"metrics/{model}/{wan}"
     assert found["none"] == f"metrics/{model}/none.json"
 
@@ -109,7 +109,6 @@ def test_run_folders_keep_their_names() -> None:
         ("backbone_key", "bert"),
         ("max_length", 128),
         ("batch_size", 64),
-        ("tuned", True),
     ],
 )
 def test_every_setting_that_changes_a_result_changes_the_dallmi_run_folder(var, value) -> None:
@@ -186,8 +185,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (["--dataset", "pubmed", "--data-dir", "nowhere", "--ratio", "0.5"], "Set --vars.data_dir"),
         (["--dataset", "pubmed"], "set --vars.ratio to the share"),
         (["--backbone", "/models/bert"], 'or --vars.options "backbone_key=NAME"'),
-        (["--options", "tuned=true"], "No tuned values for dallmi"),
-        (["--options", "tuned=maybe"], "Option tuned must be true or false"),
+        (["--options", "curve=maybe"], "Option curve must be true or false"),
     ],
 )
 def test_check_names_the_var_to_set_in_one_line(in_tmp: Path, args, expected) -> None:
@@ -219,19 +217,15 @@ def test_check_writes_the_input_fingerprint_and_guards_the_data_name(in_tmp: Pat
     assert bert.exit_code == 1 and "already names the backbone" in bert.text
 
 
-def test_tuned_values_become_the_method_overrides(in_tmp: Path) -> None:
-    tuned = {"overrides": {"training.optimizer.learn_rate.initial_rate": 0.0003}}
-    (in_tmp / "tuned" / "custom").mkdir(parents=True)
-    for method in ("dallmi", "ft_partial", "an_ls", "wan"):
-        srsly.write_json(in_tmp / "tuned" / "custom" / f"{method}.json", tuned)
-    args = ["study", "check", "--source-file", "s.csv", "--target-file", "t.csv"]
-    result = run([*args, "--labels-column", "labels", "--options", "tuned=true"])
-    assert result.exit_code == 0, result.output
-    found = study(dataset="custom", data_name="custom", tuned=True)
-    _, overrides = found.training("wan")
-    assert overrides["training.optimizer.learn_rate.initial_rate"] == pytest.approx(0.0003)
-    assert overrides["initialize.before_init.settings.negative_weighting"] == "wan"
-    assert "tunedtrue" in str(found.folder("training", "wan"))
+def test_baselines_train_with_their_settings_and_the_study_learning_rate() -> None:
+    found = study(dataset="custom", data_name="custom", learn_rate=0.0003)
+    settings = {"an_ls": ("label_smoothing", 0.1), "wan": ("negative_weighting", "wan")}
+    for method, (name, value) in settings.items():
+        config, overrides = found.training(method)
+        assert config == "finetune.cfg" and overrides[f"{SETTINGS_KEY}.{name}"] == value
+        assert overrides[LEARN_RATE_KEY] == pytest.approx(0.0003)
+    _, plain = found.training("ft_partial")
+    assert not any(name.startswith(SETTINGS_KEY) for name in plain)
 
 
 def docs(path: Path) -> List[spacy.tokens.Doc]:
@@ -275,23 +269,6 @@ def test_validation_slice_is_carved_from_target_train_and_leaves_the_test_split(
     partial_positives = sum(sum(doc.cats.values()) for doc in first["target_valid"])
     full_positives = sum(sum(doc.cats.values()) for doc in first["target_valid_full"])
     assert partial_positives < full_positives
-
-
-def test_tune_grid_gives_every_baseline_the_same_learning_rates() -> None:
-    from spacy_dallmi.experiments.grid import LEARN_RATE, SETTINGS, tune_points
-
-    rates = [3e-5, 1e-4]
-    dallmi = tune_points("dallmi", rates, [0.0, 0.1], [0, 1])
-    # lambda 0 has no warm-up variant: 2 rates x (1 + 2) points
-    assert len(dallmi) == 6
-    assert {p[LEARN_RATE] for p in dallmi} == set(rates)
-    assert {(p[f"{SETTINGS}.mixup_lambda"], p["warmup_epochs"]) for p in dallmi} == {
-        (0.0, 0),
-        (0.1, 0),
-        (0.1, 1),
-    }
-    for method in ("ft_partial", "an_ls", "wan"):
-        assert tune_points(method, rates, [0.0, 0.1], [0, 1]) == [{LEARN_RATE: r} for r in rates]
 
 
 def test_ablations_cover_the_papers_tables_without_repeating_the_default() -> None:
@@ -362,48 +339,3 @@ def test_prepare_custom_as_the_project_calls_it(tmp_path: Path) -> None:
         "source_test.spacy",
         "source_train.spacy",
     ]
-
-
-def test_tune_and_ablations_run_the_grid_from_the_study(in_tmp: Path, monkeypatch) -> None:
-    """The study hands its folders and options to the grid (training is a stub here: the
-    slow tests train for real); tuned values then reach the tuned methods' runs."""
-    import spacy_dallmi.experiments.grid as grid
-    import spacy_dallmi.experiments.study as study_module
-    import spacy_dallmi.training as training
-
-    trained = []
-
-    def fake_point(config, folder, epochs, overrides, gpu_id):
-        trained.append((config.name, folder, overrides))
-        score = overrides.get(LEARN_RATE_KEY, 0.0) + overrides.get(
-            f"{SETTINGS_KEY}.mixup_lambda", 0
-        )
-        return {"dev_score": score, "seconds_per_epoch": 1.0}
-
-    monkeypatch.setattr(study_module, "start", lambda found: None)
-    monkeypatch.setattr(grid, "train_point", fake_point)
-    monkeypatch.setattr(grid, "_test_score", lambda run, test: None)
-    monkeypatch.setattr(grid, "batcher_config", lambda config, *args: config)
-    monkeypatch.setattr(training, "batches_per_epoch", lambda config, overrides: 5)
-    args = ["--source-file", "s.csv", "--target-file", "t.csv", "--labels-column", "labels"]
-    options = "tune_learn_rates=0.0001,0.0003 tune_lambdas=0,0.1 tune_warmup=0,1"
-    made = study(dataset="custom", data_name="custom", ratio=0.0)
-    (made.folder("training", "source") / "model-best").mkdir(parents=True)
-    made.partial.mkdir(parents=True)
-    for name in ("target_train.spacy", "target_valid.spacy"):
-        (made.partial / name).touch()
-    tuned = run(["study", "tune", *args, "--options", options])
-    assert tuned.exit_code == 0, tuned.output
-    chosen = srsly.read_json(in_tmp / "tuned" / "custom" / "dallmi.json")
-    assert chosen["overrides"][LEARN_RATE_KEY] == pytest.approx(0.0003)
-    assert chosen["overrides"][f"{SETTINGS_KEY}.mixup_warmup_steps"] in (0, 5)
-    assert {name for name, _, _ in trained} == {"adapt.cfg", "finetune.cfg"}
-    assert all("tuning/custom/" in str(folder) for _, folder, _ in trained)
-    found = study(dataset="custom", data_name="custom", tuned=True)
-    _, overrides = found.training("dallmi")
-    assert overrides[LEARN_RATE_KEY] == pytest.approx(0.0003)
-    trained.clear()
-    ablated = run(["study", "ablations", *args, "--options", "ablation_lambdas=0,1"])
-    assert ablated.exit_code == 0, ablated.output
-    assert (in_tmp / "reports" / "custom_ablations.md").is_file()
-    assert all("ablations/custom/" in str(folder) for _, folder, _ in trained)

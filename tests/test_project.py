@@ -84,7 +84,7 @@ def test_custom_data_with_a_test_file(project: Path, tiny_bert: str) -> None:
     source = srsly.read_json(model_dir / "source" / "training.json")
     assert [row["epoch"] for row in source["curve"]] == [0, 1] and source["patience"] == 2
     assert "Dev score by epoch (0 = after the first batch): 0: " in done.text
-    run = model_dir / "per_sample_0" / "dallmi_lr5e-05_lam0.1_wu0_norm_e1_tunedfalse"
+    run = model_dir / "per_sample_0" / "dallmi_lr5e-05_lam0.1_wu0_norm_e1"
     metrics_dir = project / "metrics" / model_dir.relative_to(project / "training")
     result = srsly.read_json(metrics_dir / "per_sample_0" / f"{run.name}.json")
     none = srsly.read_json(metrics_dir / "none.json")
@@ -97,7 +97,7 @@ def test_custom_data_with_a_test_file(project: Path, tiny_bert: str) -> None:
     texts = ["happy day", "scared and mad today"]
     cats = predictions(run / "model-best", texts)
     assert all(0.0 <= value <= 1.0 for value in cats)
-    thresholds = only(project / "thresholds", "**/dallmi_*_tunedfalse.json")
+    thresholds = only(project / "thresholds", "**/dallmi_lr*_e1.json")
     assert set(srsly.read_json(thresholds)) == set(LABELS)
     report = (project / "reports" / "custom.md").read_text(encoding="utf8")
     assert "`dallmi`" in report and "Δ none" in report and str(project) not in report

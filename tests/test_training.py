@@ -336,34 +336,6 @@ def test_study_defaults_match_the_settings_and_configs():
     )
 
 
-def test_ablate_trains_every_variant_including_both_other_batchers(source, corpus, tmp_path):
-    """The `ablations` workflow end to end: every variant trains from the source model and
-    the report has a row per variant, the batching rows among them."""
-    from spacy_dallmi.experiments.grid import ablate, ablation_variants
-
-    partial = Path(corpus["target_train"]).parent
-    report = tmp_path / "ablations.md"
-    work = tmp_path / "w"
-    ablate(Path(source), tmp_path, partial, report, work, epochs=1, batch_size=8,
-           learn_rate=0.00005, lambdas="0", seed=0, configs=CONFIGS)  # fmt: skip
-    text = report.read_text(encoding="utf8")
-    variants = ablation_variants([0.0])
-    for name, _ in variants:
-        assert f"| {name} |" in text, name
-    runs = sorted((tmp_path / "w").glob("*/grid_point.json"))
-    assert len(runs) == len(variants)
-    batchers = set()
-    for run in runs:
-        assert json.loads(run.read_text())["seconds_per_epoch"] > 0
-        config = load_config(run.parent / "model-last" / "config.cfg")
-        batchers.add(config["training"]["batcher"]["@batchers"])
-    assert batchers == {
-        "spacy_dallmi.cycle_batcher.v1",
-        "spacy.batch_by_sequence.v1",
-        "spacy_dallmi.positive_sampling_batcher.v1",
-    }
-
-
 def test_train_command_skips_a_finished_run_with_the_same_inputs(
     source, corpus, tmp_path, monkeypatch
 ):

@@ -111,6 +111,6 @@ ALL_METHODS = registered(
 BENCHMARK_METHODS = tuple(METHOD_INFO)
 #: Methods of the study that read no hidden-label pattern: one run serves every ratio.
 RATIO_FREE_METHODS = tuple(name for name in ALL_METHODS if METHOD_INFO[name].labels != "partial")
-#: Methods whose learning rate (and, for DALLMi, settings) the tune workflow chooses.
+#: Methods whose learning rate (and, for DALLMi, settings) ``benchmarks/tune.py`` chooses.
 TUNED_METHODS = registered(("dallmi", "ft_partial", "an_ls", "wan"))
 METHOD_DESCRIPTIONS = {name: METHOD_INFO[name].description for name in ALL_METHODS}

@@ -33,8 +33,8 @@ from .commands import (
 )
 from .corpus import check_known_positives, read_files
 from .datasets import DATASETS, GOEMOTIONS_FILES, PUBMED_FILES, SEMEVAL_FILES
-from .grid import LEARN_RATE, SETTINGS, TUNED, ablate, base_overrides, tune
-from .methods import TUNED_METHODS
+from .grid import SETTINGS
+from .methods import registered
 from .protocol import REMOVAL_MODES, check_label_sets
 from .readers import DataPreparationError, MissingColumnError, detect_format, iter_records
 from .summary import read_summary, read_warnings
@@ -56,6 +56,11 @@ INPUTS_FILE = "inputs.json"
 PREPARED_FILE = "prepared.json"
 BACKBONES_FILE = Path("training") / "backbones.json"
 SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+LEARN_RATE = "training.optimizer.learn_rate.initial_rate"
+#: The settings of the baselines that are options of finetune.cfg's `bce` objective.
+BASELINE_SETTINGS = registered(
+    {"an_ls": {"label_smoothing": 0.1}, "wan": {"negative_weighting": "wan"}}
+)
 
 #: The rarely set settings, ``--vars.options "NAME=VALUE NAME=VALUE"``, with their defaults
 #: (a value is read as its default's type; lists are comma-separated). The README's project
@@ -77,14 +82,9 @@ OPTIONS: Dict[str, Any] = {
     "mixup_warmup_steps": 0,
     "loss_form": "norm",
     "curve": True,
-    "tuned": False,
     "force": "",
     "ratios": "0.5,0.7,0.9",
     "seeds": "0,1",
-    "tune_learn_rates": "0.00003,0.0001,0.0003",
-    "tune_lambdas": "0,0.03,0.1",
-    "tune_warmup": "0,1",
-    "ablation_lambdas": "0,0.03,0.1,0.3,1",
 }
 CHOICES = {"removal": REMOVAL_MODES, "loss_form": ("norm", "log")}
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -199,17 +199,15 @@ class Study:
     def run_name(self, method: str) -> str:
         """The folder of a method's run, relative to ``training/<model_key>``; a method that
         does not read the hidden-label pattern (source, ft_full) is outside the ratio's."""
-        lr, epochs, tuned = key(self.learn_rate), self.epochs, f"tuned{key(self.tuned)}"
+        lr, epochs = key(self.learn_rate), self.epochs
         wu, loss = self.mixup_warmup_steps, self.loss_form
-        ft = f"lr{lr}_e{epochs}"
         names = {
             "source": "source",
-            "ft_full": f"ft_full_{ft}",
-            "dallmi": f"dallmi_lr{lr}_lam{key(self.mixup_lambda)}_wu{wu}_{loss}_e{epochs}_{tuned}",
+            "dallmi": f"dallmi_lr{lr}_lam{key(self.mixup_lambda)}_wu{wu}_{loss}_e{epochs}",
             "dallmi_lambda0": f"dallmi_lambda0_lr{lr}_wu{wu}_{loss}_e{epochs}",
             "dallmi_paper": f"dallmi_paper_e{epochs}",
         }
-        name = names.get(method, f"{method}_{ft}_{tuned}")
+        name = names.get(method, f"{method}_lr{lr}_e{epochs}")
         return name if method in ("source", "ft_full") else f"{self.hide}/{name}"
 
     def folder(self, kind: str, method: str) -> Path:
@@ -229,8 +227,6 @@ class Study:
             found.update(learn_rate=self.learn_rate)
         if method != "none":
             found.update(epochs=self.epochs)
-        if method in TUNED_METHODS:
-            found.update(tuned=self.tuned)
         if method in ("dallmi", "dallmi_lambda0"):
             found.update(mixup_warmup_steps=self.mixup_warmup_steps, loss_form=self.loss_form)
         if method == "dallmi":
@@ -239,9 +235,11 @@ class Study:
 
     def training(self, method: str) -> Tuple[str, Dict[str, Any]]:
         """The config file and overrides of a method's training run."""
-        full, source = method == "ft_full", self.folder("training", "source") / "model-best"
-        data, suffix = (self.corpus, "_full") if full else (self.partial, "")
-        overrides = base_overrides(source, data, self.seed, suffix)
+        data, suffix = (self.corpus, "_full") if method == "ft_full" else (self.partial, "")
+        train, dev = (str(data / f"target_{name}{suffix}.spacy") for name in ("train", "valid"))
+        source = self.folder("training", "source") / "model-best"
+        overrides: Dict[str, Any] = {"paths.source": str(source), "system.seed": self.seed}
+        overrides.update({"paths.train": train, "paths.dev": dev})
         if method == "dallmi_paper":
             return "adapt_paper.cfg", overrides
         overrides.update({"training.batcher.size": self.batch_size, LEARN_RATE: self.learn_rate})
@@ -252,20 +250,9 @@ class Study:
             overrides[f"{SETTINGS}.mixup_lambda"] = lam
             overrides[f"{SETTINGS}.mixup_warmup_steps"] = self.mixup_warmup_steps
             overrides[f"{SETTINGS}.loss_form"] = self.loss_form
-        overrides.update(TUNED[method][1] if method in TUNED else {})
-        if self.tuned and method in TUNED_METHODS:
-            overrides.update(self.tuned_values(method))
+        for name, value in BASELINE_SETTINGS.get(method, {}).items():
+            overrides[f"{SETTINGS}.{name}"] = value
         return ("adapt.cfg" if method.startswith("dallmi") else "finetune.cfg"), overrides
-
-    def tuned_values(self, method: str) -> Dict[str, Any]:
-        path = Path("tuned") / self.data_name / f"{method}.json"
-        if not path.is_file():
-            raise CheckError(
-                f"No tuned values for {method} ({path}): run the tune workflow first "
-                "(`python -m spacy project run tune . --vars.dataset ...`), or leave tuned out "
-                "of --vars.options"
-            )
-        return srsly.read_json(path)["overrides"]
 
     def forced(self, method: str) -> bool:
         names = _split_names(self.force) or []
@@ -428,9 +415,6 @@ def check(study: Study) -> List[Path]:
         check_key(study.backbone_name, "backbone_key", f"the backbone {study.backbone!r}")
         record_backbone(study.backbone, study.backbone_name)
         record_inputs(study.data_name, study.dataset, files)
-        if study.tuned:
-            for method in TUNED_METHODS:
-                study.tuned_values(method)
     except CheckError as error:
         msg.fail(str(error), exits=1)
     for line in summary:
@@ -559,36 +543,6 @@ def run_table(study: Study) -> None:
     report(study)
 
 
-def _grid(study: Study) -> Dict[str, Any]:
-    """What the tune grid and the ablations share: the source model, the corpora, the run."""
-    start(study)
-    source = study.folder("training", "source") / "model-best"
-    run = {"epochs": study.epochs, "batch_size": study.batch_size, "seed": study.seed}
-    return {"source": source, "partial": study.partial, **run, "gpu_id": study.gpu_id}
-
-
-def run_tune(study: Study) -> None:
-    tune(
-        output=Path("tuned") / study.data_name,
-        work=Path("tuning") / study.model_key / study.hide,
-        learn_rates=study.tune_learn_rates,
-        lambdas=study.tune_lambdas,
-        warmup=study.tune_warmup,
-        **_grid(study),
-    )
-
-
-def run_ablations(study: Study) -> None:
-    ablate(
-        corpus=study.corpus,
-        output=Path("reports") / f"{study.data_name}_ablations.md",
-        work=Path("ablations") / study.model_key / study.hide,
-        learn_rate=study.learn_rate,
-        lambdas=study.ablation_lambdas,
-        **_grid(study),
-    )
-
-
 #: Help of the study commands' options; the options are Study's fields, with its defaults.
 HELP = {
     "dataset": "custom, emotions or pubmed.",
@@ -626,9 +580,3 @@ _command("check", check, "Check the data, columns and settings; one line names w
 _command("adapt", run_adapt, "Adapt the source model with DALLMi; thresholds and report.")
 _command("baselines", run_baselines, "The baselines beside DALLMi, then the report.")
 _command("table", run_table, "adapt and baselines at every seed and ratio, then the report.")
-_command("tune", run_tune, "Choose each method's settings on the validation slice.")
-_command(
-    "ablations",
-    run_ablations,
-    "The paper's ablations of DALLMi's PU loss on every label (no teacher).",
-)
