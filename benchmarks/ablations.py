@@ -1,7 +1,6 @@
 """The paper's ablations (Tables 3 and 4) as paired cells beside default DALLMi (issue 9).
 
-The variants are the project's ``ablate`` command's (:func:`spacy_dallmi.experiments.grid.
-ablation_variants`); each trains through :meth:`paired.Protocol.run` and differs from the
+The variants are :func:`spacy_dallmi.experiments.grid.ablation_variants`; each trains through :meth:`paired.Protocol.run` and differs from the
 defaults only in what its name says. A variant equal to a paired method reuses its finished
 run. Writes ``results/ablations_<dataset>/<run>.json`` and ``results/ablations_<dataset>.md``
 (test macro AP, the change relative to the defaults, training CPU seconds per epoch).
