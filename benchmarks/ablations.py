@@ -1,11 +1,12 @@
 """The paper's ablations (Tables 3 and 4) as paired cells beside default DALLMi (issue 9).
 
-The variants are :func:`spacy_dallmi.experiments.grid.ablation_variants`; each trains through :meth:`paired.Protocol.run` and differs from the
-defaults only in what its name says. A variant equal to a paired method reuses its finished
-run. Writes ``results/ablations_<dataset>/<run>.json`` and ``results/ablations_<dataset>.md``
-(test macro AP, the change relative to the defaults, training CPU seconds per epoch).
-Processes started together share the variants (a lock each); ``--report`` only writes the
-report; ``--variants`` trains only the named ones. The first of ``--ratios`` is used.
+The variants are :func:`spacy_dallmi.experiments.grid.ablation_variants`; each trains
+through :meth:`paired.Protocol.run` and differs from the defaults only in what its name
+says. A variant equal to a paired method reuses its finished run. Writes
+``results/ablations_<dataset>/<run>.json`` and ``results/ablations_<dataset>.md`` (test
+macro AP, the change relative to the defaults, training CPU seconds per epoch). Processes
+started together share the variants (a lock each); ``--report`` only writes the report;
+``--variants`` trains only the named ones. The first of ``--ratios`` is used.
 
     python benchmarks/ablations.py --dataset pubmed --seeds 0 --ratios 0.7   # one per core
     python benchmarks/ablations.py --dataset pubmed --seeds 1,2,3,4 --ratios 0.7 \
