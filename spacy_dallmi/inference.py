@@ -17,7 +17,7 @@ forward pass in ``torch.no_grad()``. ``torch.inference_mode()`` would additional
 tensors it creates as inference tensors, which breaks backbones that cache tensors lazily
 (rotary position tables, for example) when the same model is trained afterwards, for a
 gain within noise on CPU (MiniLM forward passes, inference_mode / no_grad: 0.94 to 1.04
-across runs of ``benchmarks/inference.py``); so it is not used.
+across runs of ``benchmarks/inference.py`` at commit 00e7ef8); so it is not used.
 
 The lengths come from the component's own Hugging Face tokenizer, truncated to the model's
 ``max_length``. A document with at least ``max_length`` whitespace-separated words (less the
