@@ -367,11 +367,16 @@ def run_key(seed: int, ratio: Optional[float], method: str) -> str:
     return f"s{seed}_{method}" if ratio is None else f"s{seed}_{ratio_name(ratio)}_{method}"
 
 
+#: Settings whose default changed what trains when they were added: a run stored without
+#: one trained with this value, not the default.
+BEFORE_ADDED = {"teacher_calibration": 0.0}
+
+
 def existing(path: Path, protocol: Record) -> bool:
     """Whether ``path`` holds a finished run of this protocol; a run of another is an error."""
     stored = srsly.read_json(path)["protocol"] if path.exists() else None
     if stored and "objective" in (stored.get("settings") or {}):  # a setting added since
-        stored["settings"] = {**DallmiSettings().to_dict(), **stored["settings"]}
+        stored["settings"] = {**DallmiSettings().to_dict(), **BEFORE_ADDED, **stored["settings"]}
     # compared after the same JSON round trip, which does not keep every float's last digit
     if stored not in (None, srsly.json_loads(srsly.json_dumps(protocol))):
         raise SystemExit(

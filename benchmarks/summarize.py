@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import srsly
 from environment import REPO_ROOT, RESULTS, table
-from paired import GUARDED, summarise_records
+from paired import BEFORE_ADDED, GUARDED, summarise_records
 from spacy.util import load_config
 from splits import ratio_name
 from stats import ci_text, mean_std, paired_difference
@@ -74,8 +74,9 @@ def load_dataset_runs(folder: Path) -> Dict[str, Runs]:
 
 
 def fill_later_settings(runs: List[Run]) -> None:
-    """Give a run made before a setting existed its default, which it trained with."""
-    defaults = DallmiSettings().to_dict()
+    """Give a run made before a setting existed the value it trained with: the default, or
+    :data:`paired.BEFORE_ADDED`'s where the setting changed what trains."""
+    defaults = {**DallmiSettings().to_dict(), **BEFORE_ADDED}
     rank = {k: i for i, k in enumerate(defaults)}
     keys: Dict[str, set] = defaultdict(set)
     for run in runs:
