@@ -4,7 +4,7 @@ decides per seed and ratio, with and without the calibration test (``teacher_cal
 For each seed's converged source model (made by ``paired.py``, in its work folder) and each
 ratio's partially labelled training docs, the source's probabilities are made as
 ``set_teacher`` makes them, and recorded per label: known positives, expected positives Σp,
-the true positives (from the fully labelled copy of the same docs), and whether the label
+the positives the known ones and the ranking imply (known + π̂·|U|), the true positives (from the fully labelled copy of the same docs), and whether the label
 passes the per-label test Σp ≥ known. Per cell: :func:`spacy_dallmi.teacher.calibration`,
 Σp over the true positives pooled over labels (what the calibration estimates), and the
 labels the teacher trains with the per-label test alone and with the default cut-off.
@@ -24,13 +24,20 @@ from paired import parser as paired_parser
 from spacy.tokens import DocBin
 
 from spacy_dallmi.settings import DallmiSettings
-from spacy_dallmi.teacher import calibration
+from spacy_dallmi.teacher import calibration, mixture_share
 
 
 def cell(nlp, docs: List[Any], truth: numpy.ndarray, p: numpy.ndarray) -> Dict[str, Any]:
     labels = list(nlp.get_pipe("textcat").labels)
     known = numpy.array([[doc.cats.get(label) == 1.0 for label in labels] for doc in docs])
     found = calibration(p, known)
+    logits = numpy.log(numpy.clip(p, 1e-6, 1 - 1e-6) / numpy.clip(1 - p, 1e-6, 1))
+    implied = [
+        known[:, j].sum() + mixture_share(logits[:, j], known[:, j]) * (~known[:, j]).sum()
+        if known[:, j].any() and not known[:, j].all()
+        else None
+        for j in range(len(labels))
+    ]
     per_label = p.sum(axis=0) >= known.sum(axis=0)
     cut = DallmiSettings().teacher_calibration
     return {
@@ -44,8 +51,9 @@ def cell(nlp, docs: List[Any], truth: numpy.ndarray, p: numpy.ndarray) -> Dict[s
             label: {
                 "known": int(known[:, j].sum()),
                 "expected": round(float(p[:, j].sum()), 2),
+                "implied": None if implied[j] is None else round(float(implied[j]), 2),
                 "true": int(truth[:, j].sum()),
-            }  # fmt: skip
+            }
             for j, label in enumerate(labels)
         },
     }
