@@ -4,10 +4,11 @@ decides per seed and ratio, with and without the calibration test (``teacher_cal
 For each seed's converged source model (made by ``paired.py``, in its work folder) and each
 ratio's partially labelled training docs, the source's probabilities are made as
 ``set_teacher`` makes them, and recorded per label: known positives, expected positives Σp,
-the positives the known ones and the ranking imply (known + π̂·|U|), the true positives (from the fully labelled copy of the same docs), and whether the label
-passes the per-label test Σp ≥ known. Per cell: :func:`spacy_dallmi.teacher.calibration`,
-Σp over the true positives pooled over labels (what the calibration estimates), and the
-labels the teacher trains with the per-label test alone and with the default cut-off.
+the positives the known ones and the ranking imply (known + π̂·|U|), the true positives
+(from the fully labelled copy of the same docs), and whether the label passes the per-label
+test Σp ≥ known. Per cell: :func:`spacy_dallmi.teacher.calibration`, Σp over the true
+positives pooled over labels (what the calibration estimates), and the labels the teacher
+trains with the per-label test alone and with the default cut-off.
 
     python benchmarks/calibration.py --dataset pubmed --seeds 0,1,2,3,4 --threads 1
 """
