@@ -315,7 +315,9 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
     def set_teacher(self, examples: Iterable[Example]) -> None:
         """Record the current model's (the source's) targets ``q`` for the training docs'
         unlabeled entries, for ``teacher_weight``: its probabilities, or a posterior made
-        from them (``teacher_target``; see :mod:`spacy_dallmi.teacher`).
+        from them (``teacher_target``; see :mod:`spacy_dallmi.teacher`), and which labels
+        ``teacher_split`` gives the teacher, both with the settings in force: after
+        :meth:`configure` changes a teacher setting, call it again.
         """
         examples = list(examples)
         docs = [eg.predicted for eg in examples]
@@ -465,7 +467,8 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
             warnings.warn(
                 f"Component '{self.name}': no known positive for label(s) {missing} in the "
                 f"{len(examples)} training examples. The PU loss leaves them out (with "
-                "teacher_split, the source's posterior trains them).",
+                "teacher_split and a source calibrated on the target, the teacher trains "
+                "them).",
                 stacklevel=2,
             )
 
@@ -511,7 +514,7 @@ def make_adapt_sourced_callback(
                 msg.info(
                     f"teacher_split: the source's calibration on the training docs is "
                     f"{pipe.calibration:.2f} (teacher_calibration {settings.teacher_calibration});"
-                    f" the source's {settings.teacher_target} trains {split or 'no label'}, "
+                    f" the teacher ({settings.teacher_target}) trains {split or 'no label'}, "
                     "the PU loss the others."
                 )
         if settings.objective == "dallmi":

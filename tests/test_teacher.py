@@ -127,9 +127,18 @@ def test_teacher_split_trains_consistent_labels_by_the_teacher_and_the_rest_by_p
     assert losses["textcat"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
 
 
-@pytest.mark.parametrize("found,trusted", [(0.3, False), (0.7, True), (float("nan"), True)])
+@pytest.mark.parametrize(
+    "found,cut,trusted",
+    [
+        (0.3, 0.5, False),
+        (0.7, 0.5, True),
+        (0.3, 0.2, True),
+        (0.5, 0.5, True),
+        (float("nan"), 0.5, True),
+    ],  # fmt: skip
+)
 def test_teacher_split_trusts_the_source_only_when_it_is_calibrated(
-    tiny_bert, monkeypatch, found, trusted
+    tiny_bert, monkeypatch, found, cut, trusted
 ):
     nlp, textcat, examples, _ = pipeline_with_teacher(
         tiny_bert, objective="dallmi", teacher_weight=1.0, teacher_split=True,
@@ -144,7 +153,7 @@ def test_teacher_split_trusts_the_source_only_when_it_is_calibrated(
     assert per_label.any()  # the untrained model's p ~ 0.5 expects more than the known
     assert textcat._split.tolist() == per_label.tolist()  # 0: the per-label test alone
     monkeypatch.setattr(component, "calibration", lambda p, k: found)
-    textcat.configure(teacher_calibration=0.5)
+    textcat.configure(teacher_calibration=cut)
     textcat.set_teacher(examples)
     assert textcat.calibration is found
     assert textcat._split.tolist() == (per_label & trusted).tolist()
