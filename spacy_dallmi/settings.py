@@ -71,7 +71,8 @@ class DallmiSettings:
         training docs (its expected positives over those the known positives and the ranking
         of its scores imply, pooled over labels: :func:`spacy_dallmi.teacher.calibration`)
         for any label to go to the teacher; below it the PU loss trains every label. 0 = the
-        per-label test alone.
+        per-label test alone. With no label that has both known and unlabeled entries there
+        is no estimate, and the per-label test decides alone.
     blend_alphas: WiSE-FT weights α tried when a sourced run picks the model it ships:
         ``model-best`` is the best dev score among the starting pipeline, the best
         checkpoint and the blends ``(1 − α)·source + α·model-last``; () = no blends.
