@@ -58,10 +58,11 @@ def calibration(probabilities: numpy.ndarray, known: numpy.ndarray) -> float:
     pooled over the labels (columns) that have known and unlabeled entries; nan if none has.
 
     ``teacher_split`` reads it before trusting the posterior: about 1 when the source is
-    calibrated on the target (pubmed: 0.9 to 1.2 at every ratio), far below when it is
-    underconfident there (emotions: 0.1 to 0.3), where the posterior calls every unlabeled
-    entry negative. Pooled because π of a rare label is noisy (pubmed: 124 positives
-    implied where 30 are true, for a label with 10 known).
+    calibrated on the target (the paired benchmarks' pubmed sources: 0.87 to 1.08 at every
+    seed and ratio), far below when it is underconfident there (emotions: 0.08 to 0.15),
+    where the posterior calls every unlabeled entry negative. Pooled because π of a rare
+    label is noisy (pubmed seed 0 at 70%: 138 positives implied where 30 are true, for a
+    label with 10 known; ``benchmarks/calibration.py``).
     """
     p = numpy.clip(probabilities.astype("float64"), 1e-6, 1 - 1e-6)
     known = known.astype(bool)
