@@ -100,6 +100,7 @@ METHODS: Dict[str, Method] = as_registered(
         "ft_teacher_source": Method(FT, "partial", {**_TEACHER, "teacher_target": "source"}),
         "dallmi_posterior": Method(ADAPT, "partial", {**_TEACHER, "teacher_split": False}),
         "ft_teacher_mixture": Method(FT, "partial", {**_TEACHER, "teacher_target": "mixture"}),
+        "ft_llr": Method(FT, "partial", {"large_loss_rejection": 0.2}),
         "dallmi_split_any": Method(ADAPT, "partial", {"teacher_calibration": 0.0}),
     }
 )

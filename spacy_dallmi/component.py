@@ -34,7 +34,7 @@ from wasabi import msg
 
 from .architecture import has_transformer, tokenize
 from .inference import BucketedPipeMixin
-from .loss import VariationalPULoss, masked_bce, sigmoid
+from .loss import VariationalPULoss, largest_losses, masked_bce, sigmoid
 from .mixup import forward_with_mixup, mixup_consistency, plan_mixup
 from .settings import SETTING_NAMES, DallmiSettings
 from .teacher import calibration, mixture_posterior, posterior
@@ -240,8 +240,9 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
 
         spaCy's inherited version is a squared error on probabilities; this model
         outputs logits, so the configured objective is computed on them instead: the
-        (masked, optionally smoothed or WAN-weighted) BCE, or the variational PU loss
-        without MixUp (which needs its own forward pass, see :meth:`update`).
+        (masked, optionally smoothed, WAN-weighted or with its largest losses rejected) BCE,
+        or the variational PU loss without MixUp (which needs its own forward pass, see
+        :meth:`update`).
         """
         examples = list(examples)
         ops = self.model.ops
@@ -251,12 +252,20 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
             d_scores, loss = pu_loss(scores, ops.asarray2f(self._positives(examples)))
             return loss, d_scores
         truths, observed = self._truths(examples)
+        unlabeled = (truths == 0.0) & observed.astype(bool)
         if settings.teacher_weight > 0:
             teacher = self._teacher_targets([eg.predicted.text for eg in examples])
-            unlabeled = (truths == 0.0) & observed.astype(bool)
             truths = numpy.where(unlabeled, settings.teacher_weight * teacher, truths)
         smoothing = settings.label_smoothing
         targets = truths * (1.0 - smoothing) + smoothing / 2.0
+        if settings.large_loss_rejection > 0:
+            rejected = largest_losses(
+                scores,
+                ops.asarray2f(targets.astype("float32")),
+                ops.asarray2f(unlabeled.astype("float32")),
+                settings.large_loss_rejection,
+            )
+            observed = observed * (1.0 - ops.to_numpy(rejected))
         weights = None
         if settings.negative_weighting == "wan" and len(self.labels) > 1:
             weights = ops.asarray2f(

@@ -153,6 +153,23 @@ class MixUpConsistency(_FormLoss):
         return d_logits.astype(z.dtype), float((diff**2).sum())
 
 
+def largest_losses(logits: Any, targets: Any, candidates: Any, share: float) -> Any:
+    """0/1 mask of the ``floor(share · n)`` of the ``n`` candidate entries (mask = 1) whose
+    BCE of ``logits`` against ``targets`` is largest, pooled over the whole array; ties go
+    to the earlier entry in row-major order. Large-loss rejection (:func:`masked_bce`'s
+    ``mask`` times ``1 − largest_losses(...)``) leaves them out of the loss."""
+    xp = get_array_module(logits)
+    z = logits.astype("float64")
+    losses = xp.maximum(z, 0.0) + xp.log1p(xp.exp(-xp.abs(z))) - targets * z
+    flat_candidates = candidates.reshape(-1) > 0
+    count = int(share * int(flat_candidates.sum()))
+    rejected = xp.zeros(z.size, dtype=logits.dtype)
+    if count > 0:
+        ranked = xp.where(flat_candidates, losses.reshape(-1), -xp.inf)
+        rejected[xp.argsort(-ranked, kind="stable")[:count]] = 1.0
+    return rejected.reshape(logits.shape)
+
+
 def masked_bce(
     logits: Any, truths: Any, mask: Any, weights: Optional[Any] = None
 ) -> Tuple[Any, float]:

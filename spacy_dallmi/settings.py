@@ -51,6 +51,11 @@ class DallmiSettings:
         label smoothing, AN-LS).
     negative_weighting: ``bce`` only: ``uniform``, or ``wan`` (negatives weighted
         ``1 / (L - 1)``, "weak assume negative"; both from Cole et al., CVPR 2021).
+    large_loss_rejection: ``bce`` only: in every batch, this share of the unlabeled entries
+        (value 0.0; pooled over labels) with the largest loss leaves the loss, which is
+        averaged over the rest (LL-R, Kim et al., CVPR 2022): the entries "assume negative"
+        gets most wrong are the likeliest hidden positives, and a fine-tune that fits them
+        as negatives forgets them. 0 = off.
     seed: seed of the MixUp pair and weight draws.
     teacher_weight: sourced runs: weight w of the starting (source) model's predictions on
         unlabeled target entries. ``bce``: an unlabeled entry's target is ``w·q`` instead of
@@ -100,6 +105,7 @@ class DallmiSettings:
     mixup_pairs: int = 1
     label_smoothing: float = 0.0
     negative_weighting: str = "uniform"
+    large_loss_rejection: float = 0.0
     seed: int = 0
     teacher_weight: float = 0.0
     teacher_target: str = "source"
@@ -164,6 +170,15 @@ class DallmiSettings:
             raise ValueError(
                 "teacher_split splits the labels between the PU loss and the teacher: it needs "
                 f"objective = 'dallmi', got objective = {self.objective!r}."
+            )
+        if not 0.0 <= self.large_loss_rejection < 1.0:
+            raise ValueError(
+                f"large_loss_rejection must be in [0, 1), got {self.large_loss_rejection}."
+            )
+        if self.large_loss_rejection > 0 and self.objective != "bce":
+            raise ValueError(
+                "large_loss_rejection leaves the unlabeled entries with the largest BCE out: it "
+                f"needs objective = 'bce', got objective = {self.objective!r}."
             )
         check_confidence(self.selection_confidence)
         if not 0.0 <= self.label_smoothing < 0.5:

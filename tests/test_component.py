@@ -324,11 +324,17 @@ def test_cls_pooling_classifies_the_first_word_piece(tiny_bert):
 
 
 @pytest.mark.parametrize(
-    "smoothing,weighting", [(0.0, "uniform"), (0.1, "uniform"), (0.0, "wan"), (0.2, "wan")]
+    "smoothing,weighting,rejection",
+    [(0.0, "uniform", 0.0), (0.1, "uniform", 0.0), (0.0, "wan", 0.0), (0.2, "wan", 0.0)]
+    + [(0.0, "uniform", 0.25), (0.1, "wan", 0.5)],
 )
-def test_bce_get_loss_matches_numpy(tiny_bert, smoothing, weighting):
+def test_bce_get_loss_matches_numpy(tiny_bert, smoothing, weighting, rejection):
     nlp = make_nlp(
-        tiny_bert, objective="bce", label_smoothing=smoothing, negative_weighting=weighting
+        tiny_bert,
+        objective="bce",
+        label_smoothing=smoothing,
+        negative_weighting=weighting,
+        large_loss_rejection=rejection,
     )
     textcat = nlp.get_pipe("textcat")
     for label in LABELS:
@@ -345,8 +351,13 @@ def test_bce_get_loss_matches_numpy(tiny_bert, smoothing, weighting):
     weight = numpy.where(truth == 1.0, 1.0, 1.0 / (len(LABELS) - 1)) if weighting == "wan" else 1
     p = 1.0 / (1.0 + numpy.exp(-logits.astype("float64")))
     bce = -(target * numpy.log(p) + (1 - target) * numpy.log(1 - p))
+    assert observed.sum() == 6 * len(LABELS) - 1
+    # LL-R: the floor(rejection · n) observed negatives with the largest BCE leave the loss
+    unlabeled = numpy.flatnonzero((observed == 1) & (truth == 0))
+    n_rejected = int(rejection * len(unlabeled))
+    worst = unlabeled[numpy.argsort(-bce.reshape(-1)[unlabeled], kind="stable")[:n_rejected]]
+    observed.reshape(-1)[worst] = 0.0
     n_observed = observed.sum()
-    assert n_observed == 6 * len(LABELS) - 1
     assert loss == pytest.approx((weight * observed * bce).sum() / n_observed, rel=1e-5)
     expected_grad = weight * observed * (p - target) / n_observed
     numpy.testing.assert_allclose(d_logits, expected_grad, rtol=1e-4, atol=1e-7)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_dallmi.loss import MixUpConsistency, VariationalPULoss, masked_bce
+from spacy_dallmi.loss import MixUpConsistency, VariationalPULoss, largest_losses, masked_bce
 
 
 def reference_pu_loss(
@@ -158,3 +158,45 @@ def test_masked_bce_weights_scale_entries_but_not_the_normaliser():
     d_logits, value = masked_bce(logits, truths, mask, weights)
     assert value == pytest.approx(value_of(logits))
     numpy.testing.assert_allclose(d_logits, finite_difference(value_of, logits), atol=1e-6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=7),
+    st.integers(min_value=1, max_value=5),
+    st.floats(min_value=0.0, max_value=0.99),
+    st.integers(min_value=0, max_value=2**31),
+)
+def test_largest_losses_rejects_the_top_share_of_candidates(n_docs, n_labels, share, seed):
+    rng = numpy.random.default_rng(seed)
+    logits = rng.normal(0, 3, (n_docs, n_labels)).round(1)  # rounded: ties happen
+    targets = rng.choice([0.0, 0.05, 0.3], size=logits.shape)
+    candidates = (rng.uniform(size=logits.shape) > 0.3).astype("float64")
+    rejected = largest_losses(logits, targets, candidates, share)
+    # Reference: every candidate's BCE as a Python float, sorted by (-loss, position).
+    entries = []
+    for i in range(n_docs):
+        for j in range(n_labels):
+            if candidates[i, j]:
+                p = 1.0 / (1.0 + math.exp(-logits[i, j]))
+                t = targets[i, j]
+                loss = -(t * math.log(p) + (1 - t) * math.log(1 - p))
+                entries.append((-round(loss, 9), i * n_labels + j))
+    expected = numpy.zeros(logits.size)
+    for _, flat in sorted(entries)[: int(share * len(entries))]:
+        expected[flat] = 1.0
+    numpy.testing.assert_array_equal(rejected.reshape(-1), expected)
+    assert not rejected[candidates == 0].any()
+
+
+def test_rejected_entries_leave_the_bce_and_its_normaliser():
+    logits = numpy.array([[3.0, -1.0], [0.5, 2.0], [-2.0, 0.0]])
+    truths = numpy.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    unlabeled = (truths == 0).astype("float64")
+    rejected = largest_losses(logits, truths, unlabeled, 0.5)  # 2 of 5 unlabeled entries
+    numpy.testing.assert_array_equal(rejected, [[0, 0], [1, 1], [0, 0]])  # logits 2.0, 0.5
+    d_logits, value = masked_bce(logits, truths, 1.0 - rejected)
+    kept = [(3.0, 1.0), (-1.0, 0.0), (-2.0, 0.0), (0.0, 0.0)]
+    by_hand = [math.log1p(math.exp(-z)) if y else math.log1p(math.exp(z)) for z, y in kept]
+    assert value == pytest.approx(sum(by_hand) / 4)
+    assert not d_logits[rejected == 1].any()

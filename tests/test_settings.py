@@ -62,6 +62,8 @@ def test_every_field_has_a_default_and_the_defaults_are_valid() -> None:
         ("mixup_pairs", True),
         ("label_smoothing", 0.5),
         ("label_smoothing", -0.1),
+        ("large_loss_rejection", 1.0),
+        ("large_loss_rejection", -0.1),
         ("selection_guard", "cats_macro_f"),
         ("teacher_target", "teacher"),
     ],
@@ -75,6 +77,12 @@ def test_l2_positive_term_needs_the_norm_form() -> None:
     DallmiSettings(positive_term="l2", loss_form="norm")
     with pytest.raises(ValueError, match="positive_term = 'l2'.*loss_form = 'norm'"):
         DallmiSettings(positive_term="l2", loss_form="log")
+
+
+def test_large_loss_rejection_needs_the_bce_objective() -> None:
+    DallmiSettings(objective="bce", large_loss_rejection=0.1)
+    with pytest.raises(ValueError, match="large_loss_rejection.*objective = 'dallmi'"):
+        DallmiSettings(objective="dallmi", large_loss_rejection=0.1)
 
 
 def test_settings_are_frozen() -> None:

@@ -83,6 +83,12 @@ METHOD_INFO: Dict[str, MethodInfo] = {
         "teacher_target mixture); benchmarks only",
         "partial",
     ),
+    "ft_llr": MethodInfo(
+        "fine-tuning on the partial labels with large-loss rejection: per batch, the 20% of "
+        "unlabeled entries with the largest loss leave it (large_loss_rejection 0.2; Kim et "
+        "al. 2022); benchmarks only",
+        "partial",
+    ),
     "dallmi_split_any": MethodInfo(
         "DALLMi's teacher_split without the calibration test (teacher_calibration 0: the "
         "default before it); benchmarks only",
