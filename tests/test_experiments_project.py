@@ -272,41 +272,6 @@ def test_validation_slice_is_carved_from_target_train_and_leaves_the_test_split(
     assert partial_positives < full_positives
 
 
-def test_ablations_cover_the_papers_tables_without_repeating_the_default() -> None:
-    from spacy_dallmi.experiments.grid import SETTINGS, ablation_variants
-
-    variants = dict(ablation_variants([0.0, 0.1, 1.0]))
-    locations = {
-        (v[f"{SETTINGS}.mixup_location"], v[f"{SETTINGS}.loss_form"])
-        for v in variants.values()
-        if f"{SETTINGS}.mixup_location" in v
-    }
-    assert len(locations) == 5  # 3 locations x 2 loss forms, less the default
-    assert "lambda 0.1" not in variants and {"lambda 0", "lambda 1"} <= set(variants)
-    assert "positive term l2" in variants and "plain shuffled batches" in variants
-    assert next(iter(variants)).startswith("default")
-    batchers = [v["batcher"] for v in variants.values() if "batcher" in v]
-    assert batchers == ["spacy.batch_by_sequence.v1", "spacy_dallmi.positive_sampling_batcher.v1"]
-
-
-@pytest.mark.parametrize(
-    "batcher", ["spacy.batch_by_sequence.v1", "spacy_dallmi.positive_sampling_batcher.v1"]
-)
-def test_ablation_batcher_configs_resolve_with_size_and_seed(tmp_path: Path, batcher: str) -> None:
-    from spacy.util import load_config, registry
-
-    from spacy_dallmi.experiments.grid import batcher_config
-
-    path = batcher_config(REPO / "configs" / "adapt.cfg", tmp_path, batcher, 12, 3)
-    block = load_config(path)["training"]["batcher"]
-    assert block["@batchers"] == batcher and block["size"] == 12
-    if batcher == "spacy.batch_by_sequence.v1":
-        assert "seed" not in block and block["get_length"] is None
-    else:
-        assert block["seed"] == 3
-    assert callable(registry.resolve({"batcher": block})["batcher"])
-
-
 def test_a_run_without_its_data_is_skipped_with_a_marker(tmp_path: Path) -> None:
     from spacy_dallmi.experiments.commands import train_run
 

@@ -33,7 +33,6 @@ from .commands import (
 )
 from .corpus import check_known_positives, prepare_dataset, prepare_files, read_files
 from .datasets import DATASETS, GOEMOTIONS_FILES, PUBMED_FILES, SEMEVAL_FILES
-from .grid import SETTINGS
 from .methods import registered
 from .protocol import REMOVAL_MODES, check_label_sets
 from .readers import DataPreparationError, MissingColumnError, detect_format, iter_records
@@ -57,6 +56,8 @@ PREPARED_FILE = "prepared.json"
 BACKBONES_FILE = Path("training") / "backbones.json"
 SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 LEARN_RATE = "training.optimizer.learn_rate.initial_rate"
+#: The config block of DALLMi's settings, which the run overrides set.
+SETTINGS = "initialize.before_init.settings"
 #: The settings of the baselines that are options of finetune.cfg's `bce` objective.
 BASELINE_SETTINGS = registered(
     {"an_ls": {"label_smoothing": 0.1}, "wan": {"negative_weighting": "wan"}}
