@@ -1,6 +1,6 @@
 """The paper's ablations (Tables 3 and 4) as paired cells beside default DALLMi (issue 9).
 
-The variants are :func:`spacy_dallmi.experiments.grid.ablation_variants`; each trains
+The variants are :func:`ablation_variants` (of DALLMi as published); each trains
 through :meth:`paired.Protocol.run` and differs from the defaults only in what its name
 says. A variant equal to a paired method reuses its finished run. Writes
 ``results/ablations_<dataset>/<run>.json`` and ``results/ablations_<dataset>.md`` (test
@@ -16,6 +16,7 @@ started together share the variants (a lock each); ``--report`` only writes the 
 import argparse
 import fcntl
 import itertools
+import re
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -23,23 +24,62 @@ from typing import Any, Dict, List, Optional, Tuple
 import paired
 import srsly
 from environment import table
-from paired import ADAPT, CONFIGS, METHODS, SETTINGS_KEY, Method, Protocol, beside, run_key
+from paired import ADAPT, CONFIGS, METHODS, Method, Protocol, beside, run_key
 from spacy.util import load_config
 from splits import ratio_name
 from stats import ci_text, mean_std
 from summarize import Runs, scores, versus
 
-from spacy_dallmi.experiments.grid import ablation_variants, batcher_config, variant_slug
+from spacy_dallmi.settings import LOSS_FORMS, MIXUP_LOCATIONS, PU_ONLY, DallmiSettings
 
 LAMBDAS = (0.0, 0.03, 0.1, 0.3, 1.0)
 Variants = List[Tuple[str, Dict[str, Any]]]
 
 
-def variant_method(overrides: Dict[str, Any], config: str = ADAPT) -> Tuple[Method, Optional[str]]:
-    """A variant as a paired method (its settings without their config section), and its
-    batcher (None: the config's cycle batcher)."""
-    bare = {k[len(SETTINGS_KEY) + 1 :]: v for k, v in overrides.items() if k != "batcher"}
-    return Method(config, "partial", bare), overrides.get("batcher")
+def ablation_variants(lambdas: List[float]) -> Variants:
+    """The paper's ablations as (name, settings) of DALLMi as published (``PU_ONLY``: the PU
+    loss on every label, without adapt.cfg's teacher): MixUp location x loss form (Table 3),
+    the positive term, the MixUp weight and the batching (Table 4, ``batcher``)."""
+    default = DallmiSettings()
+    name = f"{default.mixup_location}, {default.loss_form} loss, lambda {default.mixup_lambda:g}"
+    variants: Variants = [(f"default ({name}, cycle batches)", {})]
+    for location, loss in itertools.product(MIXUP_LOCATIONS, LOSS_FORMS):
+        if (location, loss) != (default.mixup_location, default.loss_form):
+            settings = {"mixup_location": location, "loss_form": loss}
+            variants.append((f"mixup at {location}, {loss} loss", settings))
+    variants.append(("positive term l2", {"positive_term": "l2"}))
+    lams = [lam for lam in lambdas if lam != default.mixup_lambda]
+    variants += [(f"lambda {lam:g}", {"mixup_lambda": lam}) for lam in lams]
+    variants.append(("plain shuffled batches", {"batcher": "spacy.batch_by_sequence.v1"}))
+    batcher = {"batcher": "spacy_dallmi.positive_sampling_batcher.v1"}
+    variants.append(("reference's positive-per-label sampling", batcher))
+    return [(name, {**PU_ONLY, **settings}) for name, settings in variants]
+
+
+def variant_slug(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", name).strip("_")
+
+
+def batcher_config(config: Path, folder: Path, batcher: str, batch_size: int, seed: int) -> Path:
+    """A copy of ``config`` with another batcher (the blocks' arguments differ, so an
+    override cannot swap it)."""
+    loaded = load_config(config)
+    block: Dict[str, Any] = {"@batchers": batcher, "size": batch_size}
+    if batcher == "spacy.batch_by_sequence.v1":
+        block["get_length"] = None
+    else:
+        block["seed"] = seed
+    loaded["training"]["batcher"] = block
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"adapt_{batcher.replace('.', '_')}.cfg"
+    loaded.to_disk(path)
+    return path
+
+
+def variant_method(settings: Dict[str, Any], config: str = ADAPT) -> Tuple[Method, Optional[str]]:
+    """A variant as a paired method, and its batcher (None: the config's cycle batcher)."""
+    bare = {k: v for k, v in settings.items() if k != "batcher"}
+    return Method(config, "partial", bare), settings.get("batcher")
 
 
 def variant_path(

@@ -6,7 +6,6 @@ benchmark scripts share: common options, JSON and Markdown writing, timing.
 import argparse
 import contextlib
 import datetime
-import functools
 import json
 import os
 import platform
@@ -113,16 +112,13 @@ def git_info() -> Dict[str, Any]:
 GIT_AT_START = git_info()
 
 
-def git_provenance() -> Dict[str, Any]:
-    """:data:`GIT_AT_START`, plus the HEAD when the result is written and whether it moved."""
-    head = git_info()["commit"]
-    return {**GIT_AT_START, "head_at_write": head, "head_moved": head != GIT_AT_START["commit"]}
-
-
 def provenance(gpu_id: Optional[int] = None, **extra: Any) -> Dict[str, Any]:
-    """Date, machine, package versions and git of a result, then ``extra``."""
+    """Date, machine, package versions and git of a result, then ``extra``; git is
+    :data:`GIT_AT_START`, the HEAD when the result is written and whether it moved."""
+    head = git_info()["commit"]
+    git = {**GIT_AT_START, "head_at_write": head, "head_moved": head != GIT_AT_START["commit"]}
     return {"date": now(), "machine": machine_info(gpu_id), "versions": package_versions(),
-            "git": git_provenance(), **extra}  # fmt: skip
+            "git": git, **extra}  # fmt: skip
 
 
 def parser(doc: str, device: bool = True, **defaults: Any) -> argparse.ArgumentParser:
@@ -158,16 +154,6 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> List[str]:
     return lines + ["| " + " | ".join(map(str, row)) + " |" for row in rows] + [""]
 
 
-def timed(fn: Callable[[], Any], sync: Callable = lambda: None) -> Tuple[float, float, Any]:
-    """Wall-clock and process CPU seconds of ``fn()``, and what it returned; ``sync`` (waiting
-    for queued GPU work) runs before and after, so the interval covers the work it started."""
-    sync()
-    wall0, cpu0 = time.perf_counter(), time.process_time()
-    result = fn()
-    sync()
-    return time.perf_counter() - wall0, time.process_time() - cpu0, result
-
-
 def rotated(items: Sequence[Any], shift: int) -> List[Any]:
     """``items`` started at ``shift``: a round-robin order, so bursts of load hit all alike."""
     shift %= len(items)
@@ -176,14 +162,19 @@ def rotated(items: Sequence[Any], shift: int) -> List[Any]:
 
 def round_robin(part: str, step: Callable, order: Callable, rounds: int, warmup=0, sync=None):
     """``step(name, round)`` for each name of ``order(round)``: (wall, CPU) seconds of the steps
-    after ``warmup`` rounds, the last outputs, and the load averages around them."""
+    after ``warmup`` rounds, the last outputs, and the load averages around them. ``sync``
+    (waiting for queued GPU work) runs before and after each step, so that its interval
+    covers the work it started."""
     times: Dict[Any, List[Tuple[float, float]]] = {}
     outputs: Dict[Any, Any] = {}
-    load = load_average()
+    load, sync = load_average(), sync or (lambda: None)
     for rnd in range(rounds):
         for name in order(rnd):
-            call = functools.partial(step, name, rnd)
-            wall, cpu, outputs[name] = timed(call, sync or (lambda: None))
+            sync()
+            wall0, cpu0 = time.perf_counter(), time.process_time()
+            outputs[name] = step(name, rnd)
+            sync()
+            wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             if rnd >= warmup:
                 times.setdefault(name, []).append((wall, cpu))
             print(f"[{part}] round {rnd} {name}: {wall:.2f}s", flush=True)

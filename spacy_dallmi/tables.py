@@ -253,7 +253,7 @@ def _read_jsonl(path: Path, counts: Counts) -> Source:
 
     A UTF-8 byte order mark is skipped, as for CSV (Windows editors write one)."""
     handle = path.open(encoding="utf-8-sig")
-    records = _jsonl_records(path, handle, counts)
+    records = (record for _, record in jsonl_records(path, handle, counts))
     try:
         first = next(records, None)
     except (UnicodeDecodeError, ClassifyError):
@@ -271,18 +271,34 @@ def _read_jsonl(path: Path, counts: Counts) -> Source:
     return Source(path, list(first), rows())
 
 
-def _jsonl_records(path: Path, lines: Iterable[str], counts: Counts) -> Iterator[Dict[str, Any]]:
+def jsonl_records(
+    path: Path, lines: Iterable[str], counts: Counts, lenient: bool = False
+) -> Iterator[Tuple[int, Optional[Dict[str, Any]]]]:
+    """``(line number, record)`` per non-blank line (blank lines are counted). A line that is
+    not a JSON object is an error or, ``lenient`` (the experiment kit's readers, which count
+    such rows), a None record; a key given twice is always an error."""
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             counts.blank_lines += 1
             continue
         try:
             record = json.loads(line, object_pairs_hook=unique_keys)
-        except ValueError as error:
-            raise ClassifyError(f"{path}, line {number}: not a JSON record ({error}).") from error
+        except json.JSONDecodeError as error:
+            if not lenient:
+                raise ClassifyError(
+                    f"{path}, line {number}: not a JSON record ({error})."
+                ) from error
+            record = None
+        except ValueError as error:  # a key given twice
+            what = f"{error}." if lenient else f"not a JSON record ({error})."
+            raise ClassifyError(f"{path}, line {number}: {what}") from error
         if not isinstance(record, dict):
-            raise ClassifyError(f"{path}, line {number}: a JSON object is needed, not {line!r}.")
-        yield record
+            if not lenient:
+                raise ClassifyError(
+                    f"{path}, line {number}: a JSON object is needed, not {line!r}."
+                )
+            record = None
+        yield number, record
 
 
 def _import_pyarrow() -> Any:

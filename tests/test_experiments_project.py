@@ -13,6 +13,7 @@ from spacy.tokens import DocBin
 from typer.testing import CliRunner
 from weasel.util import load_project_config
 
+from spacy_dallmi.experiments import study as study_module
 from spacy_dallmi.experiments.cli import app
 from spacy_dallmi.experiments.corpus import prepare_files
 from spacy_dallmi.experiments.study import OPTIONS, CheckError, Study, parse_options
@@ -271,41 +272,6 @@ def test_validation_slice_is_carved_from_target_train_and_leaves_the_test_split(
     assert partial_positives < full_positives
 
 
-def test_ablations_cover_the_papers_tables_without_repeating_the_default() -> None:
-    from spacy_dallmi.experiments.grid import SETTINGS, ablation_variants
-
-    variants = dict(ablation_variants([0.0, 0.1, 1.0]))
-    locations = {
-        (v[f"{SETTINGS}.mixup_location"], v[f"{SETTINGS}.loss_form"])
-        for v in variants.values()
-        if f"{SETTINGS}.mixup_location" in v
-    }
-    assert len(locations) == 5  # 3 locations x 2 loss forms, less the default
-    assert "lambda 0.1" not in variants and {"lambda 0", "lambda 1"} <= set(variants)
-    assert "positive term l2" in variants and "plain shuffled batches" in variants
-    assert next(iter(variants)).startswith("default")
-    batchers = [v["batcher"] for v in variants.values() if "batcher" in v]
-    assert batchers == ["spacy.batch_by_sequence.v1", "spacy_dallmi.positive_sampling_batcher.v1"]
-
-
-@pytest.mark.parametrize(
-    "batcher", ["spacy.batch_by_sequence.v1", "spacy_dallmi.positive_sampling_batcher.v1"]
-)
-def test_ablation_batcher_configs_resolve_with_size_and_seed(tmp_path: Path, batcher: str) -> None:
-    from spacy.util import load_config, registry
-
-    from spacy_dallmi.experiments.grid import batcher_config
-
-    path = batcher_config(REPO / "configs" / "adapt.cfg", tmp_path, batcher, 12, 3)
-    block = load_config(path)["training"]["batcher"]
-    assert block["@batchers"] == batcher and block["size"] == 12
-    if batcher == "spacy.batch_by_sequence.v1":
-        assert "seed" not in block and block["get_length"] is None
-    else:
-        assert block["seed"] == 3
-    assert callable(registry.resolve({"batcher": block})["batcher"])
-
-
 def test_a_run_without_its_data_is_skipped_with_a_marker(tmp_path: Path) -> None:
     from spacy_dallmi.experiments.commands import train_run
 
@@ -316,26 +282,29 @@ def test_a_run_without_its_data_is_skipped_with_a_marker(tmp_path: Path) -> None
     assert "none.spacy does not exist" in reason
 
 
-def test_prepare_custom_as_the_project_calls_it(tmp_path: Path) -> None:
-    """Empty options and caps of 0 are "not given"; label_columns wins over labels_column."""
+def test_the_study_prepares_custom_data_as_the_project_calls_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty target test file and caps of 0 are "not given"; label_columns wins over
+    labels_column; the ratio-free corpora are copied to the study's corpus folder."""
     header = ("text", "x", "y", "labels")
     rows = [[f"doc {i}", i % 2, 1 - i % 2, "x"] for i in range(30)]
     write_csv(tmp_path / "s.csv", rows, header)
     write_csv(tmp_path / "t.csv", [[f"t {i}", int(i % 3 == 0), 0, "x"] for i in range(20)], header)
-    out = tmp_path / "out"
-    args = ["prepare", "custom", "unused", out, "--source-file", tmp_path / "s.csv"]
-    args += ["--target-file", tmp_path / "t.csv", "--target-test-file", "", "--label-columns"]
-    args += ["x,y", "--labels-column", "labels", "--max-source-docs", "0", "--valid-fraction"]
-    args += ["0.25", "--shared-dir", tmp_path / "shared", "--quiet"]
-    result = run(args)
-    assert result.exit_code == 0, result.output
-    stats = srsly.read_json(out / "stats.json")
+    monkeypatch.chdir(tmp_path)
+    files = dict(source_file="s.csv", target_file="t.csv", target_test_file="")
+    columns = dict(label_columns="x,y", labels_column="labels")
+    found = study(dataset="custom", data_name="custom", ratio=0.0, **files, **columns,
+                  max_source_docs=0, valid_fraction=0.25)  # fmt: skip
+    study_module.record_inputs("custom", "custom", [Path("s.csv"), Path("t.csv")])
+    study_module.prepare(found)
+    stats = srsly.read_json(found.partial / "stats.json")
     assert stats["labels"] == ["x", "y"]
     assert stats["splits"]["target_valid"]["docs"] == 5
     assert stats["splits"]["target_train"]["docs"] == 15
     assert stats["splits"]["source_train"]["cap"] is None
     assert "target_test" not in stats["splits"] and "target_train_full" not in stats["splits"]
-    assert sorted(p.name for p in (tmp_path / "shared").iterdir()) == [
+    assert sorted(p.name for p in found.corpus.iterdir() if p.suffix == ".spacy") == [
         "source_test.spacy",
         "source_train.spacy",
     ]

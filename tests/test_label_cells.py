@@ -195,8 +195,8 @@ def test_prepare_summary_of_a_target_with_half_its_cells_blank(tmp_path: Path) -
         target_rows[i][1] = ""
     target = write(tmp_path / "target.csv", target_rows)
     result = run(
-        ["prepare", "custom", "unused", tmp_path / "out", "--source-file", source,
-         "--target-file", target, "--labels-column", "labels"]
+        ["prepare-files", source, target, tmp_path / "out", "--text-column", "text",
+         "--labels-column", "labels"]
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert (
@@ -228,16 +228,15 @@ def test_a_target_label_without_known_positive_warns_and_none_at_all_fails(
     source = write(tmp_path / "source.csv", rows(40, 0, "source"))
     no_product = [[f"target {i}", ["billing", "delivery", ""][i % 3]] for i in range(30)]
     target = write(tmp_path / "target.csv", no_product)
-    args = ["prepare", "custom", "unused", tmp_path / "out", "--source-file", source]
-    args += ["--labels-column", "labels"]
-    result = run([*args, "--target-file", target])
+    args = ["--text-column", "text", "--labels-column", "labels"]
+    result = run(["prepare-files", source, target, tmp_path / "out", *args])
     assert result.exit_code == 0, result.output
     assert "label(s) 'product' have no known positive in the target data" in result.text
     assert "cannot be adapted" in result.text
     stats = json.loads((tmp_path / "out" / "stats.json").read_text(encoding="utf8"))
     assert any("'product'" in line for line in stats["warnings"])
     nothing = write(tmp_path / "nothing.csv", [[f"target {i}", ""] for i in range(30)])
-    failed = run([*args, "--target-file", nothing])
+    failed = run(["prepare-files", source, nothing, tmp_path / "out", *args])
     assert failed.exit_code == 1 and one_failure(failed.output)
     assert f"The target data ({nothing}) has no known positive for any label" in failed.text
     checked = run(["study", "check", "--source-file", source, "--target-file", nothing,
@@ -258,8 +257,8 @@ def test_repeated_source_texts_stay_on_one_side_of_the_split(tmp_path: Path) -> 
     target = write(tmp_path / "target.csv", rows(30, 1, "target"))
     out = tmp_path / "out"
     result = run(
-        ["prepare", "custom", "unused", out, "--source-file", source, "--target-file", target,
-         "--labels-column", "labels", "--test-fraction", "0.3"]
+        ["prepare-files", source, target, out, "--text-column", "text", "--labels-column",
+         "labels", "--test-fraction", "0.3"]
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     train, test = docs(out / "source_train.spacy"), docs(out / "source_test.spacy")
@@ -305,8 +304,8 @@ def test_a_target_test_file_sharing_texts_with_target_train_warns(tmp_path: Path
     target = write(tmp_path / "target.csv", target_rows)
     test = write(tmp_path / "test.csv", test_rows)
     result = run(
-        ["prepare", "custom", "unused", tmp_path / "out", "--source-file", source,
-         "--target-file", target, "--target-test-file", test, "--labels-column", "labels"]
+        ["prepare-files", source, target, tmp_path / "out", "--target-test", test,
+         "--text-column", "text", "--labels-column", "labels"]
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "2 text(s) are in both target_train and target_test" in result.text
@@ -321,7 +320,7 @@ def test_a_source_label_with_few_positives_is_named_with_its_count(tmp_path: Pat
     target = write(tmp_path / "target.csv", rows(30, 1, "target") + [["refund please", "refund"]])
     out = tmp_path / "out"
     args = ["--source-file", source, "--target-file", target, "--labels-column", "labels"]
-    result = run(["prepare", "custom", "unused", out, *args])
+    result = run(["prepare-files", source, target, out, "--text-column", "text", *args[4:]])
     assert result.exit_code == 0, result.output
     stats = json.loads((out / "stats.json").read_text(encoding="utf8"))
     count = stats["splits"]["source_train"]["positives"]["refund"]
@@ -344,8 +343,8 @@ def test_a_source_label_value_of_2_is_an_error_naming_file_line_and_column(tmp_p
     t = write(tmp_path / "t.csv", [[f"target {i}", 1, 0, ""] for i in range(10)], header)
     columns = ["--text-column", "text", "--label-columns", ",".join(LABELS)]
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "spacy_dallmi", "prepare", "custom", "unused", str(out)]
-    command += ["--source-file", str(s), "--target-file", str(t), *columns]
+    command = [sys.executable, "-m", "spacy_dallmi", "prepare-files", str(s), str(t), str(out)]
+    command += columns
     done = subprocess.run(command, capture_output=True, text=True)
     output = " ".join((done.stdout + done.stderr).split())
     assert done.returncode == 1, output

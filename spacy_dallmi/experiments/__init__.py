@@ -2,7 +2,7 @@
 uses ``dallmi_textcat`` never imports it. Data: :mod:`.readers`, :mod:`.datasets`,
 :mod:`.protocol`, :mod:`.corpus`, :mod:`.summary`; results: :mod:`.methods`, :mod:`.evaluate`,
 :mod:`.runs`, :mod:`.report`, :mod:`.thresholds`; runs: :mod:`.commands`, :mod:`.study`,
-:mod:`.run_inputs`, :mod:`.cli`; the benchmarks' ablation variants: :mod:`.grid`.
+:mod:`.run_inputs`, :mod:`.cli`.
 """
 
 #: The one line a missing optional dependency of the kit is reported with.

@@ -166,45 +166,16 @@ def _prepare(make: Callable[..., Dict[str, Any]], *args: Any, **settings: Any) -
 @app.command("prepare")
 @with_options(SETTINGS_OPTIONS)
 def prepare_command(
-    dataset: str = _arg(
-        f"Built-in dataset ({' or '.join(DATASETS)}), or custom for your own files."
-    ),
-    data_dir: Path = _arg(
-        "Folder holding goemotions/, semeval2018_ec/ and pubmed/ (built-ins only)."
-    ),
+    dataset: str = _arg(f"Built-in dataset: {' or '.join(DATASETS)} (prepare-files: your own)."),
+    data_dir: Path = _arg("Folder holding goemotions/, semeval2018_ec/ and pubmed/."),
     output_dir: Path = _arg("Folder to write the corpora and stats to."),
-    ratio: float = _opt(
-        "Share of target train positives to hide, in (0, 1); 0 (custom only): the target's "
-        "labels are already partial.",
-        0.0,
-    ),
-    source_file: Optional[str] = _opt("custom: source file."),
-    target_file: Optional[str] = _opt("custom: target file."),
-    target_test_file: Optional[str] = _opt("custom: a fully labelled target test file."),
-    text_column: str = _opt("custom: the text column.", "text"),
-    labels_column: Optional[str] = _opt("custom: the column listing each row's labels."),
-    label_columns: Optional[str] = _opt("custom: comma-separated 0/1 label columns."),
+    ratio: float = _opt("Share of target train positives to hide, in (0, 1).", 0.0),
     **settings: Any,
 ) -> None:
     """Write source/target train/test corpora (and a validation slice) of a built-in dataset,
-    with target labels hidden, or of your own files (dataset custom): the project's one
-    preparation step. Empty options and caps of 0 count as not given."""
+    with target labels hidden. Empty options and caps of 0 count as not given."""
     settings["valid_fraction"] = settings["valid_fraction"] or None
-    if dataset != "custom":
-        _prepare(prepare_dataset, dataset, data_dir, output_dir, ratio=ratio, **settings)
-        return
-    if not (source_file and target_file):
-        msg.fail(
-            "dataset custom needs --source-file and --target-file (the project's vars "
-            "source_file and target_file).",
-            exits=1,
-        )
-    columns = _split_names(label_columns or None)
-    # one 0/1 column per label, when given, takes precedence over a label list
-    labels = None if columns else labels_column or None
-    read = dict(text_column=text_column, label_columns=columns, labels_column=labels, ratio=ratio)
-    read["target_test_path"] = target_test_file or None
-    _prepare(prepare_files, source_file, target_file, output_dir, **read, **settings)
+    _prepare(prepare_dataset, dataset, data_dir, output_dir, ratio=ratio, **settings)
 
 
 @app.command("prepare-files")

@@ -22,9 +22,9 @@ from ..tables import (
     ClassifyError,
     Counts,
     first_undecodable_line,
+    jsonl_records,
     read_delimited,
     repeated,
-    unique_keys,
 )
 
 PathLike = Union[str, Path]
@@ -356,19 +356,11 @@ def _jsonl(path: Path, required: Sequence[str], encoding: str) -> Iterator[Recor
     """JSON Lines; a line that is not an object is a None record, a key given twice an error."""
     checked = False
     with path.open(encoding=encoding, newline="") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line, object_pairs_hook=unique_keys)
-            except json.JSONDecodeError:
-                record = None
-            except ValueError as error:  # a key given twice
-                raise DataPreparationError(f"{path}, line {number}: {error}.") from None
-            if isinstance(record, dict) and not checked:
+        for number, record in jsonl_records(path, handle, Counts(), lenient=True):
+            if record is not None and not checked:
                 _check_columns(path, required, list(record))
                 checked = True
-            yield f"{path.name}:{number}", record if isinstance(record, dict) else None
+            yield f"{path.name}:{number}", record
 
 
 def iter_records(

@@ -22,18 +22,17 @@ from wasabi import msg
 from ..settings import PU_ONLY
 from .commands import (
     CURVE_FILE,
+    _prepare,
     _split_names,
     app,
     evaluate_to,
     find_thresholds_command,
-    prepare_command,
     train_run,
     with_options,
     write_report,
 )
-from .corpus import check_known_positives, read_files
+from .corpus import check_known_positives, prepare_dataset, prepare_files, read_files
 from .datasets import DATASETS, GOEMOTIONS_FILES, PUBMED_FILES, SEMEVAL_FILES
-from .grid import SETTINGS
 from .methods import registered
 from .protocol import REMOVAL_MODES, check_label_sets
 from .readers import DataPreparationError, MissingColumnError, detect_format, iter_records
@@ -57,6 +56,8 @@ PREPARED_FILE = "prepared.json"
 BACKBONES_FILE = Path("training") / "backbones.json"
 SAFE_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 LEARN_RATE = "training.optimizer.learn_rate.initial_rate"
+#: The config block of DALLMi's settings, which the run overrides set.
+SETTINGS = "initialize.before_init.settings"
 #: The settings of the baselines that are options of finetune.cfg's `bce` objective.
 BASELINE_SETTINGS = registered(
     {"an_ls": {"label_smoothing": 0.1}, "wan": {"negative_weighting": "wan"}}
@@ -446,10 +447,16 @@ def prepare(study: Study) -> None:
         msg.good(f"{study.partial}: already prepared from the same files and settings")
         return
     msg.divider(f"prepare {study.partial}")
-    names = ("source_file", "target_file", "target_test_file", "text_column", "labels_column")
-    given = {name: getattr(study, name) for name in (*names, "label_columns")}
-    fixed = dict(max_docs=None, test_fraction=0.2, quiet=False, shared_dir=study.corpus)
-    prepare_command(study.dataset, study.data_dir, study.partial, **given, **fixed, **values)
+    settings = dict(values, max_docs=None, test_fraction=0.2, quiet=False, shared_dir=study.corpus)
+    settings["valid_fraction"] = settings["valid_fraction"] or None  # 0: no validation slice
+    if study.dataset != CUSTOM:
+        _prepare(prepare_dataset, study.dataset, study.data_dir, study.partial, **settings)
+    else:  # one 0/1 column per label, when given, takes precedence over a label list
+        given = _split_names(study.label_columns or None)
+        read = dict(text_column=study.text_column, label_columns=given)
+        read.update(labels_column=None if given else study.labels_column or None)
+        read.update(target_test_path=study.target_test_file or None, **settings)
+        _prepare(prepare_files, study.source_file, study.target_file, study.partial, **read)
     srsly.write_json(done, record)
 
 
