@@ -82,6 +82,8 @@ def as_registered(methods: Dict[str, Method]) -> Dict[str, Method]:
 
 _PAPER = {k: v for k, v in PAPER_SETTINGS.to_dict().items() if k not in ("objective", "seed")}
 _TEACHER = {"teacher_weight": 1.0, "teacher_target": "posterior"}
+_SELF = {**_TEACHER, "teacher_target": "mixture", "teacher_split": False}
+_SELF["teacher_refresh_steps"] = 62  # about one emotions epoch
 FT, ADAPT = "finetune.cfg", "adapt.cfg"  # under configs/
 METHODS: Dict[str, Method] = as_registered(
     {
@@ -101,6 +103,7 @@ METHODS: Dict[str, Method] = as_registered(
         "dallmi_posterior": Method(ADAPT, "partial", {**_TEACHER, "teacher_split": False}),
         "ft_teacher_mixture": Method(FT, "partial", {**_TEACHER, "teacher_target": "mixture"}),
         "ft_llr": Method(FT, "partial", {"large_loss_rejection": 0.2}),
+        "dallmi_self": Method(ADAPT, "partial", _SELF),
         "dallmi_split_any": Method(ADAPT, "partial", {"teacher_calibration": 0.0}),
     }
 )

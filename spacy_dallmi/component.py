@@ -152,6 +152,7 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         self.cfg["bucket_window"] = bucket_window
         self._step = 0
         self._teacher: Optional[Dict[str, numpy.ndarray]] = None  # set_teacher, not saved
+        self._teacher_examples: List[Example] = []  # set_teacher's, for teacher_refresh_steps
         self._split = numpy.zeros(0, dtype=bool)  # set_teacher: the teacher_split labels
         self.calibration: Optional[float] = None  # set_teacher: the source's, for the split
         self.configure(settings or DallmiSettings())
@@ -220,6 +221,9 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
             return losses
         self._require_model()
         self._check_known_labels(examples)
+        refresh = self.settings.teacher_refresh_steps
+        if refresh and self._step and self._step % refresh == 0 and self._teacher_examples:
+            self.set_teacher(self._teacher_examples)  # the model trained so far teaches now
         self._step += 1
         set_dropout_rate(self.model, drop)
         docs = [eg.predicted for eg in examples]
@@ -326,9 +330,10 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         unlabeled entries, for ``teacher_weight``: its probabilities, or a posterior made
         from them (``teacher_target``; see :mod:`spacy_dallmi.teacher`), and which labels
         ``teacher_split`` gives the teacher, both with the settings in force: after
-        :meth:`configure` changes a teacher setting, call it again.
+        :meth:`configure` changes a teacher setting, call it again. With
+        ``teacher_refresh_steps``, :meth:`update` calls it again on the same examples.
         """
-        examples = list(examples)
+        examples = self._teacher_examples = list(examples)
         docs = [eg.predicted for eg in examples]
         batches = [self.predict(docs[i : i + 64]) for i in range(0, len(docs), 64)]
         probabilities = numpy.concatenate([self.model.ops.to_numpy(b) for b in batches])

@@ -72,6 +72,10 @@ class DallmiSettings:
         the target's labels) is trained by the teacher alone, BCE with targets 1 (known) and
         ``q`` (unlabeled), normalised over all entries as the ``bce`` objective is; the PU loss
         and MixUp train the other labels, where the source under-predicts the target.
+    teacher_refresh_steps: sourced runs with a teacher: every this many updates the teacher
+        becomes the model being trained (self-training): its targets and ``teacher_split``
+        are made again, as at the start, from the model's predictions on the training docs.
+        0 = the source stays the teacher.
     teacher_calibration: ``teacher_split``: the least calibration of the source on the
         training docs (its expected positives over those the known positives and the ranking
         of its scores imply, pooled over labels: :func:`spacy_dallmi.teacher.calibration`)
@@ -111,6 +115,7 @@ class DallmiSettings:
     teacher_target: str = "source"
     teacher_split: bool = False
     teacher_calibration: float = 0.5
+    teacher_refresh_steps: int = 0
     blend_alphas: Sequence[float] = (0.25, 0.5, 0.75)
     selection_confidence: float = 0.0
     selection_guard: str = "cats_pu_score"
@@ -162,6 +167,18 @@ class DallmiSettings:
             raise ValueError(f"mixup_pairs must be an integer >= 1, got {self.mixup_pairs!r}.")
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}.")
+        if isinstance(self.teacher_refresh_steps, bool) or not (
+            isinstance(self.teacher_refresh_steps, int) and self.teacher_refresh_steps >= 0
+        ):
+            raise ValueError(
+                "teacher_refresh_steps must be a whole number of updates >= 0 (0 = the source "
+                f"stays the teacher), got {self.teacher_refresh_steps!r}."
+            )
+        if self.teacher_refresh_steps and not self.teacher_weight > 0:
+            raise ValueError(
+                "teacher_refresh_steps refreshes the teacher: it needs teacher_weight > 0, got "
+                f"teacher_weight = {self.teacher_weight}."
+            )
         if not 0.0 <= self.teacher_calibration <= 1.0:
             raise ValueError(
                 f"teacher_calibration must be in [0, 1], got {self.teacher_calibration}."

@@ -62,6 +62,8 @@ def test_every_field_has_a_default_and_the_defaults_are_valid() -> None:
         ("mixup_pairs", True),
         ("label_smoothing", 0.5),
         ("label_smoothing", -0.1),
+        ("teacher_refresh_steps", -1),
+        ("teacher_refresh_steps", 1.5),
         ("large_loss_rejection", 1.0),
         ("large_loss_rejection", -0.1),
         ("selection_guard", "cats_macro_f"),
@@ -83,6 +85,12 @@ def test_large_loss_rejection_needs_the_bce_objective() -> None:
     DallmiSettings(objective="bce", large_loss_rejection=0.1)
     with pytest.raises(ValueError, match="large_loss_rejection.*objective = 'dallmi'"):
         DallmiSettings(objective="dallmi", large_loss_rejection=0.1)
+
+
+def test_teacher_refresh_needs_a_teacher() -> None:
+    DallmiSettings(teacher_weight=0.5, teacher_refresh_steps=10)
+    with pytest.raises(ValueError, match="teacher_refresh_steps.*teacher_weight > 0"):
+        DallmiSettings(teacher_refresh_steps=10)
 
 
 def test_settings_are_frozen() -> None:

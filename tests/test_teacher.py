@@ -350,3 +350,27 @@ def test_density_ratio_stays_finite_when_known_positives_outscore_everything():
     assert (numpy.diff(ratio[order]) >= 0).all()  # increasing in the score
     q = teacher.mixture_posterior(1 / (1 + numpy.exp(-scores[:, None])), known[:, None])
     assert numpy.isfinite(q).all() and q[~known].sum() < 1.0  # π = 0: no unlabeled above
+
+
+def test_teacher_refresh_steps_makes_the_trained_model_the_teacher(tiny_bert, monkeypatch):
+    nlp, textcat, examples, optimizer = pipeline_with_teacher(
+        tiny_bert, objective="dallmi", mixup=False, teacher_weight=1.0, teacher_refresh_steps=2
+    )
+    texts = [eg.reference.text for eg in examples]
+    source = textcat._teacher_targets(texts)
+    seen = record_logits(monkeypatch)
+    nlp.update(examples, sgd=optimizer)
+    nlp.update(examples, sgd=optimizer)
+    assert textcat._teacher_targets(texts) == pytest.approx(source)  # 2 updates: no refresh
+    after_two = numpy.array([[doc.cats[label] for label in textcat.labels]
+                             for doc in nlp.pipe(texts)])  # fmt: skip
+    assert not after_two == pytest.approx(source, abs=1e-4)  # the model has moved
+    losses = nlp.update(examples, sgd=optimizer)  # the third update learns from the new teacher
+    assert textcat._teacher_targets(texts) == pytest.approx(after_two, abs=1e-5)
+    positives = textcat._positives(examples)
+    expected = pu_loss_by_hand(seen[-1], positives, "norm")
+    expected += bce_by_hand(seen[-1], after_two, (positives == 0).astype(float))
+    assert losses["textcat"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    for _ in range(3):
+        nlp.update(examples, sgd=optimizer)
+    assert len(seen) == 6 and not textcat._teacher_targets(texts) == pytest.approx(after_two)

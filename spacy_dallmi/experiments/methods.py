@@ -89,6 +89,12 @@ METHOD_INFO: Dict[str, MethodInfo] = {
         "al. 2022); benchmarks only",
         "partial",
     ),
+    "dallmi_self": MethodInfo(
+        "DALLMi's PU loss on every label plus the BCE of unlabeled entries against a teacher "
+        "that becomes the model being trained every 62 updates (self-training; teacher_target "
+        "mixture, teacher_refresh_steps 62, about one emotions epoch); benchmarks only",
+        "partial",
+    ),
     "dallmi_split_any": MethodInfo(
         "DALLMi's teacher_split without the calibration test (teacher_calibration 0: the "
         "default before it); benchmarks only",
