@@ -20,16 +20,16 @@ import typer
 from wasabi import msg
 
 from ..settings import PU_ONLY
+from . import INSTALL_HINT
 from .commands import (
     CURVE_FILE,
+    SKIPPED_FILE,
     _prepare,
     _split_names,
     app,
-    evaluate_to,
     find_thresholds_command,
     train_run,
     with_options,
-    write_report,
 )
 from .corpus import check_known_positives, prepare_dataset, prepare_files, read_files
 from .datasets import DATASETS, GOEMOTIONS_FILES, PUBMED_FILES, SEMEVAL_FILES
@@ -484,17 +484,46 @@ def train(study: Study, method: str) -> None:
 
 
 def evaluate(study: Study, method: str) -> None:
-    """Score a run on the target test split, unless its metrics file is newer than both."""
+    """Score a run on the target test split, unless its metrics file is newer than both; a
+    run without a model or a study without a test split gets a metrics file saying why."""
+    from .evaluate import evaluate_run, skipped_result, write_metrics
+
     run = study.folder("training", "source" if method == "none" else method)
     output, test = study.folder("metrics", method), study.corpus / "target_test.spacy"
-    made = [run / "training_inputs.json", run / "skipped.json", test]
+    made = [run / "training_inputs.json", run / SKIPPED_FILE, test]
     newest = max((path.stat().st_mtime for path in made if path.exists()), default=0.0)
     if output.is_file() and output.stat().st_mtime > newest and not study.forced(method):
         msg.good(f"{output}: already evaluated")
         return
-    log = None if method == "none" else run / CURVE_FILE
-    run = run / "model-best" if method == "none" else run
-    evaluate_to(run, test, output, method, study.settings(method), log, study.gpu_id)
+    settings, reason = study.settings(method), None
+    if (run / SKIPPED_FILE).is_file():
+        reason = srsly.read_json(run / SKIPPED_FILE)["reason"]
+    elif not test.is_file():
+        reason = (
+            f"no labelled target test set ({test} does not exist): the target's labels are "
+            "partial and no fully labelled target test file was given (--vars.target_test_file), "
+            "so no test metrics are computed"
+        )
+    try:
+        if reason is not None:
+            write_metrics(skipped_result(method, settings, reason), output)
+            msg.info(f"{method}: {reason}. -> {output}")
+            return
+        if study.gpu_id >= 0:
+            import spacy
+
+            spacy.require_gpu(study.gpu_id)
+        log = None if method == "none" or not (run / CURVE_FILE).is_file() else run / CURVE_FILE
+        run = run / "model-best" if method == "none" else run
+        result = evaluate_run(run, test, method=method, settings=settings, epoch_log=log)
+    except (FileNotFoundError, ValueError) as error:
+        msg.fail(str(error), exits=1)
+    write_metrics(result, output)
+    scores = []
+    for name, metrics in (("selected", result["metrics"]), ("last", result["metrics_last"])):
+        value = metrics["cats_macro_ap"]
+        scores.append(f"{name} {'n/a' if value is None else format(value, '.4f')}")
+    msg.good(f"{method}: macro AP {', '.join(scores)} on {result['n_docs']} docs -> {output}")
 
 
 def method(study: Study, name: str) -> None:
@@ -503,10 +532,23 @@ def method(study: Study, name: str) -> None:
 
 
 def report(study: Study) -> None:
+    """``reports/<data_name>.md`` from every metrics file of the data, one section per setting
+    (a missing matplotlib or a bad metrics file is one line)."""
+    try:
+        from .report import build_report
+    except ImportError as error:
+        missing = (error.name or "matplotlib").split(".")[0]
+        msg.fail(f"The report needs {missing}: {INSTALL_HINT}", exits=1)
     paths = sorted((Path("metrics") / study.data_name).rglob("*.json"))
     output = Path("reports") / f"{study.data_name}.md"
-    empty = f"No metrics files under metrics/{study.data_name}"
-    write_report(paths, output, output.parent / f"{output.stem}_figures", study.data_name, empty)
+    figures = output.parent / f"{output.stem}_figures"
+    if not paths:
+        msg.fail(f"No metrics files under metrics/{study.data_name}", exits=1)
+    try:
+        build_report(paths, output, figures, title=study.data_name, group_settings=True)
+    except (FileNotFoundError, ValueError) as error:
+        msg.fail(f"report: {error}", exits=1)
+    msg.good(f"Report from {len(paths)} metrics files -> {output} (figures in {figures})")
 
 
 def start(study: Study) -> None:
