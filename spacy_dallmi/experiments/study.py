@@ -269,21 +269,10 @@ def _file(value: str, var: str, what: str) -> Path:
     return path
 
 
-def check_columns(path: Path, required: List[str], var_of: Dict[str, str]) -> None:
-    """Fail naming the var of any column the header (or first JSON object) of ``path`` lacks."""
-    try:
-        next(iter_records(path, detect_format(path), required), None)
-    except MissingColumnError as error:
-        named = str(error).split(" not found")[0]
-        missing = [column for column in required if repr(column) in named]
-        vars_ = sorted({f"--vars.{var_of[column]}" for column in missing})
-        raise CheckError(f"{error} Set {' / '.join(vars_)}.") from None
-    except DataPreparationError as error:
-        raise CheckError(str(error)) from None
-
-
-def check_custom(study: Study) -> List[Path]:
-    """The custom data's files, checked to exist and have the named columns."""
+def check_custom(study: Study) -> Tuple[List[Path], List[str]]:
+    """The custom data's files, checked and read as ``prepare`` will, and a summary line per
+    file, then the warnings (prefixed ``!``); a missing column names its var, and a file
+    ``prepare`` would refuse is a CheckError."""
     files = [
         _file(study.source_file, "source_file", "The source-domain file"),
         _file(study.target_file, "target_file", "The target-domain file"),
@@ -296,23 +285,17 @@ def check_custom(study: Study) -> List[Path]:
     if columns:
         var_of = {column: "label_columns" for column in columns}
     elif study.labels_column:
-        columns, var_of = [study.labels_column], {study.labels_column: "labels_column"}
+        var_of = {study.labels_column: "labels_column"}
     else:
         raise CheckError(
             "dataset custom needs its labels: set --vars.labels_column (one column listing "
             "each row's labels) or --vars.label_columns (a,b,c: one 0/1 column per label)"
         )
+    required = [study.text_column, *var_of]
     var_of[study.text_column] = "text_column"
-    for path in files:
-        check_columns(path, [study.text_column, *columns], var_of)
-    return files
-
-
-def read_custom(study: Study, files: List[Path]) -> List[str]:
-    """Read the custom files as ``prepare`` will: a summary line per file, then the warnings
-    (prefixed ``!``); a file ``prepare`` would refuse is a CheckError."""
-    columns = _split_names(study.label_columns)
     try:
+        for path in files:  # every header first: a wrong column name fails before any read
+            next(iter_records(path, detect_format(path), required), None)
         reads = read_files(
             files[0],
             files[1],
@@ -326,10 +309,14 @@ def read_custom(study: Study, files: List[Path]) -> List[str]:
             if name in reads:
                 check_label_sets(reads["source"].labels, reads[name].labels)
         check_known_positives(reads["target"])
+    except MissingColumnError as error:
+        named = str(error).split(" not found")[0]
+        vars_ = sorted({f"--vars.{var}" for column, var in var_of.items() if repr(column) in named})
+        raise CheckError(f"{error} Set {' / '.join(vars_)}.") from None
     except DataPreparationError as error:
         raise CheckError(str(error)) from None
     lines = [read_summary(name, corpus.report.to_dict()) for name, corpus in reads.items()]
-    return lines + [f"!{line}" for line in read_warnings(reads)]
+    return files, lines + [f"!{line}" for line in read_warnings(reads)]
 
 
 def check_builtin(dataset: str, data_dir: Path) -> List[Path]:
@@ -401,17 +388,16 @@ def record_inputs(data_name: str, dataset: str, files: List[Path]) -> Dict[str, 
 def check(study: Study) -> List[Path]:
     """Check the vars and the data (one line naming what to fix) and print a summary."""
     try:
-        if study.dataset == CUSTOM:
-            files = check_custom(study)
-        elif study.dataset in DATASETS:
-            files = check_builtin(study.dataset, study.data_dir)
-        else:
+        if study.dataset != CUSTOM and study.dataset not in DATASETS:
             raise CheckError(
                 f"Unknown dataset {study.dataset!r}: set --vars.dataset to custom (your own "
                 f"files), {' or '.join(DATASETS)}"
             )
         check_ratio(study.dataset, study.ratio)
-        summary = read_custom(study, files) if study.dataset == CUSTOM else []
+        if study.dataset == CUSTOM:
+            files, summary = check_custom(study)
+        else:
+            files, summary = check_builtin(study.dataset, study.data_dir), []
         check_key(study.data_name, "data_name", f"the data of dataset {study.dataset}")
         check_key(study.backbone_name, "backbone_key", f"the backbone {study.backbone!r}")
         record_backbone(study.backbone, study.backbone_name)
