@@ -18,7 +18,7 @@ from splits import ratio_name
 from stats import ci_text, mean_std, paired_difference
 
 from spacy_dallmi.experiments.methods import BENCHMARK_METHODS, registered
-from spacy_dallmi.experiments.runs import MIN_RECOVERY_GAP, recovery
+from spacy_dallmi.experiments.report import MIN_RECOVERY_GAP, recovery
 from spacy_dallmi.settings import DallmiSettings
 
 BASELINE = "ft_partial"

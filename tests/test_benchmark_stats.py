@@ -22,7 +22,7 @@ from stats import paired_difference  # noqa: E402
 from summarize import load_dataset_runs, summary_records  # noqa: E402
 
 from spacy_dallmi.experiments.methods import registered  # noqa: E402
-from spacy_dallmi.experiments.runs import recovery  # noqa: E402
+from spacy_dallmi.experiments.report import recovery  # noqa: E402
 
 
 def test_paired_t_interval_by_hand():

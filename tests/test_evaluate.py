@@ -23,8 +23,7 @@ from spacy_dallmi.experiments.evaluate import (
     expected_calibration_error,
     write_metrics,
 )
-from spacy_dallmi.experiments.report import build_report, curve_points
-from spacy_dallmi.experiments.runs import load_runs
+from spacy_dallmi.experiments.report import build_report, curve_points, load_runs
 from spacy_dallmi.training import TRAINING_FILE, summarise_dev_curve
 
 from .util import LABELS, make_examples, make_nlp, toy_texts, write_docbin

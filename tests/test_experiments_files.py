@@ -202,10 +202,12 @@ def test_label_columns_with_commas_by_repeated_option_or_file(tmp_path: Path) ->
 def test_report_without_matplotlib_is_one_clear_line(tmp_path: Path) -> None:
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"
-        "from spacy_dallmi.experiments.cli import app\n"
-        f"app(['report', {str(tmp_path)!r}, {str(tmp_path / 'r.md')!r}])\n"
+        "from spacy_dallmi.experiments.study import Study, report\n"
+        "report(Study(data_name='toy'))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
     assert done.returncode == 1
     output = " ".join((done.stdout + done.stderr).split())
     assert one_message(output)

@@ -1,7 +1,7 @@
 """The experiment kit (``python -m spacy_dallmi``), apart from the library: a pipeline that
 uses ``dallmi_textcat`` never imports it. Data: :mod:`.readers`, :mod:`.datasets`,
 :mod:`.protocol`, :mod:`.corpus`, :mod:`.summary`; results: :mod:`.methods`, :mod:`.evaluate`,
-:mod:`.runs`, :mod:`.report`, :mod:`.thresholds`; runs: :mod:`.commands`, :mod:`.study`,
+:mod:`.report`, :mod:`.thresholds`; runs: :mod:`.commands`, :mod:`.study`,
 :mod:`.run_inputs`, :mod:`.cli`.
 """
 

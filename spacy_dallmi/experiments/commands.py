@@ -1,5 +1,5 @@
-"""The ``python -m spacy_dallmi`` app: ``prepare``, ``prepare-files``, ``evaluate``,
-``report``, ``train`` and ``find-thresholds`` (:mod:`.study` adds ``study``).
+"""The ``python -m spacy_dallmi`` app: ``prepare``, ``prepare-files``, ``train`` and
+``find-thresholds`` (:mod:`.study` adds ``study``, which evaluates its runs and reports).
 
 Each command turns the kit's own errors into a one-line failure and exit code 1, not a
 traceback. torch and matplotlib are imported inside the commands that use them, so ``--help``
@@ -16,10 +16,8 @@ import typer
 from spacy.cli._util import parse_config_overrides
 from wasabi import msg
 
-from . import INSTALL_HINT
 from .corpus import MAX_DROP_SHARE, prepare_dataset, prepare_files
 from .datasets import DATASETS
-from .methods import ALL_METHODS
 from .protocol import REMOVAL_MODES
 from .readers import DEFAULT_ENCODING, DataFileNotFoundError, DataPreparationError
 from .run_inputs import INPUTS_FILE, finished_with, run_inputs, write_record
@@ -221,104 +219,6 @@ def prepare_files_command(
     options.update(label_map=_read_label_map(label_map), labels=_split_names(labels))
     options.update({name: given[name] for name in passed}, target_test_path=target_test)
     _prepare(prepare_files, source, target, output_dir, **options, **settings)
-
-
-@app.command("evaluate")
-def evaluate_command(
-    run: Path = _arg("Training output folder (model-best and model-last), or a pipeline folder."),
-    test: Path = _arg("DocBin with the fully labelled target test split."),
-    output: Path = _arg("Metrics JSON file to write."),
-    method: str = _opt(f"One of {', '.join(ALL_METHODS)}.", ...),
-    epoch_log: Optional[Path] = _opt("JSONL of spacy_dallmi.epoch_eval.v1, used if it exists."),
-    setting: Optional[List[str]] = _opt(
-        "A setting of the run, NAME=VALUE (JSON or text); repeatable.", None, "--set"
-    ),
-    gpu_id: int = _opt("GPU to predict on; -1 for the CPU.", -1),
-) -> None:
-    """Score a run's selected model (model-best) and last epoch (model-last) on the target
-    test split; write metrics with the run's settings. Without a test split (a partially
-    labelled target and no test file) or for a run that was skipped, the metrics file says
-    why instead."""
-    settings = {}
-    for item in setting or []:
-        name, _, value = item.partition("=")
-        try:
-            settings[name] = srsly.json_loads(value)
-        except ValueError:
-            settings[name] = value
-    evaluate_to(run, test, output, method, settings, epoch_log, gpu_id)
-
-
-def evaluate_to(
-    run: Path,
-    test: Path,
-    output: Path,
-    method: str,
-    settings: Dict[str, Any],
-    epoch_log: Optional[Path] = None,
-    gpu_id: int = -1,
-) -> None:
-    """Write the metrics file of ``run`` on ``test`` (see the ``evaluate`` command)."""
-    from .evaluate import evaluate_run, skipped_result, write_metrics
-
-    reason = None
-    if (run / SKIPPED_FILE).is_file():
-        reason = srsly.read_json(run / SKIPPED_FILE)["reason"]
-    elif not test.is_file():
-        reason = (
-            f"no labelled target test set ({test} does not exist): the target's labels are "
-            "partial and no fully labelled target test file was given (--vars.target_test_file), "
-            "so no test metrics are computed"
-        )
-    try:
-        if reason is not None:
-            write_metrics(skipped_result(method, settings, reason), output)
-            msg.info(f"{method}: {reason}. -> {output}")
-            return
-        if gpu_id >= 0:
-            import spacy
-
-            spacy.require_gpu(gpu_id)
-        log = epoch_log if epoch_log is not None and epoch_log.is_file() else None
-        result = evaluate_run(run, test, method=method, settings=settings, epoch_log=log)
-    except (FileNotFoundError, ValueError) as error:
-        msg.fail(str(error), exits=1)
-    write_metrics(result, output)
-    scores = []
-    for name, metrics in (("selected", result["metrics"]), ("last", result["metrics_last"])):
-        value = metrics["cats_macro_ap"]
-        scores.append(f"{name} {'n/a' if value is None else format(value, '.4f')}")
-    msg.good(f"{method}: macro AP {', '.join(scores)} on {result['n_docs']} docs -> {output}")
-
-
-def write_report(paths: List[Path], output: Path, figures: Path, title: str, empty: str) -> None:
-    """Build the report from ``paths``, failing in one line (``empty`` when there are none)."""
-    try:
-        from .report import build_report
-    except ImportError as error:
-        missing = (error.name or "matplotlib").split(".")[0]
-        msg.fail(f"The report needs {missing}: {INSTALL_HINT}", exits=1)
-    if not paths:
-        msg.fail(empty, exits=1)
-    try:
-        build_report(paths, output, figures, title=title, group_settings=True)
-    except (FileNotFoundError, ValueError) as error:
-        msg.fail(f"report: {error}", exits=1)
-    msg.good(f"Report from {len(paths)} metrics files -> {output} (figures in {figures})")
-
-
-@app.command("report")
-def report_command(
-    metrics_dir: Path = _arg("Folder searched recursively for *.json."),
-    output: Path = _arg("Markdown report to write."),
-    title: str = typer.Option("DALLMi results"),
-    figures_dir: Optional[Path] = _opt("Where the PNGs go (default: next to the report)."),
-) -> None:
-    """Write a Table-2-style report with figures from every metrics file under a folder, one
-    section per setting (file paths in it are relative to the working directory)."""
-    figures = figures_dir or output.parent / f"{output.stem}_figures"
-    empty = f"No metrics files under {metrics_dir}: run the `evaluate` commands first."
-    write_report(sorted(metrics_dir.rglob("*.json")), output, figures, title, empty)
 
 
 @app.command("train", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

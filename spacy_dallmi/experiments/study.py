@@ -20,16 +20,16 @@ import typer
 from wasabi import msg
 
 from ..settings import PU_ONLY
+from . import INSTALL_HINT
 from .commands import (
     CURVE_FILE,
+    SKIPPED_FILE,
     _prepare,
     _split_names,
     app,
-    evaluate_to,
     find_thresholds_command,
     train_run,
     with_options,
-    write_report,
 )
 from .corpus import check_known_positives, prepare_dataset, prepare_files, read_files
 from .datasets import DATASETS, GOEMOTIONS_FILES, PUBMED_FILES, SEMEVAL_FILES
@@ -269,21 +269,10 @@ def _file(value: str, var: str, what: str) -> Path:
     return path
 
 
-def check_columns(path: Path, required: List[str], var_of: Dict[str, str]) -> None:
-    """Fail naming the var of any column the header (or first JSON object) of ``path`` lacks."""
-    try:
-        next(iter_records(path, detect_format(path), required), None)
-    except MissingColumnError as error:
-        named = str(error).split(" not found")[0]
-        missing = [column for column in required if repr(column) in named]
-        vars_ = sorted({f"--vars.{var_of[column]}" for column in missing})
-        raise CheckError(f"{error} Set {' / '.join(vars_)}.") from None
-    except DataPreparationError as error:
-        raise CheckError(str(error)) from None
-
-
-def check_custom(study: Study) -> List[Path]:
-    """The custom data's files, checked to exist and have the named columns."""
+def check_custom(study: Study) -> Tuple[List[Path], List[str]]:
+    """The custom data's files, checked and read as ``prepare`` will, and a summary line per
+    file, then the warnings (prefixed ``!``); a missing column names its var, and a file
+    ``prepare`` would refuse is a CheckError."""
     files = [
         _file(study.source_file, "source_file", "The source-domain file"),
         _file(study.target_file, "target_file", "The target-domain file"),
@@ -296,23 +285,17 @@ def check_custom(study: Study) -> List[Path]:
     if columns:
         var_of = {column: "label_columns" for column in columns}
     elif study.labels_column:
-        columns, var_of = [study.labels_column], {study.labels_column: "labels_column"}
+        var_of = {study.labels_column: "labels_column"}
     else:
         raise CheckError(
             "dataset custom needs its labels: set --vars.labels_column (one column listing "
             "each row's labels) or --vars.label_columns (a,b,c: one 0/1 column per label)"
         )
+    required = [study.text_column, *var_of]
     var_of[study.text_column] = "text_column"
-    for path in files:
-        check_columns(path, [study.text_column, *columns], var_of)
-    return files
-
-
-def read_custom(study: Study, files: List[Path]) -> List[str]:
-    """Read the custom files as ``prepare`` will: a summary line per file, then the warnings
-    (prefixed ``!``); a file ``prepare`` would refuse is a CheckError."""
-    columns = _split_names(study.label_columns)
     try:
+        for path in files:  # every header first: a wrong column name fails before any read
+            next(iter_records(path, detect_format(path), required), None)
         reads = read_files(
             files[0],
             files[1],
@@ -326,10 +309,14 @@ def read_custom(study: Study, files: List[Path]) -> List[str]:
             if name in reads:
                 check_label_sets(reads["source"].labels, reads[name].labels)
         check_known_positives(reads["target"])
+    except MissingColumnError as error:
+        named = str(error).split(" not found")[0]
+        vars_ = sorted({f"--vars.{var}" for column, var in var_of.items() if repr(column) in named})
+        raise CheckError(f"{error} Set {' / '.join(vars_)}.") from None
     except DataPreparationError as error:
         raise CheckError(str(error)) from None
     lines = [read_summary(name, corpus.report.to_dict()) for name, corpus in reads.items()]
-    return lines + [f"!{line}" for line in read_warnings(reads)]
+    return files, lines + [f"!{line}" for line in read_warnings(reads)]
 
 
 def check_builtin(dataset: str, data_dir: Path) -> List[Path]:
@@ -401,17 +388,16 @@ def record_inputs(data_name: str, dataset: str, files: List[Path]) -> Dict[str, 
 def check(study: Study) -> List[Path]:
     """Check the vars and the data (one line naming what to fix) and print a summary."""
     try:
-        if study.dataset == CUSTOM:
-            files = check_custom(study)
-        elif study.dataset in DATASETS:
-            files = check_builtin(study.dataset, study.data_dir)
-        else:
+        if study.dataset != CUSTOM and study.dataset not in DATASETS:
             raise CheckError(
                 f"Unknown dataset {study.dataset!r}: set --vars.dataset to custom (your own "
                 f"files), {' or '.join(DATASETS)}"
             )
         check_ratio(study.dataset, study.ratio)
-        summary = read_custom(study, files) if study.dataset == CUSTOM else []
+        if study.dataset == CUSTOM:
+            files, summary = check_custom(study)
+        else:
+            files, summary = check_builtin(study.dataset, study.data_dir), []
         check_key(study.data_name, "data_name", f"the data of dataset {study.dataset}")
         check_key(study.backbone_name, "backbone_key", f"the backbone {study.backbone!r}")
         record_backbone(study.backbone, study.backbone_name)
@@ -484,17 +470,46 @@ def train(study: Study, method: str) -> None:
 
 
 def evaluate(study: Study, method: str) -> None:
-    """Score a run on the target test split, unless its metrics file is newer than both."""
+    """Score a run on the target test split, unless its metrics file is newer than both; a
+    run without a model or a study without a test split gets a metrics file saying why."""
+    from .evaluate import evaluate_run, skipped_result, write_metrics
+
     run = study.folder("training", "source" if method == "none" else method)
     output, test = study.folder("metrics", method), study.corpus / "target_test.spacy"
-    made = [run / "training_inputs.json", run / "skipped.json", test]
+    made = [run / "training_inputs.json", run / SKIPPED_FILE, test]
     newest = max((path.stat().st_mtime for path in made if path.exists()), default=0.0)
     if output.is_file() and output.stat().st_mtime > newest and not study.forced(method):
         msg.good(f"{output}: already evaluated")
         return
-    log = None if method == "none" else run / CURVE_FILE
-    run = run / "model-best" if method == "none" else run
-    evaluate_to(run, test, output, method, study.settings(method), log, study.gpu_id)
+    settings, reason = study.settings(method), None
+    if (run / SKIPPED_FILE).is_file():
+        reason = srsly.read_json(run / SKIPPED_FILE)["reason"]
+    elif not test.is_file():
+        reason = (
+            f"no labelled target test set ({test} does not exist): the target's labels are "
+            "partial and no fully labelled target test file was given (--vars.target_test_file), "
+            "so no test metrics are computed"
+        )
+    try:
+        if reason is not None:
+            write_metrics(skipped_result(method, settings, reason), output)
+            msg.info(f"{method}: {reason}. -> {output}")
+            return
+        if study.gpu_id >= 0:
+            import spacy
+
+            spacy.require_gpu(study.gpu_id)
+        log = None if method == "none" or not (run / CURVE_FILE).is_file() else run / CURVE_FILE
+        run = run / "model-best" if method == "none" else run
+        result = evaluate_run(run, test, method=method, settings=settings, epoch_log=log)
+    except (FileNotFoundError, ValueError) as error:
+        msg.fail(str(error), exits=1)
+    write_metrics(result, output)
+    scores = []
+    for name, metrics in (("selected", result["metrics"]), ("last", result["metrics_last"])):
+        value = metrics["cats_macro_ap"]
+        scores.append(f"{name} {'n/a' if value is None else format(value, '.4f')}")
+    msg.good(f"{method}: macro AP {', '.join(scores)} on {result['n_docs']} docs -> {output}")
 
 
 def method(study: Study, name: str) -> None:
@@ -503,10 +518,23 @@ def method(study: Study, name: str) -> None:
 
 
 def report(study: Study) -> None:
+    """``reports/<data_name>.md`` from every metrics file of the data, one section per setting
+    (a missing matplotlib or a bad metrics file is one line)."""
+    try:
+        from .report import build_report
+    except ImportError as error:
+        missing = (error.name or "matplotlib").split(".")[0]
+        msg.fail(f"The report needs {missing}: {INSTALL_HINT}", exits=1)
     paths = sorted((Path("metrics") / study.data_name).rglob("*.json"))
     output = Path("reports") / f"{study.data_name}.md"
-    empty = f"No metrics files under metrics/{study.data_name}"
-    write_report(paths, output, output.parent / f"{output.stem}_figures", study.data_name, empty)
+    figures = output.parent / f"{output.stem}_figures"
+    if not paths:
+        msg.fail(f"No metrics files under metrics/{study.data_name}", exits=1)
+    try:
+        build_report(paths, output, figures, title=study.data_name, group_settings=True)
+    except (FileNotFoundError, ValueError) as error:
+        msg.fail(f"report: {error}", exits=1)
+    msg.good(f"Report from {len(paths)} metrics files -> {output} (figures in {figures})")
 
 
 def start(study: Study) -> None:
