@@ -4,8 +4,8 @@ Per seed the corpora (:mod:`splits`) and the source model (trained until its dev
 improving) are made once, and each method starts from them with the same hidden labels and
 budget. A run records every epoch's scores and what each label-free criterion selects, is
 written to ``results/paired_<dataset>/<key>.json`` at once and skipped on a re-run.
-:meth:`Protocol.run` runs one cell (seed, ratio, method, settings), for ``ablations.py``
-too (and ``tune.py``, retired after commit 88fd902).
+:meth:`Protocol.run` runs one cell (seed, ratio, method, settings); the retired ``tune.py``
+and ``ablations.py`` (benchmarks/README.md) call it, ``parser`` and ``parse_args`` too.
 
     python benchmarks/paired.py --dataset emotions --seeds 0,1,2,3,4 --ratios 0.7
     python benchmarks/paired.py --dataset pubmed --methods dallmi,ft_partial --ratios 0.5,0.9
@@ -110,7 +110,7 @@ METHODS: Dict[str, Method] = as_registered(
 
 
 def parser(doc: str = __doc__) -> argparse.ArgumentParser:
-    """The options of ``paired.py``, which ``ablations.py`` takes too."""
+    """The options of ``paired.py``, which the retired ``ablations.py`` takes too."""
     parser = environment.parser(doc, device=False, max_length=64, batch_size=32, threads=1)
     parser.add_argument("--dataset", default="emotions", choices=sorted(SIZES))
     parser.add_argument("--seeds", default="0,1,2,3,4", type=lambda s: list(map(int, s.split(","))))
