@@ -371,16 +371,18 @@ def run_key(seed: int, ratio: Optional[float], method: str) -> str:
     return f"s{seed}_{method}" if ratio is None else f"s{seed}_{ratio_name(ratio)}_{method}"
 
 
-#: Settings whose default changed what trains when they were added: a run stored without
-#: one trained with this value, not the default.
-BEFORE_ADDED = {"teacher_calibration": 0.0}
+def before_added(settings: Record) -> Record:
+    """The values of the settings added since a run was stored, where today's default would
+    train otherwise (``teacher_calibration`` matters with ``teacher_split`` only)."""
+    return {"teacher_calibration": 0.0} if settings.get("teacher_split") else {}
 
 
 def existing(path: Path, protocol: Record) -> bool:
     """Whether ``path`` holds a finished run of this protocol; a run of another is an error."""
     stored = srsly.read_json(path)["protocol"] if path.exists() else None
     if stored and "objective" in (stored.get("settings") or {}):  # a setting added since
-        stored["settings"] = {**DallmiSettings().to_dict(), **BEFORE_ADDED, **stored["settings"]}
+        settings = stored["settings"]
+        stored["settings"] = {**DallmiSettings().to_dict(), **before_added(settings), **settings}
     # compared after the same JSON round trip, which does not keep every float's last digit
     if stored not in (None, srsly.json_loads(srsly.json_dumps(protocol))):
         raise SystemExit(

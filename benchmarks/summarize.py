@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import srsly
 from environment import REPO_ROOT, RESULTS, table
-from paired import BEFORE_ADDED, GUARDED, summarise_records
+from paired import GUARDED, before_added, summarise_records
 from spacy.util import load_config
 from splits import ratio_name
 from stats import ci_text, mean_std, paired_difference
@@ -75,15 +75,15 @@ def load_dataset_runs(folder: Path) -> Dict[str, Runs]:
 
 def fill_later_settings(runs: List[Run]) -> None:
     """Give a run made before a setting existed the value it trained with: the default, or
-    :data:`paired.BEFORE_ADDED`'s where the setting changed what trains."""
-    defaults = {**DallmiSettings().to_dict(), **BEFORE_ADDED}
-    rank = {k: i for i, k in enumerate(defaults)}
+    :func:`paired.before_added`'s where the setting changed what trains."""
+    rank = {k: i for i, k in enumerate(DallmiSettings().to_dict())}
     keys: Dict[str, set] = defaultdict(set)
     for run in runs:
         keys[run["method"]].update((run.get("protocol", {}).get("settings") or {}).keys())
     for run in runs:
         settings = run.get("protocol", {}).get("settings")
         if settings is not None:
+            defaults = {**DallmiSettings().to_dict(), **before_added(settings)}
             filled = {**{k: defaults[k] for k in keys[run["method"]] if k in defaults}, **settings}
             # one order (the settings' own, then the rest as recorded), so equal runs read alike
             order = sorted(filled, key=lambda k: rank.get(k, len(rank)))

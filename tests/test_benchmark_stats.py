@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy
 import pytest
+import srsly
 from scipy import stats as scipy_stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
@@ -23,6 +24,7 @@ from summarize import load_dataset_runs, summary_records  # noqa: E402
 
 from spacy_dallmi.experiments.methods import registered  # noqa: E402
 from spacy_dallmi.experiments.report import recovery  # noqa: E402
+from spacy_dallmi.settings import DallmiSettings  # noqa: E402
 
 
 def test_paired_t_interval_by_hand():
@@ -201,6 +203,35 @@ def test_a_setting_recorded_later_counts_at_its_default(tmp_path):
     run["protocol"]["settings"]["teacher_weight"] = 1.0
     (folder / "s2_ft_partial.json").write_text(json.dumps(run), encoding="utf8")
     assert mixed_settings(load_dataset_runs(folder)["r70"], "ft_partial")
+
+
+def test_teacher_calibration_stored_before_it_existed_matters_with_teacher_split_only(tmp_path):
+    from paired import existing
+    from summarize import mixed_settings
+
+    folder = tmp_path / "paired_pubmed"
+    folder.mkdir()
+    for method, split in (("ft_partial", False), ("dallmi", True)):
+        for seed in (0, 1):
+            _write_run(folder, method, seed, 0.7, 0.5)
+            path = folder / f"s{seed}_{method}.json"
+            run = json.loads(path.read_text(encoding="utf8"))
+            settings = {**DallmiSettings().to_dict(), "objective": "dallmi", "teacher_split": split}
+            if seed == 0:  # made before the setting existed
+                del settings["teacher_calibration"]
+            run["protocol"] = {"settings": settings}
+            path.write_text(srsly.json_dumps(run), encoding="utf8")  # as paired.py writes
+    runs = load_dataset_runs(folder)["r70"]
+    assert not mixed_settings(runs, "ft_partial")  # no split: the cut-off changes nothing
+    assert mixed_settings(runs, "dallmi")  # the older run had no calibration test
+    assert runs[("dallmi", 0)]["protocol"]["settings"]["teacher_calibration"] == 0.0
+    defaults = DallmiSettings().to_dict()  # teacher_calibration 0.5
+    split = {"settings": {**defaults, "objective": "dallmi", "teacher_split": True}}
+    with pytest.raises(SystemExit, match="made with other settings"):
+        existing(folder / "s0_dallmi.json", split)
+    assert existing(folder / "s1_dallmi.json", split)
+    no_split = {"settings": {**defaults, "objective": "dallmi", "teacher_split": False}}
+    assert existing(folder / "s0_ft_partial.json", no_split)
 
 
 def test_aad_distillation_is_a_bernoulli_kl():
