@@ -104,6 +104,7 @@ METHODS: Dict[str, Method] = as_registered(
         "ft_teacher_mixture": Method(FT, "partial", {**_TEACHER, "teacher_target": "mixture"}),
         "ft_llr": Method(FT, "partial", {"large_loss_rejection": 0.2}),
         "dallmi_self": Method(ADAPT, "partial", _SELF),
+        "dallmi_nnpu": Method(ADAPT, "partial", {"loss_form": "nnpu"}),
         "dallmi_split_any": Method(ADAPT, "partial", {"teacher_calibration": 0.0}),
     }
 )

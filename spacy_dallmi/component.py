@@ -37,7 +37,7 @@ from .inference import BucketedPipeMixin
 from .loss import VariationalPULoss, largest_losses, masked_bce, sigmoid
 from .mixup import forward_with_mixup, mixup_consistency, plan_mixup
 from .settings import SETTING_NAMES, DallmiSettings
-from .teacher import calibration, mixture_posterior, posterior
+from .teacher import calibration, mixture_posterior, posterior, unlabeled_shares
 
 DEFAULT_MODEL_CONFIG = """
 [model]
@@ -155,6 +155,7 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         self._teacher_examples: List[Example] = []  # set_teacher's, for teacher_refresh_steps
         self._split = numpy.zeros(0, dtype=bool)  # set_teacher: the teacher_split labels
         self.calibration: Optional[float] = None  # set_teacher: the source's, for the split
+        self._priors: Optional[numpy.ndarray] = None  # set_teacher: loss_form "nnpu"'s
         self.configure(settings or DallmiSettings())
 
     def configure(self, settings: Optional[DallmiSettings] = None, **changes: Any) -> None:
@@ -252,8 +253,7 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         ops = self.model.ops
         settings = self.settings
         if self.objective == "dallmi":
-            pu_loss = VariationalPULoss(settings.loss_form, settings.positive_term)
-            d_scores, loss = pu_loss(scores, ops.asarray2f(self._positives(examples)))
+            d_scores, loss = self._pu_loss()(scores, ops.asarray2f(self._positives(examples)))
             return loss, d_scores
         truths, observed = self._truths(examples)
         unlabeled = (truths == 0.0) & observed.astype(bool)
@@ -302,10 +302,10 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
             self.model, tokens, plan, settings.mixup_location
         )
         ops = self.model.ops
-        pu_loss = VariationalPULoss(settings.loss_form, settings.positive_term)
-        d_logits, loss = pu_loss(logits, ops.asarray2f(positives))
+        d_logits, loss = self._pu_loss()(logits, ops.asarray2f(positives))
+        mixup_form = "log" if settings.loss_form == "log" else "norm"
         d_mixed, mix_loss = mixup_consistency(
-            ops, logits, mixed_logits, plan, settings.loss_form, weight_now, settings.mixup_pairs
+            ops, logits, mixed_logits, plan, mixup_form, weight_now, settings.mixup_pairs
         )
         loss += mix_loss
         if teacher is not None:  # BCE on the teacher's labels, normalised over every entry
@@ -325,13 +325,27 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         backprop(d_logits, d_mixed)
         return loss
 
+    def _pu_loss(self) -> VariationalPULoss:
+        settings = self.settings
+        if settings.loss_form != "nnpu":
+            return VariationalPULoss(settings.loss_form, settings.positive_term)
+        if self._priors is None:
+            raise ValueError(
+                f"loss_form = 'nnpu' of component '{self.name}' needs each label's share of "
+                "positives among its unlabeled entries, estimated from the source model's "
+                "predictions on the training docs: train a sourced config whose "
+                "[initialize.before_init] is spacy_dallmi.adapt_sourced.v2, or use 'norm'."
+            )
+        return VariationalPULoss("nnpu", settings.positive_term, self._priors)
+
     def set_teacher(self, examples: Iterable[Example]) -> None:
         """Record the current model's (the source's) targets ``q`` for the training docs'
         unlabeled entries, for ``teacher_weight``: its probabilities, or a posterior made
         from them (``teacher_target``; see :mod:`spacy_dallmi.teacher`), and which labels
         ``teacher_split`` gives the teacher, both with the settings in force: after
         :meth:`configure` changes a teacher setting, call it again. With
-        ``teacher_refresh_steps``, :meth:`update` calls it again on the same examples.
+        ``teacher_refresh_steps``, :meth:`update` calls it again on the same examples. It
+        also estimates ``loss_form = "nnpu"``'s priors from the same predictions.
         """
         examples = self._teacher_examples = list(examples)
         docs = [eg.predicted for eg in examples]
@@ -342,6 +356,7 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         # teacher_split: the labels on which the source expects at least the known positives,
         # if it is calibrated on these docs at all
         self.calibration = calibration(probabilities, known)
+        self._priors = numpy.nan_to_num(unlabeled_shares(probabilities, known)).astype("float32")
         trusted = not self.calibration < self.settings.teacher_calibration  # nan: no evidence
         self._split = (probabilities.sum(axis=0) >= known.sum(axis=0)) & trusted
         if target != "source":
@@ -521,7 +536,7 @@ def make_adapt_sourced_callback(
         config = nlp.config.interpolate()
         (corpus,) = resolve_dot_names(config, [config["training"]["train_corpus"]])
         pipe.check_training_setup(corpus(nlp), nlp)
-        if settings.teacher_weight > 0:
+        if settings.teacher_weight > 0 or settings.loss_form == "nnpu":
             pipe.set_teacher(corpus(nlp))
             if settings.teacher_split:
                 split = [label for label, on in zip(pipe.labels, pipe._split) if on]

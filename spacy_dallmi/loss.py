@@ -13,7 +13,7 @@ from thinc.loss import Loss
 
 from .settings import LOSS_FORMS, POSITIVE_TERMS
 
-LossForm = Literal["norm", "log"]
+LossForm = Literal["norm", "log", "nnpu"]
 PositiveTerm = Literal["mean", "l2"]
 
 
@@ -67,17 +67,29 @@ class VariationalPULoss(_FormLoss):
     An empty ``U_l`` contributes 0 for the first term. Labels without positives
     contribute nothing, so a batch that misses a label simply ignores it.
 
+    * ``nnpu`` (Kiryo et al. 2017, the sigmoid loss): ``π_l·mean_{P_l}(1 − p) +
+      max(0, mean_{U_l} p − π_l·mean_{P_l} p)``, with ``π_l`` (``priors``) the share of
+      positives among the label's unlabeled entries. The second term estimates the risk of
+      the negatives among ``U_l``, which cannot be below 0; when it is, the model has pushed
+      hidden positives down, and the gradient of that term is reversed (their γ = 1, β = 0),
+      so that it pushes them back up. An empty ``U_l`` leaves the first term only.
+
     ``positive_term = "l2"`` replaces ``mean_{P_l} p`` of the norm form by the reference
     code's ``||p_{P_l}||_2 = sqrt(sum_{P_l} p^2)``, for parity experiments only: it grows
     with the number of positives in the batch, so it is not Eq. 1.
     """
 
-    def __init__(self, form: LossForm = "norm", positive_term: PositiveTerm = "mean") -> None:
+    def __init__(
+        self, form: LossForm = "norm", positive_term: PositiveTerm = "mean", priors: Any = None
+    ) -> None:
         super().__init__(form)
         _check_choice("positive term", positive_term, POSITIVE_TERMS)
         if positive_term == "l2" and form != "norm":
             raise ValueError("positive_term 'l2' is defined for the norm form only.")
+        if (form == "nnpu") != (priors is not None):
+            raise ValueError("priors (one per label) are given for, and only for, form 'nnpu'.")
         self.positive_term = positive_term
+        self.priors = priors
 
     def get_grad_and_value(self, logits: Any, positives: Any) -> Tuple[Any, float]:
         """Return ``(d_logits, value)`` for ``(n_docs, n_labels)`` logits and 0/1 positives."""
@@ -97,7 +109,16 @@ class VariationalPULoss(_FormLoss):
         inv_pos = xp.where(active, 1.0 / xp.maximum(n_pos, 1.0), 0.0)
         has_unl = active & (n_unl > 0)
         p = sigmoid(z)
-        if self.form == "norm":
+        if self.form == "nnpu":
+            prior = xp.asarray(self.priors, dtype=z.dtype)
+            inv_unl = xp.where(has_unl, 1.0 / xp.maximum(n_unl, 1.0), 0.0)
+            mean_positive = (pos * p).sum(axis=0) * inv_pos
+            negative = (unl * p).sum(axis=0) * inv_unl - prior * mean_positive
+            value = prior * (1.0 - mean_positive) + xp.maximum(negative, 0.0) * has_unl
+            direction = xp.where(negative >= 0, 1.0, -1.0) * has_unl
+            dp = direction * (unl * inv_unl - prior * pos * inv_pos) - prior * pos * inv_pos
+            d_logits = dp * p * (1.0 - p)
+        elif self.form == "norm":
             inv_unl = xp.where(has_unl, 1.0 / xp.maximum(n_unl, 1.0), 0.0)
             if self.positive_term == "mean":
                 positive_value = (pos * p).sum(axis=0) * inv_pos

@@ -21,7 +21,7 @@ from spacy.util import registry
 from .selection import check_confidence
 
 OBJECTIVES = ("bce", "dallmi")
-LOSS_FORMS = ("norm", "log")
+LOSS_FORMS = ("norm", "log", "nnpu")
 POSITIVE_TERMS = ("mean", "l2")
 MIXUP_LOCATIONS = ("word_embeddings", "encoder", "sentence")
 NEGATIVE_WEIGHTINGS = ("uniform", "wan")
@@ -36,7 +36,10 @@ class DallmiSettings:
 
     objective: ``bce`` (supervised; absent labels are missing) or ``dallmi``
         (positive-unlabeled adaptation: 1.0 is a known positive, anything else unlabeled).
-    loss_form: ``norm`` (the paper's Eq. 1) or ``log`` (VPU's original form).
+    loss_form: ``norm`` (the paper's Eq. 1), ``log`` (VPU's original form) or ``nnpu``
+        (Kiryo et al. 2017's non-negative PU risk with the sigmoid loss, each label's share of
+        positives among its unlabeled entries estimated from the source model's scores;
+        sourced runs only; MixUp takes the norm form).
     positive_term: ``mean`` (Eq. 1) or ``l2`` (the reference code's ``||p||_2`` of the
         positives' probabilities; norm form only, for parity experiments).
     mixup: add the MixUp consistency term to the ``dallmi`` objective.

@@ -64,16 +64,24 @@ def calibration(probabilities: numpy.ndarray, known: numpy.ndarray) -> float:
     label is noisy (pubmed seed 0 at 70%: 138 positives implied where 30 are true, for a
     label with 10 known; ``benchmarks/calibration.py``).
     """
+    known = known.astype(bool)
+    shares = unlabeled_shares(probabilities, known)
+    both = ~numpy.isnan(shares)
+    implied = (known.sum(axis=0) + shares * (~known).sum(axis=0))[both].sum()
+    return float(probabilities[:, both].sum() / implied) if implied else math.nan
+
+
+def unlabeled_shares(probabilities: numpy.ndarray, known: numpy.ndarray) -> numpy.ndarray:
+    """π of :func:`mixture_share` per label (column) from the ranking of ``probabilities``;
+    nan for a label without both known and unlabeled entries. ``loss_form = "nnpu"`` takes
+    them as its priors."""
     p = numpy.clip(probabilities.astype("float64"), 1e-6, 1 - 1e-6)
     known = known.astype(bool)
-    expected = implied = 0.0
+    shares = numpy.full(p.shape[1], math.nan)
     for j in range(p.shape[1]):
         if known[:, j].any() and not known[:, j].all():
-            scores = numpy.log(p[:, j] / (1 - p[:, j]))
-            share = mixture_share(scores, known[:, j])
-            expected += p[:, j].sum()
-            implied += known[:, j].sum() + share * (~known[:, j]).sum()
-    return expected / implied if implied else math.nan
+            shares[j] = mixture_share(numpy.log(p[:, j] / (1 - p[:, j])), known[:, j])
+    return shares
 
 
 def mixture_posterior(probabilities: numpy.ndarray, known: numpy.ndarray) -> numpy.ndarray:

@@ -200,3 +200,55 @@ def test_rejected_entries_leave_the_bce_and_its_normaliser():
     by_hand = [math.log1p(math.exp(-z)) if y else math.log1p(math.exp(z)) for z, y in kept]
     assert value == pytest.approx(sum(by_hand) / 4)
     assert not d_logits[rejected == 1].any()
+
+
+def nnpu_by_hand(logits, positives, priors, reversed_negative=False):
+    """Kiryo et al.'s risk with the sigmoid loss, label by label with Python floats; with
+    ``reversed_negative`` a negative estimate of the negatives' risk counts with a minus sign
+    (the objective whose gradient the loss returns)."""
+    total = 0.0
+    for label in range(logits.shape[1]):
+        probs = [1.0 / (1.0 + math.exp(-z)) for z in logits[:, label]]
+        pos = [p for p, y in zip(probs, positives[:, label]) if y == 1.0]
+        unl = [p for p, y in zip(probs, positives[:, label]) if y != 1.0]
+        if not pos:
+            continue
+        prior = float(priors[label])
+        total += prior * (1 - sum(pos) / len(pos))
+        if unl:
+            negative = sum(unl) / len(unl) - prior * sum(pos) / len(pos)
+            total += -negative if (negative < 0 and reversed_negative) else max(negative, 0.0)
+    return total
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0, max_value=2**31))
+def test_nnpu_value_and_gradient_against_a_reference(seed):
+    rng = numpy.random.default_rng(seed)
+    logits = rng.normal(0, 2, (6, 4))
+    positives = (rng.uniform(size=(6, 4)) < 0.3).astype("float64")
+    positives[:, 3] = 1.0  # a label without unlabeled entries: the first term alone
+    priors = rng.uniform(0.05, 0.9, 4)
+    d_logits, value = VariationalPULoss("nnpu", priors=priors)(logits, positives)
+    assert value == pytest.approx(nnpu_by_hand(logits, positives, priors), abs=1e-9)
+    ascent = finite_difference(
+        lambda z: nnpu_by_hand(z, positives, priors, reversed_negative=True), logits
+    )
+    numpy.testing.assert_allclose(d_logits, ascent, atol=1e-6)
+
+
+def test_nnpu_pushes_unlabeled_back_up_once_their_negative_risk_is_below_zero():
+    positives = numpy.array([[1.0], [1.0], [0.0], [0.0]])
+    logits = numpy.array([[3.0], [3.0], [-4.0], [-4.0]])  # unlabeled far below π·mean_P p
+    d_logits, _ = VariationalPULoss("nnpu", priors=numpy.array([0.5]))(logits, positives)
+    assert (d_logits[2:] < 0).all()  # descent raises their scores: hidden positives come back
+    logits[2:] = 2.5  # unlabeled above π·mean_P p: the ordinary PU direction
+    d_logits, _ = VariationalPULoss("nnpu", priors=numpy.array([0.5]))(logits, positives)
+    assert (d_logits[2:] > 0).all()
+
+
+def test_nnpu_needs_priors_and_only_nnpu_takes_them():
+    with pytest.raises(ValueError, match="priors"):
+        VariationalPULoss("nnpu")
+    with pytest.raises(ValueError, match="priors"):
+        VariationalPULoss("norm", priors=numpy.array([0.5]))

@@ -374,3 +374,27 @@ def test_teacher_refresh_steps_makes_the_trained_model_the_teacher(tiny_bert, mo
     for _ in range(3):
         nlp.update(examples, sgd=optimizer)
     assert len(seen) == 6 and not textcat._teacher_targets(texts) == pytest.approx(after_two)
+
+
+def test_nnpu_takes_its_priors_from_the_sources_ranking(tiny_bert, monkeypatch):
+    from .test_loss import nnpu_by_hand
+
+    nlp = make_pipeline(tiny_bert, objective="dallmi", mixup=False, loss_form="nnpu")
+    examples = make_examples(nlp, hide_positives(toy_texts(16, seed=5), 0.5))
+    optimizer = nlp.initialize(lambda: examples)
+    textcat = nlp.get_pipe("textcat")
+    with pytest.raises(ValueError, match="loss_form = 'nnpu'.*adapt_sourced"):
+        nlp.update(examples, sgd=optimizer)
+    texts = [eg.reference.text for eg in examples]
+    probabilities = numpy.array([[doc.cats[label] for label in textcat.labels]
+                                 for doc in nlp.pipe(texts)])  # fmt: skip
+    textcat.set_teacher(examples)
+    positives = textcat._positives(examples)
+    shares = teacher.unlabeled_shares(probabilities, positives.astype(bool))
+    assert textcat._priors == pytest.approx(numpy.nan_to_num(shares), abs=1e-4)
+    assert (textcat._priors > 0).any()
+    seen = record_logits(monkeypatch)
+    losses = nlp.update(examples, sgd=optimizer)
+    (logits,) = seen
+    expected = nnpu_by_hand(logits.astype("float64"), positives, textcat._priors)
+    assert losses["textcat"] == pytest.approx(expected, rel=1e-5, abs=1e-6)

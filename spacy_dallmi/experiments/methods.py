@@ -95,6 +95,11 @@ METHOD_INFO: Dict[str, MethodInfo] = {
         "mixture, teacher_refresh_steps 62, about one emotions epoch); benchmarks only",
         "partial",
     ),
+    "dallmi_nnpu": MethodInfo(
+        "DALLMi as adapt ships it with the non-negative PU risk (loss_form nnpu, priors "
+        "estimated from the source's ranking) where the PU loss trains; benchmarks only",
+        "partial",
+    ),
     "dallmi_split_any": MethodInfo(
         "DALLMi's teacher_split without the calibration test (teacher_calibration 0: the "
         "default before it); benchmarks only",
