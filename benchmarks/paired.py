@@ -82,8 +82,9 @@ def as_registered(methods: Dict[str, Method]) -> Dict[str, Method]:
 
 _PAPER = {k: v for k, v in PAPER_SETTINGS.to_dict().items() if k not in ("objective", "seed")}
 _TEACHER = {"teacher_weight": 1.0, "teacher_target": "posterior"}
+# self-training: refreshed every 62 updates, one epoch on emotions (about four on pubmed)
 _SELF = {**_TEACHER, "teacher_target": "mixture", "teacher_split": False}
-_SELF["teacher_refresh_steps"] = 62  # about one emotions epoch
+_SELF["teacher_refresh_steps"] = 62
 FT, ADAPT = "finetune.cfg", "adapt.cfg"  # under configs/
 METHODS: Dict[str, Method] = as_registered(
     {
@@ -374,8 +375,9 @@ def run_key(seed: int, ratio: Optional[float], method: str) -> str:
 
 def before_added(settings: Record) -> Record:
     """The values of the settings added since a run was stored, where today's default would
-    train otherwise (``teacher_calibration`` matters with ``teacher_split`` only)."""
-    return {"teacher_calibration": 0.0} if settings.get("teacher_split") else {}
+    train otherwise (``teacher_calibration`` matters with ``teacher_split`` and a teacher)."""
+    split = settings.get("teacher_split") and settings.get("teacher_weight", 0) > 0
+    return {"teacher_calibration": 0.0} if split else {}
 
 
 def existing(path: Path, protocol: Record) -> bool:

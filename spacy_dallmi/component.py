@@ -210,8 +210,8 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         Raises ValueError for a label the component does not know, a label value the
         objective does not define, and a loss that is not finite (naming the step),
         rather than training on silently. The ``dallmi`` loss's PU term is negative by
-        construction (``mean_U p - mean_P p``; a teacher BCE adds a positive term): lower is
-        better.
+        construction in its norm and log forms (``mean_U p - mean_P p``; a teacher BCE adds a
+        positive term; ``nnpu``'s risk is not negative): lower is better.
         """
         if losses is None:
             losses = {}
@@ -345,9 +345,12 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         ``teacher_split`` gives the teacher, both with the settings in force: after
         :meth:`configure` changes a teacher setting, call it again. With
         ``teacher_refresh_steps``, :meth:`update` calls it again on the same examples. It
-        also estimates ``loss_form = "nnpu"``'s priors from the same predictions.
+        also estimates ``loss_form = "nnpu"``'s priors from the same predictions (each
+        label's share of positives among its unlabeled entries, at least one of them), so a
+        refresh re-estimates them from the model being trained.
         """
-        examples = self._teacher_examples = list(examples)
+        examples = list(examples)
+        self._teacher_examples = examples if self.settings.teacher_refresh_steps else []
         docs = [eg.predicted for eg in examples]
         batches = [self.predict(docs[i : i + 64]) for i in range(0, len(docs), 64)]
         probabilities = numpy.concatenate([self.model.ops.to_numpy(b) for b in batches])
@@ -356,7 +359,10 @@ class DallmiTextCategorizer(BucketedPipeMixin, MultiLabel_TextCategorizer):
         # teacher_split: the labels on which the source expects at least the known positives,
         # if it is calibrated on these docs at all
         self.calibration = calibration(probabilities, known)
-        self._priors = numpy.nan_to_num(unlabeled_shares(probabilities, known)).astype("float32")
+        # nnpu: at least one hidden positive per label, so that its known ones keep a weight
+        unlabeled = numpy.maximum((~known).sum(axis=0), 1)
+        shares = numpy.maximum(unlabeled_shares(probabilities, known), 1 / unlabeled)
+        self._priors = numpy.nan_to_num(shares).astype("float32")
         trusted = not self.calibration < self.settings.teacher_calibration  # nan: no evidence
         self._split = (probabilities.sum(axis=0) >= known.sum(axis=0)) & trusted
         if target != "source":
@@ -538,7 +544,7 @@ def make_adapt_sourced_callback(
         pipe.check_training_setup(corpus(nlp), nlp)
         if settings.teacher_weight > 0 or settings.loss_form == "nnpu":
             pipe.set_teacher(corpus(nlp))
-            if settings.teacher_split:
+            if settings.teacher_split and settings.teacher_weight > 0:
                 split = [label for label, on in zip(pipe.labels, pipe._split) if on]
                 msg.info(
                     f"teacher_split: the source's calibration on the training docs is "
@@ -546,7 +552,7 @@ def make_adapt_sourced_callback(
                     f" the teacher ({settings.teacher_target}) trains {split or 'no label'}, "
                     "the PU loss the others."
                 )
-        if settings.objective == "dallmi":
+        if settings.objective == "dallmi" and settings.loss_form != "nnpu":
             msg.info(
                 f"'{component}' adapts with DALLMi: its PU term is negative by construction "
                 "(mean_U p - mean_P p per label, plus the MixUp term and any teacher BCE); "

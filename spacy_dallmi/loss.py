@@ -71,8 +71,9 @@ class VariationalPULoss(_FormLoss):
       max(0, mean_{U_l} p − π_l·mean_{P_l} p)``, with ``π_l`` (``priors``) the share of
       positives among the label's unlabeled entries. The second term estimates the risk of
       the negatives among ``U_l``, which cannot be below 0; when it is, the model has pushed
-      hidden positives down, and the gradient of that term is reversed (their γ = 1, β = 0),
-      so that it pushes them back up. An empty ``U_l`` leaves the first term only.
+      hidden positives down, and the label's gradient is that of ``−`` the term alone
+      (Kiryo et al.'s step with γ = 1, β = 0), which pushes them back up. An empty ``U_l``
+      leaves the first term only.
 
     ``positive_term = "l2"`` replaces ``mean_{P_l} p`` of the norm form by the reference
     code's ``||p_{P_l}||_2 = sqrt(sum_{P_l} p^2)``, for parity experiments only: it grows
@@ -111,12 +112,18 @@ class VariationalPULoss(_FormLoss):
         p = sigmoid(z)
         if self.form == "nnpu":
             prior = xp.asarray(self.priors, dtype=z.dtype)
+            if prior.shape != (z.shape[1],) or not bool(((prior >= 0) & (prior <= 1)).all()):
+                raise ValueError(
+                    f"loss_form = 'nnpu' needs one prior in [0, 1] per label ({z.shape[1]}), "
+                    f"got {self.priors!r}."
+                )
             inv_unl = xp.where(has_unl, 1.0 / xp.maximum(n_unl, 1.0), 0.0)
             mean_positive = (pos * p).sum(axis=0) * inv_pos
             negative = (unl * p).sum(axis=0) * inv_unl - prior * mean_positive
             value = prior * (1.0 - mean_positive) + xp.maximum(negative, 0.0) * has_unl
-            direction = xp.where(negative >= 0, 1.0, -1.0) * has_unl
-            dp = direction * (unl * inv_unl - prior * pos * inv_pos) - prior * pos * inv_pos
+            d_negative = (unl * inv_unl - prior * pos * inv_pos) * has_unl
+            reversed_ = has_unl & (negative < 0)  # Kiryo's step: -d_negative alone
+            dp = xp.where(reversed_, -d_negative, d_negative - prior * pos * inv_pos)
             d_logits = dp * p * (1.0 - p)
         elif self.form == "norm":
             inv_unl = xp.where(has_unl, 1.0 / xp.maximum(n_unl, 1.0), 0.0)

@@ -38,8 +38,8 @@ class DallmiSettings:
         (positive-unlabeled adaptation: 1.0 is a known positive, anything else unlabeled).
     loss_form: ``norm`` (the paper's Eq. 1), ``log`` (VPU's original form) or ``nnpu``
         (Kiryo et al. 2017's non-negative PU risk with the sigmoid loss, each label's share of
-        positives among its unlabeled entries estimated from the source model's scores;
-        sourced runs only; MixUp takes the norm form).
+        positives among its unlabeled entries estimated from the source model's scores, at
+        least one; sourced runs only; MixUp takes the norm form).
     positive_term: ``mean`` (Eq. 1) or ``l2`` (the reference code's ``||p||_2`` of the
         positives' probabilities; norm form only, for parity experiments).
     mixup: add the MixUp consistency term to the ``dallmi`` objective.
@@ -56,9 +56,10 @@ class DallmiSettings:
         ``1 / (L - 1)``, "weak assume negative"; both from Cole et al., CVPR 2021).
     large_loss_rejection: ``bce`` only: in every batch, this share of the unlabeled entries
         (value 0.0; pooled over labels) with the largest loss leaves the loss, which is
-        averaged over the rest (LL-R, Kim et al., CVPR 2022): the entries "assume negative"
-        gets most wrong are the likeliest hidden positives, and a fine-tune that fits them
-        as negatives forgets them. 0 = off.
+        averaged over the rest: the entries "assume negative" gets most wrong are the
+        likeliest hidden positives, and a fine-tune that fits them as negatives forgets
+        them. A fixed-rate variant of LL-R (Kim et al., CVPR 2022), whose rate grows from 0
+        epoch by epoch. 0 = off.
     seed: seed of the MixUp pair and weight draws.
     teacher_weight: sourced runs: weight w of the starting (source) model's predictions on
         unlabeled target entries. ``bce``: an unlabeled entry's target is ``w·q`` instead of
@@ -157,26 +158,18 @@ class DallmiSettings:
                 )
         if not self.mixup_lambda >= 0:
             raise ValueError(f"mixup_lambda must be >= 0, got {self.mixup_lambda}.")
-        if isinstance(self.mixup_warmup_steps, bool) or not (
-            isinstance(self.mixup_warmup_steps, int) and self.mixup_warmup_steps >= 0
+        for name, least, meaning in (
+            ("mixup_warmup_steps", 0, "0 = no warm-up"),
+            ("mixup_pairs", 1, "pairs per label and step"),
+            ("teacher_refresh_steps", 0, "0 = the source stays the teacher"),
         ):
-            raise ValueError(
-                "mixup_warmup_steps must be a whole number of updates >= 0 (0 = no warm-up), "
-                f"got {self.mixup_warmup_steps!r}."
-            )
-        if isinstance(self.mixup_pairs, bool) or not (
-            isinstance(self.mixup_pairs, int) and self.mixup_pairs >= 1
-        ):
-            raise ValueError(f"mixup_pairs must be an integer >= 1, got {self.mixup_pairs!r}.")
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, int) and value >= least):
+                raise ValueError(
+                    f"{name} must be a whole number >= {least} ({meaning}), got {value!r}."
+                )
         if not 0.0 <= self.teacher_weight <= 1.0:
             raise ValueError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}.")
-        if isinstance(self.teacher_refresh_steps, bool) or not (
-            isinstance(self.teacher_refresh_steps, int) and self.teacher_refresh_steps >= 0
-        ):
-            raise ValueError(
-                "teacher_refresh_steps must be a whole number of updates >= 0 (0 = the source "
-                f"stays the teacher), got {self.teacher_refresh_steps!r}."
-            )
         if self.teacher_refresh_steps and not self.teacher_weight > 0:
             raise ValueError(
                 "teacher_refresh_steps refreshes the teacher: it needs teacher_weight > 0, got "

@@ -217,6 +217,7 @@ def test_teacher_calibration_stored_before_it_existed_matters_with_teacher_split
             path = folder / f"s{seed}_{method}.json"
             run = json.loads(path.read_text(encoding="utf8"))
             settings = {**DallmiSettings().to_dict(), "objective": "dallmi", "teacher_split": split}
+            settings["teacher_weight"] = 1.0
             if seed == 0:  # made before the setting existed
                 del settings["teacher_calibration"]
             run["protocol"] = {"settings": settings}
@@ -225,7 +226,7 @@ def test_teacher_calibration_stored_before_it_existed_matters_with_teacher_split
     assert not mixed_settings(runs, "ft_partial")  # no split: the cut-off changes nothing
     assert mixed_settings(runs, "dallmi")  # the older run had no calibration test
     assert runs[("dallmi", 0)]["protocol"]["settings"]["teacher_calibration"] == 0.0
-    defaults = DallmiSettings().to_dict()  # teacher_calibration 0.5
+    defaults = {**DallmiSettings().to_dict(), "teacher_weight": 1.0}  # teacher_calibration 0.5
     split = {"settings": {**defaults, "objective": "dallmi", "teacher_split": True}}
     with pytest.raises(SystemExit, match="made with other settings"):
         existing(folder / "s0_dallmi.json", split)

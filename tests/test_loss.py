@@ -204,8 +204,8 @@ def test_rejected_entries_leave_the_bce_and_its_normaliser():
 
 def nnpu_by_hand(logits, positives, priors, reversed_negative=False):
     """Kiryo et al.'s risk with the sigmoid loss, label by label with Python floats; with
-    ``reversed_negative`` a negative estimate of the negatives' risk counts with a minus sign
-    (the objective whose gradient the loss returns)."""
+    ``reversed_negative``, a label whose estimate of the negatives' risk is below 0 counts
+    as ``−`` that estimate alone (the objective whose gradient their algorithm follows)."""
     total = 0.0
     for label in range(logits.shape[1]):
         probs = [1.0 / (1.0 + math.exp(-z)) for z in logits[:, label]]
@@ -214,10 +214,11 @@ def nnpu_by_hand(logits, positives, priors, reversed_negative=False):
         if not pos:
             continue
         prior = float(priors[label])
-        total += prior * (1 - sum(pos) / len(pos))
-        if unl:
-            negative = sum(unl) / len(unl) - prior * sum(pos) / len(pos)
-            total += -negative if (negative < 0 and reversed_negative) else max(negative, 0.0)
+        negative = sum(unl) / len(unl) - prior * sum(pos) / len(pos) if unl else 0.0
+        if negative < 0 and reversed_negative:
+            total -= negative
+        else:
+            total += prior * (1 - sum(pos) / len(pos)) + max(negative, 0.0)
     return total
 
 
@@ -242,6 +243,7 @@ def test_nnpu_pushes_unlabeled_back_up_once_their_negative_risk_is_below_zero():
     logits = numpy.array([[3.0], [3.0], [-4.0], [-4.0]])  # unlabeled far below π·mean_P p
     d_logits, _ = VariationalPULoss("nnpu", priors=numpy.array([0.5]))(logits, positives)
     assert (d_logits[2:] < 0).all()  # descent raises their scores: hidden positives come back
+    assert (d_logits[:2] > 0).all()  # and, by Kiryo's step, lowers the known positives'
     logits[2:] = 2.5  # unlabeled above π·mean_P p: the ordinary PU direction
     d_logits, _ = VariationalPULoss("nnpu", priors=numpy.array([0.5]))(logits, positives)
     assert (d_logits[2:] > 0).all()
@@ -252,3 +254,7 @@ def test_nnpu_needs_priors_and_only_nnpu_takes_them():
         VariationalPULoss("nnpu")
     with pytest.raises(ValueError, match="priors"):
         VariationalPULoss("norm", priors=numpy.array([0.5]))
+    logits, positives = numpy.zeros((2, 3)), numpy.array([[1.0, 0, 1], [0, 1, 0]])
+    for priors in ([0.5], [0.2, 0.3, 1.5]):  # one per label, each in [0, 1]
+        with pytest.raises(ValueError, match="loss_form = 'nnpu'.*per label"):
+            VariationalPULoss("nnpu", priors=numpy.array(priors))(logits, positives)

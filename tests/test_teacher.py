@@ -216,6 +216,18 @@ def test_a_sourced_run_trains_with_the_teacher(tiny_bert, tmp_path):
     # the adapt_sourced callback not recorded the teacher
     textcat = spacy.load(adapted / "model-last").get_pipe("textcat")
     assert (textcat.settings.teacher_weight, textcat.settings.teacher_target) == (0.5, "posterior")
+    # nnpu without a teacher: the callback estimates its priors from the source all the same
+    # (without them the first update stops with "needs each label's share of positives")
+    nnpu = train_epochs(
+        CONFIGS / "adapt.cfg", tmp_path / "nnpu", 1,
+        overrides={"paths.source": str(source / "model-best"),
+                   "paths.train": str(tmp_path / "t.spacy"),
+                   "paths.dev": str(tmp_path / "v.spacy"),
+                   "training.batcher.size": 8,
+                   "initialize.before_init.settings.loss_form": "nnpu",
+                   "initialize.before_init.settings.teacher_weight": 0.0},
+    )  # fmt: skip
+    assert spacy.load(nnpu / "model-last").get_pipe("textcat").settings.loss_form == "nnpu"
 
 
 def scar_sample(rng, n=2000, separation=2.0, share=0.3, known_share=0.3):
@@ -371,9 +383,15 @@ def test_teacher_refresh_steps_makes_the_trained_model_the_teacher(tiny_bert, mo
     expected = pu_loss_by_hand(seen[-1], positives, "norm")
     expected += bce_by_hand(seen[-1], after_two, (positives == 0).astype(float))
     assert losses["textcat"] == pytest.approx(expected, rel=1e-5, abs=1e-6)
-    for _ in range(3):
+    refreshed_at = []
+    set_teacher = textcat.set_teacher
+    monkeypatch.setattr(
+        textcat, "set_teacher", lambda egs: (refreshed_at.append(textcat._step), set_teacher(egs))
+    )
+    for _ in range(4):
         nlp.update(examples, sgd=optimizer)
-    assert len(seen) == 6 and not textcat._teacher_targets(texts) == pytest.approx(after_two)
+    assert len(seen) == 7 and refreshed_at == [4, 6]  # before updates 5 and 7, not others
+    assert not textcat._teacher_targets(texts) == pytest.approx(after_two)
 
 
 def test_nnpu_takes_its_priors_from_the_sources_ranking(tiny_bert, monkeypatch):
