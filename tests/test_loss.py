@@ -10,18 +10,24 @@ from hypothesis import strategies as st
 from spacy_dallmi.loss import MixUpConsistency, VariationalPULoss, largest_losses, masked_bce
 
 
+def label_sets(logits: numpy.ndarray, positives: numpy.ndarray):
+    """Per label with a positive: its index and its positives' and unlabeled entries'
+    probabilities, as Python floats."""
+    for label in range(logits.shape[1]):
+        probs = [1.0 / (1.0 + math.exp(-z)) for z in logits[:, label]]
+        pos = [p for p, y in zip(probs, positives[:, label]) if y == 1.0]
+        unl = [p for p, y in zip(probs, positives[:, label]) if y != 1.0]
+        if pos:
+            yield label, pos, unl
+
+
 def reference_pu_loss(
     logits: numpy.ndarray, positives: numpy.ndarray, form: str, positive_term: str = "mean"
 ) -> float:
     """DESIGN section 1, written label by label with plain Python floats; ``l2`` is the
     reference code's positive term ``sqrt(sum_P p^2)``."""
     total = 0.0
-    for label in range(logits.shape[1]):
-        probs = [1.0 / (1.0 + math.exp(-z)) for z in logits[:, label]]
-        pos = [p for p, y in zip(probs, positives[:, label]) if y == 1.0]
-        unl = [p for p, y in zip(probs, positives[:, label]) if y != 1.0]
-        if not pos:
-            continue
+    for _, pos, unl in label_sets(logits, positives):
         if form == "norm":
             unl_term = sum(unl) / len(unl) if unl else 0.0
             if positive_term == "l2":
@@ -207,12 +213,7 @@ def nnpu_by_hand(logits, positives, priors, reversed_negative=False):
     ``reversed_negative``, a label whose estimate of the negatives' risk is below 0 counts
     as ``−`` that estimate alone (the objective whose gradient their algorithm follows)."""
     total = 0.0
-    for label in range(logits.shape[1]):
-        probs = [1.0 / (1.0 + math.exp(-z)) for z in logits[:, label]]
-        pos = [p for p, y in zip(probs, positives[:, label]) if y == 1.0]
-        unl = [p for p, y in zip(probs, positives[:, label]) if y != 1.0]
-        if not pos:
-            continue
+    for label, pos, unl in label_sets(logits, positives):
         prior = float(priors[label])
         negative = sum(unl) / len(unl) - prior * sum(pos) / len(pos) if unl else 0.0
         if negative < 0 and reversed_negative:
