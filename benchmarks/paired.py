@@ -107,6 +107,7 @@ METHODS: Dict[str, Method] = as_registered(
         "dallmi_self": Method(ADAPT, "partial", _SELF),
         "dallmi_nnpu": Method(ADAPT, "partial", {"loss_form": "nnpu"}),
         "dallmi_split_any": Method(ADAPT, "partial", {"teacher_calibration": 0.0}),
+        "dallmi_lr1e4": Method(ADAPT, "partial", learn_rate=1e-4),
     }
 )
 

@@ -105,6 +105,11 @@ METHOD_INFO: Dict[str, MethodInfo] = {
         "default before it); benchmarks only",
         "partial",
     ),
+    "dallmi_lr1e4": MethodInfo(
+        "DALLMi as adapt ships it at learning rate 1e-4 (the rate tuned for ft_partial on "
+        "emotions) instead of adapt.cfg's 5e-5; benchmarks only",
+        "partial",
+    ),
 }
 
 
