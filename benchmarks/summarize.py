@@ -31,6 +31,8 @@ MODELS = {
     "shipped_pu_score_c90": "shipped by PU score, beating the source on 90% of resamples",
     "shipped_partial_ap_guarded": "shipped by partial AP among the candidates whose PU score "
     "is at least the source's",
+    "ceiling": "best on test among the source, every epoch and the blends (no selection rule "
+    "can ship more)",
 }
 #: The product's selection score, as configs/adapt.cfg and finetune.cfg weight it.
 CRITERION_OF_WEIGHT = {"cats_pu_score": "pu_score", "cats_macro_ap": "partial_ap"}
@@ -95,13 +97,17 @@ def seeds_of(runs: Runs, method: str) -> List[int]:
 
 
 def scores(runs: Runs, rname: str, method: str, model: str, metric="macro_ap") -> Dict[int, float]:
-    """By seed, test ``metric`` in points of ``model`` (``last``, ``<criterion>`` or
-    ``shipped_<criterion>``); runs made before the metric or criterion existed are left out."""
+    """By seed, test ``metric`` in points of ``model`` (``last``, ``<criterion>``,
+    ``shipped_<criterion>`` or ``ceiling``, the candidate best on test macro AP); runs made
+    before the metric or criterion existed are left out."""
     found = {}
     for seed in seeds_of(runs, method):
         run = runs[(method, seed)]
         if model == "last" or method == "none":  # the source is all that none ships
             test = run["last"]
+        elif model == "ceiling":  # an analysis of the selection: it reads the test scores
+            candidates = [r["test"] for r in run["epochs"] + run.get("blends", [])]
+            test = max(candidates, key=lambda t: t["macro_ap"])
         elif model.startswith("shipped_"):  # runs without blends (ft_full, aad) ship the pick
             test = run.get("shipped", run["selected"])[rname].get(model[8:], {}).get("test")
         else:

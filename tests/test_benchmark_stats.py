@@ -20,7 +20,7 @@ from paired import (  # noqa: E402
     summarise_records,
 )
 from stats import paired_difference  # noqa: E402
-from summarize import load_dataset_runs, summary_records  # noqa: E402
+from summarize import load_dataset_runs, scores, summary_records  # noqa: E402
 
 from spacy_dallmi.experiments.methods import registered  # noqa: E402
 from spacy_dallmi.experiments.report import recovery  # noqa: E402
@@ -181,6 +181,24 @@ def test_summary_records_are_paired_by_seed(tmp_path):
     assert row["ci_low"] == pytest.approx(interval.low, abs=0.01)
     assert row["ci_high"] == pytest.approx(interval.high, abs=0.01)
     assert by_method["none"]["mean"] == pytest.approx(30.0)
+
+
+def test_the_ceiling_is_the_candidate_best_on_test_whatever_validation_says(tmp_path):
+    folder = tmp_path / "paired_emotions"
+    folder.mkdir()
+    # seed 0: the blend is best on test, but not on validation, so it is not what ships
+    _write_run(folder, "dallmi", 0, 0.7, 0.60, shipped_ap=0.70)
+    run = json.loads((folder / "s0_dallmi.json").read_text(encoding="utf8"))
+    run["blends"][0]["val"]["r70"] = {"pu_score": -1.0, "partial_ap": -1.0}
+    run.update(summarise_records(run["epochs"], ["r70"], run["blends"]))
+    (folder / "s0_dallmi.json").write_text(json.dumps(run), encoding="utf8")
+    # seed 1: the trained epoch is best on test (0.65 against the blend's 0.55)
+    _write_run(folder, "dallmi", 1, 0.7, 0.65, shipped_ap=0.55)
+    runs = load_dataset_runs(folder)["r70"]
+    assert scores(runs, "r70", "dallmi", "ceiling") == pytest.approx({0: 70.0, 1: 65.0})
+    assert scores(runs, "r70", "dallmi", "shipped_partial_ap_guarded") == pytest.approx(
+        {0: 60.0, 1: 55.0}
+    )
 
 
 def test_a_setting_recorded_later_counts_at_its_default(tmp_path):
