@@ -68,6 +68,7 @@ class Method:
     settings: Dict[str, Any] = field(default_factory=dict)
     learn_rate: Optional[float] = None
     tuned: bool = False
+    average_from: Tuple[int, ...] = ()
 
 
 def as_registered(methods: Dict[str, Method]) -> Dict[str, Method]:
@@ -86,6 +87,7 @@ _TEACHER = {"teacher_weight": 1.0, "teacher_target": "posterior"}
 _SELF = {**_TEACHER, "teacher_target": "mixture", "teacher_split": False}
 _SELF["teacher_refresh_steps"] = 62
 FT, ADAPT = "finetune.cfg", "adapt.cfg"  # under configs/
+SWA_FROM = (1, 3)  # weight averages of epochs 1..E and 3..E, shipped candidates beside the blends
 METHODS: Dict[str, Method] = as_registered(
     {
         "none": Method(None),
@@ -108,6 +110,8 @@ METHODS: Dict[str, Method] = as_registered(
         "dallmi_nnpu": Method(ADAPT, "partial", {"loss_form": "nnpu"}),
         "dallmi_split_any": Method(ADAPT, "partial", {"teacher_calibration": 0.0}),
         "dallmi_lr1e4": Method(ADAPT, "partial", learn_rate=1e-4),
+        "dallmi_swa": Method(ADAPT, "partial", average_from=SWA_FROM),
+        "ft_partial_swa": Method(FT, "partial", average_from=SWA_FROM),
     }
 )
 
@@ -272,6 +276,7 @@ class Protocol:
             "settings": effective,
             "tuned_from": self.tuned_from if method.tuned else None,
             **({"blend_alphas": list(ALPHAS)} if partial else {}),
+            **({"average_from": list(method.average_from)} if method.average_from else {}),
             **(spec_extra or {}),
         }
         if existing(path, spec):
@@ -283,20 +288,26 @@ class Protocol:
         if method.config == "aad":
             run = train_aad(self, seed, corpora, effective, evaluate)
         else:
-            run = train_run(config, overrides, self.args.epochs, evaluate)
+            run = train_run(config, overrides, self.args.epochs, evaluate, method.average_from)
         blends = []
         if partial:  # WiSE-FT: (1 - alpha)·source + alpha·adapted
             source_nlp, blend = (spacy.load(corpora.folder / "source") for _ in range(2))
             for alpha in ALPHAS:
                 interpolate_into(blend, source_nlp, run["nlp"], alpha)
                 blends.append({"alpha": alpha, **evaluate(blend)})
+        averages = []
+        for first, average in run.get("averages", {}).items():  # SWA of epochs first..E
+            average.apply(blend)
+            averages.append({"from_epoch": first, **evaluate(blend)})
+        unrecorded = ("nlp", "records", "overrides", "averages")
         body = {
-            "run": {k: v for k, v in run.items() if k not in ("nlp", "records", "overrides")},
+            "run": {k: v for k, v in run.items() if k not in unrecorded},
             "overrides": relative(run.get("overrides", {}), self.args.work),
             "docs": prepared_counts(corpora),
             "source_training": source["source_training"],
             "epochs": [source["epochs"][0], *run["records"]],
             "blends": blends,
+            **({"averages": averages} if averages else {}),
         }
         payload = self.write(path, seed, ratio, spec, body, start)
         last, seconds = payload["last"]["macro_ap"], payload["wall_seconds"]
@@ -314,7 +325,9 @@ class Protocol:
             "method": spec["method"],
             "protocol": spec,
             **body,
-            **summarise_records(body["epochs"], ratios, body.get("blends", ())),
+            **summarise_records(
+                body["epochs"], ratios, body.get("blends", ()), body.get("averages", ())
+            ),
             "wall_seconds": time.perf_counter() - start,
             **provenance(omp_num_threads=os.environ.get("OMP_NUM_THREADS")),
         }
@@ -326,13 +339,19 @@ class Protocol:
 
 
 def select(
-    records: List[Record], rname: str, criterion: str, confidence=0.0, guard=None, blends=None
+    records: List[Record],
+    rname: str,
+    criterion: str,
+    confidence=0.0,
+    guard=None,
+    blends=None,
+    averages=(),
 ) -> Record:
     """The epoch the product's rule (:func:`~spacy_dallmi.selection.choose`) picks by the
     validation ``criterion``, ties to the earliest (the source first). With ``blends``, what the
     product ships (``training._select_shipped``) among the source, its blends with the last
-    epoch and ``model-best`` (the best trained epoch, the later of equal ones), ties to the
-    source, then the blends, then the checkpoint."""
+    epoch, the weight ``averages`` and ``model-best`` (the best trained epoch, the later of
+    equal ones), ties to the source, then the blends, the averages, the checkpoint."""
     source, *trained = records
     if blends is None:  # (distance from the source, epoch, candidate)
         candidates = [(r["epoch"], r["epoch"], r) for r in records]
@@ -340,6 +359,7 @@ def select(
         checkpoint = max(trained, key=lambda r: (r["val"][rname][criterion], r["epoch"]))
         last = records[-1]["epoch"]
         candidates = [(0.0, 0, source), *((b["alpha"], last, b) for b in blends)]
+        candidates.extend((1.0, last, a) for a in averages)
         candidates.append((1.0 + checkpoint["epoch"], checkpoint["epoch"], checkpoint))
     vals = [c[2]["val"][rname] for c in candidates]  # the source first, the nearest first
     wins = {i: val.get("pu_win", 0.0) for i, val in enumerate(vals)}
@@ -347,6 +367,8 @@ def select(
     scores = {i: val[criterion] for i, val in enumerate(vals)}
     distance, epoch, best = candidates[choose(scores, wins, confidence, 0, guards)]
     alpha = {} if blends is None else {"alpha": 0.0 if epoch == 0 else min(distance, 1.0)}
+    if "from_epoch" in best:
+        alpha["average_from"] = best["from_epoch"]
     return {"epoch": epoch, **alpha, "val": best["val"][rname][criterion], "test": best["test"]}
 
 
@@ -359,7 +381,9 @@ def criteria(records: List[Record], rname: str) -> Dict[str, Tuple[str, float, O
     return found
 
 
-def summarise_records(records: List[Record], ratios: Sequence[str], blends=()) -> Record:
+def summarise_records(
+    records: List[Record], ratios: Sequence[str], blends=(), averages=()
+) -> Record:
     """The last epoch's test scores, and per ratio and criterion the selected and shipped ones."""
 
     def picked(**blended: Any) -> Record:
@@ -367,7 +391,7 @@ def summarise_records(records: List[Record], ratios: Sequence[str], blends=()) -
         return {r: {c: select(records, r, *s, **blended) for c, s in specs[r]} for r in ratios}
 
     summary = {"last": records[-1]["test"], "selected": picked()}
-    return {**summary, "shipped": picked(blends=blends)} if blends else summary
+    return {**summary, "shipped": picked(blends=blends, averages=averages)} if blends else summary
 
 
 def run_key(seed: int, ratio: Optional[float], method: str) -> str:

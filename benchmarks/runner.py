@@ -24,6 +24,7 @@ from stats import macro_f1
 from spacy_dallmi.callbacks import find_textcat
 from spacy_dallmi.experiments.evaluate import expected_calibration_error
 from spacy_dallmi.experiments.thresholds import fit_threshold_columns
+from spacy_dallmi.interpolation import WeightAverage
 from spacy_dallmi.scorer import GOLD_POSITIVE_CUTOFF, score_cats_map
 from spacy_dallmi.selection import pu_win_rate
 from spacy_dallmi.training import batches_per_epoch
@@ -123,10 +124,13 @@ def effective_settings(config_path: str, overrides: Dict[str, Any]) -> Dict[str,
     return settings
 
 
-def train_run(config_path: str, overrides: Dict[str, Any], epochs: int, evaluate) -> Dict[str, Any]:
+def train_run(
+    config_path: str, overrides: Dict[str, Any], epochs: int, evaluate, average_from=()
+) -> Dict[str, Any]:
     """Train ``config_path`` for ``epochs`` epochs in this process: the trained ``nlp``, the
-    records of epochs 1..E (the last of the final model), the steps, and the wall-clock and
-    CPU seconds (which other processes do not inflate) of training and of evaluation."""
+    records of epochs 1..E (the last of the final model), the steps, the wall-clock and CPU
+    seconds (which other processes do not inflate) of training and of evaluation, and for each
+    epoch k of ``average_from`` the mean of the weights at the ends of epochs k..E."""
     per_epoch = batches_per_epoch(config_path, overrides)
     steps = epochs * per_epoch
     overrides = {**overrides, "training.optimizer.learn_rate.total_steps": steps,
@@ -136,9 +140,13 @@ def train_run(config_path: str, overrides: Dict[str, Any], epochs: int, evaluate
     config["training"]["logger"] = {"@loggers": "spacy.ConsoleLogger.v1", "progress_bar": False}
     records: List[Dict[str, Any]] = []
     timed = {"eval": 0.0, "eval_cpu": 0.0}
+    averages = {first: WeightAverage() for first in average_from}
 
     def record(nlp: Language, epoch: int, step: int) -> None:
         start, start_cpu = time.perf_counter(), time.process_time()
+        for first, average in averages.items():
+            if epoch >= first:
+                average.add(nlp)
         records.append({"epoch": epoch, "step": step, **evaluate(nlp)})
         timed["eval"] += time.perf_counter() - start
         timed["eval_cpu"] += time.process_time() - start_cpu
@@ -169,4 +177,5 @@ def train_run(config_path: str, overrides: Dict[str, Any], epochs: int, evaluate
         "train_seconds": train_seconds,
         "eval_seconds": timed["eval"],
         "train_cpu_seconds": train_cpu_seconds,
+        "averages": averages,
     }

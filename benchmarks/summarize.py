@@ -64,7 +64,11 @@ def load_dataset_runs(folder: Path) -> Dict[str, Runs]:
         run = srsly.read_json(path)
         # selections are recomputed from the recorded candidates, so a criterion added after a
         # run was made counts for it too
-        run.update(summarise_records(run["epochs"], list(run["selected"]), run.get("blends", ())))
+        run.update(
+            summarise_records(
+                run["epochs"], list(run["selected"]), run.get("blends", ()), run.get("averages", ())
+            )
+        )
         if run["ratio"] is None:
             shared.append(run)
         else:
@@ -106,7 +110,8 @@ def scores(runs: Runs, rname: str, method: str, model: str, metric="macro_ap") -
         if model == "last" or method == "none":  # the source is all that none ships
             test = run["last"]
         elif model == "ceiling":  # an analysis of the selection: it reads the test scores
-            candidates = [r["test"] for r in run["epochs"] + run.get("blends", [])]
+            made = run["epochs"] + run.get("blends", []) + run.get("averages", [])
+            candidates = [r["test"] for r in made]
             test = max(candidates, key=lambda t: t["macro_ap"])
         elif model.startswith("shipped_"):  # runs without blends (ft_full, aad) ship the pick
             test = run.get("shipped", run["selected"])[rname].get(model[8:], {}).get("test")

@@ -110,6 +110,16 @@ METHOD_INFO: Dict[str, MethodInfo] = {
         "emotions) instead of adapt.cfg's 5e-5; benchmarks only",
         "partial",
     ),
+    "dallmi_swa": MethodInfo(
+        "DALLMi as adapt ships it, with the mean weights of epochs 1..E and 3..E (SWA) among "
+        "the shipped candidates; benchmarks only",
+        "partial",
+    ),
+    "ft_partial_swa": MethodInfo(
+        "ft_partial with the mean weights of epochs 1..E and 3..E (SWA) among the shipped "
+        "candidates; benchmarks only",
+        "partial",
+    ),
 }
 
 
