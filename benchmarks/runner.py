@@ -9,10 +9,11 @@ The test scores never feed training or selection.
 import io
 import time
 import warnings
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import spacy
+import torch
 from spacy.language import Language
 from spacy.training import Example
 from spacy.training.initialize import init_nlp
@@ -21,10 +22,10 @@ from spacy.util import load_config, registry
 from splits import RATIOS, SeedCorpora, ratio_name, read_docs
 from stats import macro_f1
 
+from spacy_dallmi.architecture import get_hf_objects
 from spacy_dallmi.callbacks import find_textcat
 from spacy_dallmi.experiments.evaluate import expected_calibration_error
 from spacy_dallmi.experiments.thresholds import fit_threshold_columns
-from spacy_dallmi.interpolation import WeightAverage
 from spacy_dallmi.scorer import GOLD_POSITIVE_CUTOFF, score_cats_map
 from spacy_dallmi.selection import pu_win_rate
 from spacy_dallmi.training import batches_per_epoch
@@ -112,6 +113,53 @@ class Evaluator:
         test["macro_f_thresholds"] = {n: thresholded_f1(s) for n, s in self.val_partial.items()}
         test["macro_f_full_thresholds"] = thresholded_f1(self.val_full)
         return {"val": val, "test": test}
+
+
+class WeightAverage:
+    """The running uniform mean of a classifier's weights over the snapshots given to :meth:`add`.
+
+    Averaging the weights a fine-tuning run passes through (SWA, Izmailov et al. 2018) may land
+    in a flatter region than any one of them; snapshots of one run share a basin, so their
+    mean is a model of its own. Kept as arrays, not as a pipeline: :meth:`apply` writes the
+    mean into a pipeline of the same architecture. The screen of ``dallmi_swa`` and
+    ``ft_partial_swa`` (benchmarks/README.md) found no gain, so the product does not use it.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._thinc: Dict[Tuple[int, str], Any] = {}
+        self._torch: Dict[str, torch.Tensor] = {}
+
+    def add(self, nlp: Language) -> None:
+        """Fold ``nlp``'s classifier weights into the mean."""
+        model = find_textcat(nlp).model
+        self.count += 1
+        share = 1.0 / self.count
+        for index, node in enumerate(model.walk()):
+            for name in node.param_names:
+                if node.has_param(name):
+                    value = node.get_param(name)
+                    mean = self._thinc.setdefault((index, name), value.copy())
+                    mean += share * (value - mean)
+        with torch.no_grad():
+            for key, value in get_hf_objects(model).transformer.state_dict().items():
+                if value.is_floating_point():
+                    mean = self._torch.setdefault(key, value.detach().clone())
+                    mean += share * (value - mean)
+
+    def apply(self, nlp: Language) -> None:
+        """Set ``nlp``'s classifier weights to the mean (integer buffers are kept)."""
+        if not self.count:
+            raise ValueError("WeightAverage.apply: no weights were added.")
+        model = find_textcat(nlp).model
+        for index, node in enumerate(model.walk()):
+            for name in node.param_names:
+                if (index, name) in self._thinc:
+                    node.set_param(name, self._thinc[(index, name)].copy())
+        transformer = get_hf_objects(model).transformer
+        state = transformer.state_dict()
+        state.update({key: mean.clone() for key, mean in self._torch.items()})
+        transformer.load_state_dict(state)
 
 
 def effective_settings(config_path: str, overrides: Dict[str, Any]) -> Dict[str, Any]:

@@ -10,7 +10,7 @@ partner: the transformer's floating-point tensors and the thinc layers' paramete
 blended one by one; integer buffers (position ids) are equal and kept.
 """
 
-from typing import Any, Dict, Tuple
+from typing import Dict
 
 import torch
 from spacy.language import Language
@@ -73,49 +73,3 @@ def _blend_torch(into: Model, src: Model, adp: Model, alpha: float) -> None:
         else:
             blended[key] = value.clone()
     get_hf_objects(into).transformer.load_state_dict(blended)
-
-
-class WeightAverage:
-    """The running uniform mean of a classifier's weights over the snapshots given to :meth:`add`.
-
-    Averaging the weights a fine-tuning run passes through (SWA, Izmailov et al. 2018) lands
-    in a flatter region than any one of them; snapshots of one run share a basin, so their
-    mean is a model of its own, not a blend of strangers. Kept as arrays, not as a pipeline:
-    :meth:`apply` writes the mean into a pipeline of the same architecture.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._thinc: Dict[Tuple[int, str], Any] = {}
-        self._torch: Dict[str, torch.Tensor] = {}
-
-    def add(self, nlp: Language) -> None:
-        """Fold ``nlp``'s classifier weights into the mean."""
-        model = find_textcat(nlp).model
-        self.count += 1
-        share = 1.0 / self.count
-        for index, node in enumerate(model.walk()):
-            for name in node.param_names:
-                if node.has_param(name):
-                    value = node.get_param(name)
-                    mean = self._thinc.setdefault((index, name), value.copy())
-                    mean += share * (value - mean)
-        with torch.no_grad():
-            for key, value in get_hf_objects(model).transformer.state_dict().items():
-                if value.is_floating_point():
-                    mean = self._torch.setdefault(key, value.detach().clone())
-                    mean += share * (value - mean)
-
-    def apply(self, nlp: Language) -> None:
-        """Set ``nlp``'s classifier weights to the mean (integer buffers are kept)."""
-        if not self.count:
-            raise ValueError("WeightAverage.apply: no weights were added.")
-        model = find_textcat(nlp).model
-        for index, node in enumerate(model.walk()):
-            for name in node.param_names:
-                if (index, name) in self._thinc:
-                    node.set_param(name, self._thinc[(index, name)].copy())
-        transformer = get_hf_objects(model).transformer
-        state = transformer.state_dict()
-        state.update({key: mean.clone() for key, mean in self._torch.items()})
-        transformer.load_state_dict(state)

@@ -122,6 +122,25 @@ def test_guarded_selection_ships_only_candidates_the_guard_score_does_not_rank_b
     assert select(low, "r70", "partial_ap", guard="pu_score", blends=[])["test"] == "s"
 
 
+def test_a_weight_average_is_a_shipped_candidate_between_the_blends_and_the_checkpoint():
+    def record(epoch, ap, test):
+        return {"epoch": epoch, "val": {"r70": {"pu_score": 0.5, "partial_ap": ap}}, "test": test}
+
+    records = [record(0, 0.5, "s"), record(1, 0.7, "e1"), record(2, 0.6, "e2")]
+    blends = [{"alpha": 0.5, **record(2, 0.6, "x")}]
+    average = {"from_epoch": 1, **record(2, 0.8, "avg")}
+    shipped = select(records, "r70", "partial_ap", blends=blends, averages=[average])
+    assert (shipped["test"], shipped["average_from"], shipped["epoch"]) == ("avg", 1, 2)
+    # a tie with the checkpoint goes to the average, one with a blend to the blend
+    tied = {**average, "val": {"r70": {"pu_score": 0.5, "partial_ap": 0.7}}}
+    assert select(records, "r70", "partial_ap", blends=blends, averages=[tied])["test"] == "avg"
+    tied["val"]["r70"]["partial_ap"] = 0.6
+    low = [record(0, 0.5, "s"), record(1, 0.6, "e1")]
+    assert select(low, "r70", "partial_ap", blends=blends, averages=[tied])["test"] == "x"
+    # without averages, the run ships what it shipped before
+    assert select(records, "r70", "partial_ap", blends=blends)["test"] == "e1"
+
+
 def _write_run(
     folder: Path, method: str, seed: int, ratio, macro_ap: float, shipped_ap=None
 ) -> None:
