@@ -112,6 +112,7 @@ METHODS: Dict[str, Method] = as_registered(
         "dallmi_lr1e4": Method(ADAPT, "partial", learn_rate=1e-4),
         "dallmi_swa": Method(ADAPT, "partial", average_from=SWA_FROM),
         "ft_partial_swa": Method(FT, "partial", average_from=SWA_FROM),
+        "ft_partial_lr5e5": Method(FT, "partial", learn_rate=5e-5),
     }
 )
 

@@ -120,6 +120,11 @@ METHOD_INFO: Dict[str, MethodInfo] = {
         "candidates; benchmarks only",
         "partial",
     ),
+    "ft_partial_lr5e5": MethodInfo(
+        "ft_partial at learning rate 5e-5 (finetune.cfg's and DALLMi's) instead of the rate "
+        "tuned on the earlier, unconverged source models; benchmarks only",
+        "partial",
+    ),
 }
 
 
