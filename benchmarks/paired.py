@@ -298,6 +298,8 @@ class Protocol:
                 blends.append({"alpha": alpha, **evaluate(blend)})
         averages = []
         for first, average in run.get("averages", {}).items():  # SWA of epochs first..E
+            if not average.count:  # a run shorter than ``first`` epochs (--quick)
+                continue
             average.apply(blend)
             averages.append({"from_epoch": first, **evaluate(blend)})
         unrecorded = ("nlp", "records", "overrides", "averages")

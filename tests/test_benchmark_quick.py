@@ -80,6 +80,9 @@ def test_paired_quick_runs_resumes_and_summarises(tiny_bert, tmp_path):
         allowed = [source] + [c for c in [best, *trained["blends"]] if passes(c)]
         shipped = trained["shipped"]["r70"][name]
         assert shipped["val"] == max(c["val"]["r70"][criterion] for c in allowed)
+    # the weight averages (SWA) of epochs 1..E: with 2 epochs only the one from epoch 1
+    assert [a["from_epoch"] for a in runs["s0_r70_dallmi_swa"]["averages"]] == [1]
+    assert "averages" not in trained
     for record in trained["epochs"]:
         assert set(record["test"]["macro_f_thresholds"]) == {"r50", "r70", "r90"}
         assert 0.0 <= record["test"]["macro_f_full_thresholds"] <= 1.0
