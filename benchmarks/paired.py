@@ -290,18 +290,16 @@ class Protocol:
             run = train_aad(self, seed, corpora, effective, evaluate)
         else:
             run = train_run(config, overrides, self.args.epochs, evaluate, method.average_from)
-        blends = []
+        blends, averages = [], []
         if partial:  # WiSE-FT: (1 - alpha)·source + alpha·adapted
             source_nlp, blend = (spacy.load(corpora.folder / "source") for _ in range(2))
             for alpha in ALPHAS:
                 interpolate_into(blend, source_nlp, run["nlp"], alpha)
                 blends.append({"alpha": alpha, **evaluate(blend)})
-        averages = []
-        for first, average in run.get("averages", {}).items():  # SWA of epochs first..E
-            if not average.count:  # a run shorter than ``first`` epochs (--quick)
-                continue
-            average.apply(blend)
-            averages.append({"from_epoch": first, **evaluate(blend)})
+            for first, average in run.get("averages", {}).items():  # SWA of epochs first..E
+                if average.count:  # none in a run shorter than ``first`` epochs (--quick)
+                    average.apply(blend)
+                    averages.append({"from_epoch": first, **evaluate(blend)})
         unrecorded = ("nlp", "records", "overrides", "averages")
         body = {
             "run": {k: v for k, v in run.items() if k not in unrecorded},

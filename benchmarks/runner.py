@@ -139,13 +139,18 @@ class WeightAverage:
             for name in node.param_names:
                 if node.has_param(name):
                     value = node.get_param(name)
-                    mean = self._thinc.setdefault((index, name), value.copy())
-                    mean += share * (value - mean)
+                    if (index, name) in self._thinc:
+                        self._thinc[(index, name)] += share * (value - self._thinc[(index, name)])
+                    else:
+                        self._thinc[(index, name)] = value.copy()
         with torch.no_grad():
             for key, value in get_hf_objects(model).transformer.state_dict().items():
-                if value.is_floating_point():
-                    mean = self._torch.setdefault(key, value.detach().clone())
-                    mean += share * (value - mean)
+                if not value.is_floating_point():
+                    continue
+                if key in self._torch:
+                    self._torch[key] += share * (value - self._torch[key])
+                else:
+                    self._torch[key] = value.detach().clone()
 
     def apply(self, nlp: Language) -> None:
         """Set ``nlp``'s classifier weights to the mean (integer buffers are kept)."""

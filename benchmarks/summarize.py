@@ -26,13 +26,13 @@ MODELS = {
     "last": "last epoch",
     "pu_score": "selected by PU score",
     "partial_ap": "selected by partial AP",
-    "shipped_pu_score": "shipped by PU score (source, blends, best epoch)",
-    "shipped_partial_ap": "shipped by partial AP (source, blends, best epoch)",
+    "shipped_pu_score": "shipped by PU score (source, blends, [weight averages,] best epoch)",
+    "shipped_partial_ap": "shipped by partial AP (source, blends, [weight averages,] best epoch)",
     "shipped_pu_score_c90": "shipped by PU score, beating the source on 90% of resamples",
     "shipped_partial_ap_guarded": "shipped by partial AP among the candidates whose PU score "
     "is at least the source's",
-    "ceiling": "best on test among the source, every epoch and the blends (no selection rule "
-    "can ship more)",
+    "ceiling": "best on test among the source, every epoch, the blends and any weight averages "
+    "(no selection rule can ship more)",
 }
 #: The product's selection score, as configs/adapt.cfg and finetune.cfg weight it.
 CRITERION_OF_WEIGHT = {"cats_pu_score": "pu_score", "cats_macro_ap": "partial_ap"}
@@ -277,7 +277,8 @@ def shipped_section(runs: Runs, rname: str, methods: List[str]) -> List[str]:
     header = ["method", f"macro AP, `{model}`", "− none [95% CI]", "− ft_partial [95% CI]",
               f"recovery of B = `{free}` → `ft_full`"]  # fmt: skip
     return [f"Shipped models (`{model}`, as `adapt` ships: the source, its blends with the last "
-            "epoch and the best epoch, by the product's selection rule):", "",
+            "epoch and the best epoch, by the product's selection rule; the SWA screens add "
+            "their weight averages):", "",
             *table(header, rows)]  # fmt: skip
 
 

@@ -116,8 +116,8 @@ METHOD_INFO: Dict[str, MethodInfo] = {
         "partial",
     ),
     "ft_partial_swa": MethodInfo(
-        "ft_partial with the mean weights of epochs 1..E and 3..E (SWA) among the shipped "
-        "candidates; benchmarks only",
+        "ft_partial at finetune.cfg's rate (5e-5, not the tuned 1e-4) with the mean weights of "
+        "epochs 1..E and 3..E (SWA) among the shipped candidates; benchmarks only",
         "partial",
     ),
     "ft_partial_lr5e5": MethodInfo(
