@@ -289,7 +289,10 @@ class Protocol:
         if method.config == "aad":
             run = train_aad(self, seed, corpora, effective, evaluate)
         else:
-            run = train_run(config, overrides, self.args.epochs, evaluate, method.average_from)
+            load_source = lambda: spacy.load(corpora.folder / "source")  # noqa: E731
+            run = train_run(
+                config, overrides, self.args.epochs, evaluate, method.average_from, load_source
+            )
         blends, averages = [], []
         if partial:  # WiSE-FT: (1 - alpha)·source + alpha·adapted
             source_nlp, blend = (spacy.load(corpora.folder / "source") for _ in range(2))
@@ -298,8 +301,7 @@ class Protocol:
                 blends.append({"alpha": alpha, **evaluate(blend)})
             for first, average in run.get("averages", {}).items():  # SWA of epochs first..E
                 if average.count:  # none in a run shorter than ``first`` epochs (--quick)
-                    average.apply(blend)
-                    averages.append({"from_epoch": first, **evaluate(blend)})
+                    averages.append({"from_epoch": first, **evaluate(average.pipeline)})
         unrecorded = ("nlp", "records", "overrides", "averages")
         body = {
             "run": {k: v for k, v in run.items() if k not in unrecorded},

@@ -9,11 +9,10 @@ The test scores never feed training or selection.
 import io
 import time
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import spacy
-import torch
 from spacy.language import Language
 from spacy.training import Example
 from spacy.training.initialize import init_nlp
@@ -22,10 +21,10 @@ from spacy.util import load_config, registry
 from splits import RATIOS, SeedCorpora, ratio_name, read_docs
 from stats import macro_f1
 
-from spacy_dallmi.architecture import get_hf_objects
 from spacy_dallmi.callbacks import find_textcat
 from spacy_dallmi.experiments.evaluate import expected_calibration_error
 from spacy_dallmi.experiments.thresholds import fit_threshold_columns
+from spacy_dallmi.interpolation import interpolate_into
 from spacy_dallmi.scorer import GOLD_POSITIVE_CUTOFF, score_cats_map
 from spacy_dallmi.selection import pu_win_rate
 from spacy_dallmi.training import batches_per_epoch
@@ -116,55 +115,25 @@ class Evaluator:
 
 
 class WeightAverage:
-    """The running uniform mean of a classifier's weights over the snapshots given to :meth:`add`.
+    """The running uniform mean of a classifier's weights over the snapshots given to :meth:`add`,
+    kept in ``pipeline`` (one of the same architecture, e.g. a copy of the source model).
 
     Averaging the weights a fine-tuning run passes through (SWA, Izmailov et al. 2018) may land
     in a flatter region than any one of them; snapshots of one run share a basin, so their
-    mean is a model of its own. Kept as arrays, not as a pipeline: :meth:`apply` writes the
-    mean into a pipeline of the same architecture. The screen of ``dallmi_swa`` and
-    ``ft_partial_swa`` (benchmarks/README.md) found no gain, so the product does not use it.
+    mean is a model of its own. The k-th snapshot is blended in with weight 1/k by the same
+    :func:`~spacy_dallmi.interpolation.interpolate_into` as the WiSE-FT blends. The screen of
+    ``dallmi_swa`` and ``ft_partial_swa`` (benchmarks/README.md) found no gain, so the
+    product does not use it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, pipeline: Language) -> None:
+        self.pipeline = pipeline
         self.count = 0
-        self._thinc: Dict[Tuple[int, str], Any] = {}
-        self._torch: Dict[str, torch.Tensor] = {}
 
     def add(self, nlp: Language) -> None:
         """Fold ``nlp``'s classifier weights into the mean."""
-        model = find_textcat(nlp).model
         self.count += 1
-        share = 1.0 / self.count
-        for index, node in enumerate(model.walk()):
-            for name in node.param_names:
-                if node.has_param(name):
-                    value = node.get_param(name)
-                    if (index, name) in self._thinc:
-                        self._thinc[(index, name)] += share * (value - self._thinc[(index, name)])
-                    else:
-                        self._thinc[(index, name)] = value.copy()
-        with torch.no_grad():
-            for key, value in get_hf_objects(model).transformer.state_dict().items():
-                if not value.is_floating_point():
-                    continue
-                if key in self._torch:
-                    self._torch[key] += share * (value - self._torch[key])
-                else:
-                    self._torch[key] = value.detach().clone()
-
-    def apply(self, nlp: Language) -> None:
-        """Set ``nlp``'s classifier weights to the mean (integer buffers are kept)."""
-        if not self.count:
-            raise ValueError("WeightAverage.apply: no weights were added.")
-        model = find_textcat(nlp).model
-        for index, node in enumerate(model.walk()):
-            for name in node.param_names:
-                if (index, name) in self._thinc:
-                    node.set_param(name, self._thinc[(index, name)].copy())
-        transformer = get_hf_objects(model).transformer
-        state = transformer.state_dict()
-        state.update({key: mean.clone() for key, mean in self._torch.items()})
-        transformer.load_state_dict(state)
+        interpolate_into(self.pipeline, self.pipeline, nlp, 1.0 / self.count)
 
 
 def effective_settings(config_path: str, overrides: Dict[str, Any]) -> Dict[str, Any]:
@@ -178,12 +147,18 @@ def effective_settings(config_path: str, overrides: Dict[str, Any]) -> Dict[str,
 
 
 def train_run(
-    config_path: str, overrides: Dict[str, Any], epochs: int, evaluate, average_from=()
+    config_path: str,
+    overrides: Dict[str, Any],
+    epochs: int,
+    evaluate,
+    average_from=(),
+    load_pipeline: Optional[Callable[[], Language]] = None,
 ) -> Dict[str, Any]:
     """Train ``config_path`` for ``epochs`` epochs in this process: the trained ``nlp``, the
     records of epochs 1..E (the last of the final model), the steps, the wall-clock and CPU
     seconds (which other processes do not inflate) of training and of evaluation, and for each
-    epoch k of ``average_from`` the mean of the weights at the ends of epochs k..E."""
+    epoch k of ``average_from`` the mean of the weights at the ends of epochs k..E, kept in a
+    pipeline from ``load_pipeline``."""
     per_epoch = batches_per_epoch(config_path, overrides)
     steps = epochs * per_epoch
     overrides = {**overrides, "training.optimizer.learn_rate.total_steps": steps,
@@ -193,7 +168,7 @@ def train_run(
     config["training"]["logger"] = {"@loggers": "spacy.ConsoleLogger.v1", "progress_bar": False}
     records: List[Dict[str, Any]] = []
     timed = {"eval": 0.0, "eval_cpu": 0.0}
-    averages = {first: WeightAverage() for first in average_from}
+    averages = {first: WeightAverage(load_pipeline()) for first in average_from}
 
     def record(nlp: Language, epoch: int, step: int) -> None:
         start, start_cpu = time.perf_counter(), time.process_time()

@@ -23,12 +23,11 @@ def pair(tiny_bert):
 
 def test_the_weight_average_is_the_mean_of_the_snapshots_weight_by_weight(tiny_bert, pair):
     snapshots = [pipeline(tiny_bert, 6, noise=0.05), *pair]  # the first is changed below
-    average = WeightAverage()
+    average = WeightAverage(pipeline(tiny_bert, 7))
     for nlp in snapshots:
         average.add(nlp)
     assert average.count == 3
-    target = pipeline(tiny_bert, 7)
-    average.apply(target)
+    target = average.pipeline
     state, head = weights(target)
     taken = [weights(nlp) for nlp in snapshots]
     for key, value in state.items():
@@ -42,15 +41,8 @@ def test_the_weight_average_is_the_mean_of_the_snapshots_weight_by_weight(tiny_b
     # the snapshots are copied, not referenced: changing one later changes nothing
     before = probabilities(target)
     interpolate_into(snapshots[0], *pair, 0.5)
-    average.apply(target)
     assert np.allclose(probabilities(target), before, atol=1e-6)
     # one snapshot: its own model
-    single = WeightAverage()
+    single = WeightAverage(pipeline(tiny_bert, 8))
     single.add(snapshots[1])
-    single.apply(target)
-    assert np.allclose(probabilities(target), probabilities(snapshots[1]), atol=1e-6)
-
-
-def test_an_empty_weight_average_is_refused(tiny_bert, pair):
-    with pytest.raises(ValueError, match="no weights were added"):
-        WeightAverage().apply(pair[0])
+    assert np.allclose(probabilities(single.pipeline), probabilities(snapshots[1]), atol=1e-6)
